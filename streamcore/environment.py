@@ -1,0 +1,220 @@
+"""StreamEnvironment: configure a job, build its dataflow, execute it.
+
+>>> import streamcore as sc
+>>> env = sc.StreamEnvironment(batch_size=2)
+>>> words = env.from_collection(["a", "b", "a"])
+>>> words.key_by(lambda w: w).reduce(lambda a, b: a + b).execute_and_collect()
+['a', 'b', 'aa']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from streamcore.datastream import DataStream
+from streamcore.errors import ConfigurationError
+from streamcore.graph import StreamGraph
+from streamcore.keygroups import DEFAULT_MAX_PARALLELISM, check_max_parallelism
+from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
+from streamcore.runtime.job import JobHandle
+from streamcore.sources.base import Source
+from streamcore.sources.collection import CollectionSource, GeneratorSource
+from streamcore.state.factory import BACKENDS, StateBackendFactory
+from streamcore.time import Clock, SystemClock, WatermarkStrategy
+
+__all__ = ["StreamEnvironment"]
+
+DEFAULT_BATCH_SIZE = 1024
+
+
+class StreamEnvironment:
+    """The entry point: sources, configuration, and execution of one dataflow.
+
+    Args:
+        state_backend: ``"heap"`` (Python objects; default) or ``"rocksdb"`` (needs ``state_dir``).
+        state_dir: working directory of the RocksDB backend (rebuilt on every start).
+        batch_size: records taken from a split at a time and pushed through the operators.
+        max_parallelism: number of key groups (the unit of state ownership).
+        clock: processing-time clock (``ManualClock`` in tests); wall clock by default.
+        rocksdb_options: ``"default"``, ``"large-state"`` or a ``rocksdict.Options``.
+    """
+
+    def __init__(
+        self,
+        state_backend: str = "heap",
+        state_dir: str | Path | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_parallelism: int = DEFAULT_MAX_PARALLELISM,
+        clock: Clock | None = None,
+        rocksdb_options: Any = "default",
+    ) -> None:
+        if state_backend not in BACKENDS:
+            msg = f"state_backend must be one of {BACKENDS}, got {state_backend!r}"
+            raise ConfigurationError(msg)
+        if state_backend == "rocksdb" and state_dir is None:
+            msg = "state_backend='rocksdb' needs state_dir=... (a directory for the database)"
+            raise ConfigurationError(msg)
+        if type(batch_size) is not int or batch_size < 1:
+            msg = f"batch_size must be an int >= 1, got {batch_size!r}"
+            raise ConfigurationError(msg)
+        if clock is not None and not isinstance(clock, Clock):
+            msg = f"clock must be a streamcore.time.Clock, got {type(clock).__name__}"
+            raise ConfigurationError(msg)
+        self.state_backend = state_backend
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.batch_size = batch_size
+        self.max_parallelism = check_max_parallelism(max_parallelism)
+        self.clock: Clock = clock or SystemClock()
+        self.rocksdb_options = rocksdb_options
+        self.graph = StreamGraph()
+        self.checkpoint_config: Any = None
+        self.rate_coordination: Any = None
+
+    # -- sources -------------------------------------------------------------------------
+    def from_source(
+        self,
+        source: Source,
+        *,
+        timestamp: Callable[[Any], int] | None = None,
+        watermarks: WatermarkStrategy | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """A stream read from ``source``.
+
+        Args:
+            timestamp: event time of an element (int ms); sources with native timestamps
+                (Kafka) use those when this is ``None``.
+            watermarks: how the source's watermark advances; with timestamps but no strategy,
+                the watermark only moves at the end of a bounded input.
+            name: the operator name (and default uid).
+        """
+        if not isinstance(source, Source):
+            msg = f"from_source() takes a streamcore Source, got {type(source).__name__}"
+            raise ConfigurationError(msg)
+        if watermarks is not None and not isinstance(watermarks, WatermarkStrategy):
+            msg = f"watermarks must be a WatermarkStrategy, got {type(watermarks).__name__}"
+            raise ConfigurationError(msg)
+        if timestamp is not None and not callable(timestamp):
+            msg = f"timestamp must be a callable element -> int ms, got {type(timestamp).__name__}"
+            raise ConfigurationError(msg)
+        if name is not None and (not isinstance(name, str) or not name):
+            msg = f"name must be a non-empty str, got {name!r}"
+            raise ConfigurationError(msg)
+        node = self.graph.add(
+            "source", name or "source", [], None, source=source, watermarks=watermarks, timestamp_fn=timestamp
+        )
+        return DataStream(self, [(node, None)])
+
+    def from_collection(
+        self,
+        collection: Iterable[Any],
+        timestamp: Callable[[Any], int] | None = None,
+        watermarks: WatermarkStrategy | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """A bounded stream of the elements of ``collection``, in order."""
+        return self.from_source(
+            CollectionSource(collection), timestamp=timestamp, watermarks=watermarks, name=name or "collection"
+        )
+
+    def from_generator(
+        self,
+        fn: Callable[[int, int], Any],
+        *,
+        num_splits: int = 1,
+        count: int | None = None,
+        timestamp: Callable[[Any], int] | None = None,
+        watermarks: WatermarkStrategy | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """A deterministic, resumable stream: ``fn(split, offset)`` for each split.
+
+        ``count`` records per split (``None``: unbounded). Positions are offsets, so a
+        restored job regenerates exactly what it had not read.
+        """
+        src = GeneratorSource(fn, num_splits=num_splits, count=count)
+        return self.from_source(src, timestamp=timestamp, watermarks=watermarks, name=name or "generator")
+
+    # -- configuration ------------------------------------------------------------------------
+    def enable_checkpointing(
+        self,
+        directory: str | Path,
+        every_records: int | None = 100_000,
+        every_ms: int | None = None,
+        incremental: bool = True,
+        retain: int = 3,
+        tolerable_failures: int = 0,
+    ) -> StreamEnvironment:
+        """Take a checkpoint every ``every_records`` records read and/or every ``every_ms``.
+
+        See :mod:`streamcore.checkpoint` for the storage layout and guarantees.
+        """
+        from streamcore.checkpoint.config import CheckpointConfig
+
+        self.checkpoint_config = CheckpointConfig(
+            Path(directory), every_records, every_ms, incremental, retain, tolerable_failures
+        )
+        return self
+
+    def set_source_rate_coordination(self, enabled: bool = True, predictive: bool = True) -> StreamEnvironment:
+        """Pause source splits whose watermark runs ahead of their alignment group.
+
+        Applies to sources whose watermark strategy has ``with_watermark_alignment``.
+        ``predictive=False`` is Flink's reactive mode, for comparison.
+        """
+        from streamcore.sources.coordinator import RateCoordinationConfig
+
+        self.rate_coordination = RateCoordinationConfig(enabled=enabled, predictive=predictive)
+        return self
+
+    # -- execution ---------------------------------------------------------------------------
+    def _executor(self, job_name: str, restore_from: Any, control: JobControl | None) -> JobExecutor:
+        if not isinstance(job_name, str) or not job_name:
+            msg = f"job name must be a non-empty str, got {job_name!r}"
+            raise ConfigurationError(msg)
+        if not any(n.kind == "sink" for n in self.graph.nodes):
+            msg = "the job has no sink: add one with sink_to(...), print() or execute_and_collect()"
+            raise ConfigurationError(msg)
+        factory = StateBackendFactory(self.state_backend, self.state_dir, self.clock, self.rocksdb_options)
+        checkpointing = None
+        restore = None
+        if self.checkpoint_config is not None:
+            from streamcore.checkpoint.coordinator import CheckpointCoordinator
+
+            checkpointing = CheckpointCoordinator(self.checkpoint_config, job_name)
+        if restore_from is not None:
+            from streamcore.checkpoint.restore import plan_restore
+
+            restore = plan_restore(restore_from, self.checkpoint_config, job_name, self.state_backend)
+        coordinator = None
+        if self.rate_coordination is not None and self.rate_coordination.enabled:
+            from streamcore.sources.coordinator import SourceRateCoordinator
+
+            coordinator = SourceRateCoordinator(self.rate_coordination)
+        return JobExecutor(
+            self.graph,
+            job_name,
+            clock=self.clock,
+            batch_size=self.batch_size,
+            max_parallelism=self.max_parallelism,
+            state_factory=factory,
+            checkpointing=checkpointing,
+            restore=restore,
+            coordinator=coordinator,
+            control=control,
+        )
+
+    def execute(self, job_name: str = "streamcore-job", restore_from: Any = None) -> JobResult:
+        """Run the job in this thread until its bounded sources end.
+
+        Args:
+            restore_from: ``"latest"`` (newest complete checkpoint, or a fresh start if
+                none), a path to a checkpoint or savepoint, or ``None`` (fresh start).
+        """
+        return self._executor(job_name, restore_from, None).run()
+
+    def execute_async(self, job_name: str = "streamcore-job", restore_from: Any = None) -> JobHandle:
+        """Run the job in a background thread; the handle stops it, waits for it, reads metrics."""
+        return JobHandle(self._executor(job_name, restore_from, JobControl()))

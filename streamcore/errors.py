@@ -1,0 +1,132 @@
+"""Every exception streamcore raises on purpose.
+
+One tree, rooted at :class:`StreamcoreError`. Where a builtin fits, the error also
+subclasses it (``KeyEncodingError`` is a ``TypeError``), so callers who catch the
+builtin keep working. Errors from rocksdict and confluent-kafka are wrapped at the
+boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
+
+::
+
+    StreamcoreError
+    ├── ConfigurationError (ValueError)      bad arguments when a job is built or configured
+    │   └── GraphError                        an invalid dataflow (bad uid, cycles, mixing envs)
+    ├── UserFunctionError                     a user function raised; names operator and function
+    │   ├── KeySelectorError                  the key function raised or returned a bad key
+    │   └── TimestampError (TypeError)        a timestamp that is not an int
+    ├── KeyEncodingError (TypeError)          a key of a type with no stable byte encoding
+    ├── SerializationError (TypeError)        a state value msgpack (or your serializer) cannot encode
+    ├── StateError                            misuse of keyed state
+    │   ├── StateDescriptorConflictError      one state name registered with two different types
+    │   ├── NoCurrentKeyError                 keyed state used outside a keyed context
+    │   └── StateBackendError                 the backend failed (rocksdb I/O, lock, corruption)
+    │       └── StateDirectoryLockedError     another running job holds the state directory
+    ├── CheckpointError                       a checkpoint could not be written
+    │   └── RestoreError                      a checkpoint/savepoint cannot be restored
+    │       └── CorruptCheckpointError        metadata or a file failed validation
+    ├── ConnectorError                        a source or sink failed (Kafka, files)
+    │   └── DeserializationError              a record could not be decoded
+    └── JobError                              the job failed while running; wraps the cause
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "ConnectorError",
+    "CorruptCheckpointError",
+    "DeserializationError",
+    "GraphError",
+    "JobError",
+    "KeyEncodingError",
+    "KeySelectorError",
+    "NoCurrentKeyError",
+    "RestoreError",
+    "SerializationError",
+    "StateBackendError",
+    "StateDescriptorConflictError",
+    "StateDirectoryLockedError",
+    "StateError",
+    "StreamcoreError",
+    "TimestampError",
+    "UserFunctionError",
+]
+
+
+class StreamcoreError(Exception):
+    """Root of every error streamcore raises deliberately."""
+
+
+class ConfigurationError(StreamcoreError, ValueError):
+    """Raised when a job, source, sink or operator is configured with bad arguments."""
+
+
+class GraphError(ConfigurationError):
+    """Raised when the dataflow graph is invalid (duplicate uid, streams of two environments)."""
+
+
+class UserFunctionError(StreamcoreError):
+    """Raised when a user function raises; the message names the operator and the function.
+
+    The original exception is chained as ``__cause__``.
+    """
+
+
+class KeySelectorError(UserFunctionError):
+    """Raised when a key selector raises or returns a key that cannot be used."""
+
+
+class TimestampError(UserFunctionError, TypeError):
+    """Raised when a timestamp assigner returns something that is not an ``int`` of milliseconds."""
+
+
+class KeyEncodingError(StreamcoreError, TypeError):
+    """Raised when a key has no stable byte encoding (supported: int, str, bytes, float, bool, None, tuples)."""
+
+
+class SerializationError(StreamcoreError, TypeError):
+    """Raised when a state value cannot be serialized; names the state and the value's type."""
+
+
+class StateError(StreamcoreError):
+    """Raised on misuse of keyed state."""
+
+
+class StateDescriptorConflictError(StateError):
+    """Raised when one state name is registered twice with different state types."""
+
+
+class NoCurrentKeyError(StateError):
+    """Raised when keyed state is read or written with no current key (outside a keyed operator)."""
+
+
+class StateBackendError(StateError):
+    """Raised when the state backend fails: I/O errors, corruption, a foreign directory."""
+
+
+class StateDirectoryLockedError(StateBackendError):
+    """Raised when the state directory is already in use by another running job."""
+
+
+class CheckpointError(StreamcoreError):
+    """Raised when a checkpoint or savepoint cannot be taken."""
+
+
+class RestoreError(CheckpointError):
+    """Raised when a job cannot be restored from a checkpoint or savepoint."""
+
+
+class CorruptCheckpointError(RestoreError):
+    """Raised when checkpoint metadata or one of its files fails validation; names the file."""
+
+
+class ConnectorError(StreamcoreError):
+    """Raised when a source or sink fails (Kafka errors are wrapped in it)."""
+
+
+class DeserializationError(ConnectorError, ValueError):
+    """Raised when a source record cannot be decoded; names topic, partition and offset."""
+
+
+class JobError(StreamcoreError):
+    """Raised by ``execute()`` when the job fails while running; the cause is chained."""

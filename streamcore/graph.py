@@ -1,0 +1,110 @@
+"""The logical dataflow graph, and turning it into physical operators for one run.
+
+The fluent API only records :class:`Transformation` nodes; nothing runs until
+``execute``. Each run builds fresh operator objects from the nodes' factories, so an
+environment can execute several times. Every operator gets a stable ``uid`` (the
+name of its state in checkpoints): the one set with ``.uid(...)``, or one derived
+from its name and position among equally named nodes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamcore.errors import GraphError
+from streamcore.operators.base import StreamOperator
+
+__all__ = ["PhysicalPlan", "StreamGraph", "Transformation", "validate_uid"]
+
+_UID_RE = re.compile(r"^[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+ -]{0,199}$")
+
+
+def validate_uid(uid: Any) -> str:
+    """Check that ``uid`` can name state in checkpoints (letters, digits, ``_.:@+-`` and spaces)."""
+    if not isinstance(uid, str) or not _UID_RE.match(uid) or uid.strip() != uid:
+        msg = (
+            f"operator uid {uid!r} is invalid: use 1-200 letters, digits, spaces or '_.:@+-', "
+            "without leading or trailing spaces"
+        )
+        raise GraphError(msg)
+    return uid
+
+
+@dataclass(eq=False)
+class Transformation:
+    """One node of the logical graph."""
+
+    id: int
+    kind: str
+    name: str
+    inputs: list[tuple[Transformation, int, str | None]]
+    factory: Callable[[str, str], StreamOperator] | None = None
+    uid: str | None = None
+    source: Any = None
+    watermarks: Any = None
+    timestamp_fn: Callable[[Any], int] | None = None
+    resolved_uid: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamGraph:
+    """The nodes of one environment, in creation order (which is a topological order)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Transformation] = []
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        inputs: list[tuple[Transformation, int, str | None]],
+        factory: Callable[[str, str], StreamOperator] | None = None,
+        **kw: Any,
+    ) -> Transformation:
+        """Append a node."""
+        node = Transformation(len(self.nodes), kind, name, inputs, factory, **kw)
+        self.nodes.append(node)
+        return node
+
+    def remove(self, node: Transformation) -> None:
+        """Remove a node nothing reads from (``execute_and_collect``'s temporary sink)."""
+        self.nodes = [n for n in self.nodes if n is not node]
+
+    def resolve_uids(self) -> None:
+        """Give every node its uid; explicit uids must be unique.
+
+        Raises:
+            GraphError: two nodes share an explicit uid.
+        """
+        seen: dict[str, Transformation] = {}
+        for n in self.nodes:
+            if n.uid is not None:
+                if n.uid in seen:
+                    msg = f"uid {n.uid!r} is used by two operators ({seen[n.uid].name!r} and {n.name!r}); uids must be unique"
+                    raise GraphError(msg)
+                seen[n.uid] = n
+        counts: dict[str, int] = {}
+        for n in self.nodes:
+            if n.uid is not None:
+                n.resolved_uid = n.uid
+                continue
+            base = re.sub(r"[^A-Za-z0-9_.:@+-]", "_", n.name) or n.kind
+            counts[base] = counts.get(base, 0) + 1
+            uid = base if counts[base] == 1 else f"{base}-{counts[base]}"
+            while uid in seen:
+                counts[base] += 1
+                uid = f"{base}-{counts[base]}"
+            seen[uid] = n
+            n.resolved_uid = uid
+
+
+@dataclass
+class PhysicalPlan:
+    """The operators of one run: source tasks, then operators in topological order."""
+
+    sources: list[Any]
+    operators: list[StreamOperator]
+    by_uid: dict[str, Any]

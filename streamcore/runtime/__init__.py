@@ -1,0 +1,1 @@
+"""The executor: scheduler loop, source tasks, job handles."""

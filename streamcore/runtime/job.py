@@ -1,0 +1,107 @@
+"""A job running in a background thread: stop it, wait for it, read its metrics."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from streamcore.errors import CheckpointError, JobError, StreamcoreError
+from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
+
+__all__ = ["JobHandle"]
+
+
+class JobHandle:
+    """Returned by ``env.execute_async()``. The dataflow runs in one background thread."""
+
+    def __init__(self, executor: JobExecutor) -> None:
+        self._executor = executor
+        self._control: JobControl = executor.control
+        self._result: JobResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"streamcore-{executor.job_name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = self._executor.run()
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._control.running.set()
+
+    @property
+    def job_name(self) -> str:
+        """The job's name."""
+        return self._executor.job_name
+
+    def done(self) -> bool:
+        """Whether the job has ended (finished, stopped or failed)."""
+        return not self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """Wait for the end of the job and return its result.
+
+        Raises:
+            TimeoutError: the job is still running after ``timeout`` seconds.
+            StreamcoreError: the job failed (the original error).
+        """
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            msg = f"job {self.job_name!r} is still running after {timeout} s"
+            raise TimeoutError(msg)
+        if self._error is not None:
+            if isinstance(self._error, StreamcoreError):
+                raise self._error
+            raise JobError(f"job {self.job_name!r} failed: {self._error}") from self._error
+        assert self._result is not None
+        return self._result
+
+    def stop(self, savepoint: bool | str | Path = False, timeout: float | None = None) -> JobResult:
+        """Stop the job between two batches and wait for it.
+
+        Args:
+            savepoint: ``True`` (a savepoint in the checkpoint directory's ``savepoints/``) or a
+                directory: take a savepoint at the stop position first; ``result.savepoint`` has its path.
+        """
+        if savepoint:
+            directory = self._default_savepoint_dir() if savepoint is True else str(savepoint)
+            done = threading.Event()
+            result: list[Any] = []
+            with self._control.lock:
+                self._control.savepoint_requests.append((directory, done, result))
+            self._control.stop_savepoint_result = result  # type: ignore[attr-defined]
+        self._control.stop_requested.set()
+        res = self.wait(timeout)
+        if savepoint:
+            out = self._control.stop_savepoint_result  # type: ignore[attr-defined]
+            if out and isinstance(out[0], BaseException):
+                raise out[0]
+            res.savepoint = out[0] if out else None
+        return res
+
+    def trigger_savepoint(self, directory: str | Path | None = None, timeout: float | None = 60.0) -> str:
+        """Take a savepoint while the job keeps running; returns its path."""
+        done = threading.Event()
+        result: list[Any] = []
+        directory = str(directory) if directory is not None else self._default_savepoint_dir()
+        with self._control.lock:
+            self._control.savepoint_requests.append((directory, done, result))
+        if not done.wait(timeout):
+            msg = f"savepoint of job {self.job_name!r} not taken within {timeout} s"
+            raise CheckpointError(msg)
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]
+
+    def metrics(self) -> dict[str, Any]:
+        """Live metrics of every source and operator, by uid."""
+        return self._executor.metrics()
+
+    def _default_savepoint_dir(self) -> str:
+        cp = self._executor.checkpointing
+        if cp is None:
+            msg = "no savepoint directory: pass one, or enable_checkpointing(...) to use <checkpoint_dir>/savepoints"
+            raise CheckpointError(msg)
+        return str(Path(cp.directory) / "savepoints")

@@ -1,0 +1,151 @@
+"""The sink contract and the simple at-least-once sinks.
+
+A :class:`Sink` receives batches. Sinks that take part in checkpoints implement
+:meth:`Sink.snapshot_state` (called while the checkpoint is taken: flush or
+pre-commit here) and :meth:`Sink.notify_checkpoint_complete` (commit here);
+:class:`streamcore.sinks.two_phase.TwoPhaseCommitSink` builds exactly-once delivery on
+them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from streamcore.errors import ConfigurationError, StreamcoreError
+from streamcore.operators.base import StreamOperator, user_error
+
+__all__ = ["CallableSink", "CollectSink", "PrintSink", "Sink", "SinkOperator"]
+
+
+class Sink:
+    """Base of every sink. Override :meth:`write_batch` (or :meth:`write`)."""
+
+    def open(self, operator_uid: str) -> None:
+        """Called once before the first batch."""
+
+    def write(self, value: Any, timestamp: int | None) -> None:
+        """Write one record (the default :meth:`write_batch` calls this per record)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement write() or write_batch()")
+
+    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        """Write a batch of records."""
+        tss = timestamps if timestamps is not None else [None] * len(values)
+        for v, ts in zip(values, tss, strict=True):
+            self.write(v, ts)
+
+    def snapshot_state(self, checkpoint_id: int) -> Any:
+        """A checkpoint is being taken: flush or pre-commit; return state to store (msgpack-able)."""
+        return None
+
+    def restore_state(self, image: Any) -> None:
+        """Restore what :meth:`snapshot_state` returned (commit what was pending)."""
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """The checkpoint is durable: commit what it covers."""
+
+    def finish(self) -> None:
+        """End of a bounded input: make everything written visible."""
+
+    def close(self) -> None:
+        """Release resources (also after failures)."""
+
+
+class CollectSink(Sink):
+    """Collects every record in ``results`` (in emission order); for tests and notebooks.
+
+    >>> sink = CollectSink()
+    >>> sink.write_batch([1, 2], None)
+    >>> sink.results
+    [1, 2]
+    """
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.timestamps: list[int | None] = []
+        self._lock = threading.Lock()
+
+    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        """Append the batch."""
+        with self._lock:
+            self.results.extend(values)
+            self.timestamps.extend(timestamps if timestamps is not None else [None] * len(values))
+
+
+class PrintSink(Sink):
+    """Prints every record on its own line, with an optional prefix."""
+
+    def __init__(self, prefix: str = "", stream: TextIO | None = None) -> None:
+        self.prefix = prefix
+        self.stream = stream
+
+    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        """Print the batch."""
+        stream = self.stream or sys.stdout
+        p = self.prefix
+        stream.write("".join(f"{p}{v}\n" for v in values))
+
+
+class CallableSink(Sink):
+    """Calls ``fn(value)`` for every record (what ``sink_to(callable)`` builds)."""
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        if not callable(fn):
+            msg = f"sink_to() takes a Sink or a callable, got {type(fn).__name__}"
+            raise ConfigurationError(msg)
+        self.fn = fn
+
+    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        """Call ``fn`` per record."""
+        fn = self.fn
+        for v in values:
+            fn(v)
+
+
+class SinkOperator(StreamOperator):
+    """Hands batches to a :class:`Sink` and forwards its checkpoint hooks."""
+
+    def __init__(self, name: str, uid: str, sink: Sink) -> None:
+        super().__init__(name, uid)
+        self.sink = sink
+
+    def open(self) -> None:
+        """Open the sink."""
+        self.sink.open(self.uid)
+
+    def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
+        """Write the batch."""
+        self.records_in += len(values)
+        try:
+            self.sink.write_batch(values, timestamps)
+        except StreamcoreError:
+            raise
+        except Exception as exc:
+            raise user_error(self, self.sink, "sink", exc) from exc
+
+    def process_watermark(self, watermark: int) -> None:
+        """Sinks end the dataflow: nothing to forward."""
+
+    def snapshot_state(self) -> Any:
+        """The sink's state for the checkpoint being taken."""
+        return self.sink.snapshot_state(self.checkpoint_id)
+
+    def restore_state(self, image: Any) -> None:
+        """Restore the sink."""
+        self.sink.restore_state(image)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Let the sink commit."""
+        self.sink.notify_checkpoint_complete(checkpoint_id)
+
+    def finish(self) -> None:
+        """End of input."""
+        self.sink.finish()
+
+    def close(self) -> None:
+        """Close the sink."""
+        self.sink.close()
+
+    checkpoint_id = 0

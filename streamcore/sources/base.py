@@ -1,0 +1,65 @@
+"""The source contract: immutable configuration that creates split readers.
+
+A :class:`Source` is configuration; :meth:`Source.create_readers` builds one
+:class:`SplitReader` per split (a Kafka partition, a file, a generator split). The
+runtime polls readers in turn for batches, tracks a watermark per split, and asks
+each reader for its position when a checkpoint is taken; on restore, readers
+:meth:`~SplitReader.seek` back to it, so a restored job reads every record exactly
+once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+__all__ = ["Source", "SplitReader"]
+
+
+class SplitReader(ABC):
+    """Reads one split. ``finished`` becomes true after the last record of a bounded split."""
+
+    split_id: str
+    finished: bool = False
+
+    @abstractmethod
+    def poll(self, max_records: int) -> tuple[list[Any], list[int] | None]:
+        """Up to ``max_records`` records and their native timestamps (or ``None``).
+
+        An empty list means nothing is available right now (not the end: see ``finished``).
+        """
+
+    @abstractmethod
+    def position(self) -> Any:
+        """Where the next record comes from (msgpack-able): part of every checkpoint."""
+
+    @abstractmethod
+    def seek(self, position: Any) -> None:
+        """Continue from a position returned by :meth:`position`."""
+
+    def pause(self) -> None:
+        """The rate coordinator paused this split (Kafka pauses the partition)."""
+
+    def resume(self) -> None:
+        """The split may be polled again."""
+
+    def metrics(self) -> dict[str, Any]:
+        """Reader figures (lag, bytes)."""
+        return {}
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class Source(ABC):
+    """Configuration of a source; builds readers for every split of one job run."""
+
+    bounded: bool = True
+
+    @abstractmethod
+    def create_readers(self) -> list[SplitReader]:
+        """One reader per split, positioned at the start."""
+
+    def describe(self) -> str:
+        """A one-line description for logs and the CLI."""
+        return type(self).__name__

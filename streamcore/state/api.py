@@ -1,0 +1,381 @@
+"""The keyed state contract that every backend implements.
+
+Layers (see STYLE.md): a *backend* owns storage for one operator; *handles*
+(:class:`ValueState`, :class:`ListState`, :class:`MapState`, :class:`ReducingState`,
+:class:`TimeOrderedState`) are bound to the current key through a shared
+:class:`KeyContext`, which the operator sets before calling user code. Operator code
+is identical on every backend.
+
+Namespaces separate several instances of one state under the same key (a window's
+contents, for example); the default namespace is ``None``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from streamcore.errors import KeyEncodingError, NoCurrentKeyError, StateDescriptorConflictError
+from streamcore.keygroups import key_group_for_encoded
+from streamcore.serde import encode_key, encode_key_group
+from streamcore.state.descriptors import StateDescriptor, ValueStateDescriptor
+from streamcore.time import MIN_TIMESTAMP, Clock
+
+__all__ = [
+    "InternalTimerService",
+    "KeyContext",
+    "KeyedStateBackend",
+    "ListState",
+    "MapState",
+    "ReducingState",
+    "TimeOrderedState",
+    "ValueState",
+]
+
+_NO_KEY = object()
+
+
+class KeyContext:
+    """The current key of a keyed operator, with its key group and encoded bytes.
+
+    One instance is shared by an operator and its state backend. ``set_current_key``
+    is called once per record; key group and encoding are cached per key, so the
+    encoding cost is paid once per distinct key, not per record.
+    """
+
+    __slots__ = ("_cache", "_cache_limit", "key", "key_bytes", "key_group", "max_parallelism")
+
+    def __init__(self, max_parallelism: int, cache_limit: int = 200_000) -> None:
+        self.max_parallelism = max_parallelism
+        self.key: Any = _NO_KEY
+        self.key_group = -1
+        self.key_bytes = b""
+        self._cache: dict[Any, tuple[int, bytes]] = {}
+        self._cache_limit = cache_limit
+
+    def entry_for(self, key: Any) -> tuple[int, bytes]:
+        """``(key_group, key_group_bytes + encoded_key)`` of ``key``, cached."""
+        try:
+            entry = self._cache.get(key)
+        except TypeError as exc:
+            msg = (
+                f"key {key!r} of type {type(key).__name__} is unhashable; key functions must return "
+                "int, str, bytes, float, bool, None or a tuple of these"
+            )
+            raise KeyEncodingError(msg) from exc
+        if entry is None:
+            enc = encode_key(key)
+            kg = key_group_for_encoded(enc, self.max_parallelism)
+            entry = (kg, encode_key_group(kg) + enc)
+            if len(self._cache) >= self._cache_limit:
+                self._cache.clear()
+            self._cache[key] = entry
+        return entry
+
+    def set_current_key(self, key: Any) -> None:
+        """Make ``key`` the current key (state handles read and write its state)."""
+        self.key_group, self.key_bytes = self.entry_for(key)
+        self.key = key
+
+    def key_group_of(self, key: Any) -> int:
+        """The key group of ``key`` (cached)."""
+        return self.entry_for(key)[0]
+
+    def has_key(self) -> bool:
+        """Whether a current key is set."""
+        return self.key is not _NO_KEY
+
+    def require_key(self, what: str) -> None:
+        """Raise :class:`NoCurrentKeyError` when no key is set."""
+        if self.key is _NO_KEY:
+            msg = f"{what} used outside a keyed context; keyed state needs key_by() before the operator"
+            raise NoCurrentKeyError(msg)
+
+
+class ValueState(ABC):
+    """One value per key and namespace."""
+
+    @abstractmethod
+    def value(self) -> Any:
+        """The current key's value, or the descriptor's default."""
+
+    @abstractmethod
+    def update(self, value: Any) -> None:
+        """Set the current key's value (``None`` clears it)."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove the current key's value."""
+
+
+class ListState(ABC):
+    """A list of values per key and namespace."""
+
+    @abstractmethod
+    def get(self) -> list[Any]:
+        """A copy of the current key's list (empty when nothing is stored)."""
+
+    @abstractmethod
+    def add(self, value: Any) -> None:
+        """Append one value."""
+
+    def add_all(self, values: Iterable[Any]) -> None:
+        """Append several values."""
+        for v in values:
+            self.add(v)
+
+    @abstractmethod
+    def update(self, values: Iterable[Any]) -> None:
+        """Replace the list."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove the list."""
+
+
+class MapState(ABC):
+    """A map per key and namespace; user keys follow the stream-key encoding rules."""
+
+    @abstractmethod
+    def get(self, user_key: Any) -> Any:
+        """The value under ``user_key``, or ``None``."""
+
+    @abstractmethod
+    def put(self, user_key: Any, value: Any) -> None:
+        """Store ``value`` under ``user_key``."""
+
+    def put_all(self, mapping: dict[Any, Any]) -> None:
+        """Store every entry of ``mapping``."""
+        for k, v in mapping.items():
+            self.put(k, v)
+
+    @abstractmethod
+    def remove(self, user_key: Any) -> None:
+        """Remove ``user_key`` (no error if absent)."""
+
+    def contains(self, user_key: Any) -> bool:
+        """Whether ``user_key`` is present."""
+        return self.get(user_key) is not None
+
+    @abstractmethod
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """The current key's entries."""
+
+    def keys(self) -> Iterator[Any]:
+        """The current key's user keys."""
+        return (k for k, _ in self.items())
+
+    def values(self) -> Iterator[Any]:
+        """The current key's values."""
+        return (v for _, v in self.items())
+
+    def is_empty(self) -> bool:
+        """Whether the current key's map is empty."""
+        return next(iter(self.items()), None) is None
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove the whole map of the current key."""
+
+
+class ReducingState(ABC):
+    """One value per key, folded with the descriptor's reduce function on ``add``."""
+
+    @abstractmethod
+    def get(self) -> Any:
+        """The folded value, or ``None``."""
+
+    @abstractmethod
+    def add(self, value: Any) -> None:
+        """Fold ``value`` into the current value."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove the value."""
+
+
+class TimeOrderedState(ABC):
+    """Per-key entries ordered by timestamp; duplicates of one timestamp are all kept.
+
+    Used by interval joins and windows. ``entries_scanned`` counts every entry a
+    range read touched, so tests and benchmarks can prove a probe reads no more than
+    it must.
+    """
+
+    entries_scanned: int
+
+    @abstractmethod
+    def add(self, timestamp: int, value: Any) -> None:
+        """Buffer ``value`` at ``timestamp`` under the current key."""
+
+    @abstractmethod
+    def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
+        """Entries of the current key with ``lower <= ts <= upper``, in timestamp order."""
+
+    @abstractmethod
+    def scan_prefix(self) -> list[tuple[int, Any]]:
+        """Every entry of the current key, in timestamp order (the naive probe)."""
+
+    @abstractmethod
+    def remove_until(self, timestamp: int) -> int:
+        """Remove the current key's entries with ``ts <= timestamp``; returns how many."""
+
+    @abstractmethod
+    def is_empty(self) -> bool:
+        """Whether the current key has no entries."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Entries of every key (for metrics and tests)."""
+
+
+class InternalTimerService(ABC):
+    """Event- and processing-time timers of one keyed operator, per (timestamp, key, namespace).
+
+    Registering the same timer twice keeps one. Timers pop in timestamp order.
+    """
+
+    @abstractmethod
+    def register_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Register an event-time timer for the current key."""
+
+    @abstractmethod
+    def delete_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Delete an event-time timer of the current key (no error if absent)."""
+
+    @abstractmethod
+    def register_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Register a processing-time timer for the current key."""
+
+    @abstractmethod
+    def delete_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Delete a processing-time timer of the current key (no error if absent)."""
+
+    @abstractmethod
+    def pop_event_timer(self, watermark: int) -> tuple[int, Any, Any] | None:
+        """Remove and return the earliest event-time timer ``<= watermark`` as (ts, key, ns)."""
+
+    @abstractmethod
+    def pop_processing_timer(self, now: int) -> tuple[int, Any, Any] | None:
+        """Remove and return the earliest processing-time timer ``<= now`` as (ts, key, ns)."""
+
+    @abstractmethod
+    def next_processing_time(self) -> int | None:
+        """The earliest processing-time timer, if any."""
+
+    @abstractmethod
+    def num_event_timers(self) -> int:
+        """How many event-time timers are registered."""
+
+    @abstractmethod
+    def num_processing_timers(self) -> int:
+        """How many processing-time timers are registered."""
+
+
+class KeyedStateBackend(ABC):
+    """Keyed state of one operator: named states, timers, time-ordered buffers.
+
+    Subclasses implement ``_create_*``; registration, conflict checks and TTL wrapping
+    live here so that every backend behaves the same.
+    """
+
+    name = "abstract"
+
+    def __init__(self, operator_uid: str, key_context: KeyContext, clock: Clock) -> None:
+        self.operator_uid = operator_uid
+        self.key_context = key_context
+        self.clock = clock
+        self.event_time = MIN_TIMESTAMP
+        self._states: dict[str, tuple[StateDescriptor, Any]] = {}
+        self._timer_services: dict[str, InternalTimerService] = {}
+        self._time_ordered: dict[str, TimeOrderedState] = {}
+
+    # -- registration --------------------------------------------------------------
+    def get_state(self, descriptor: StateDescriptor) -> Any:
+        """The handle for ``descriptor``, created on first use.
+
+        Raises:
+            StateDescriptorConflictError: the name was registered with another kind or TTL.
+        """
+        known = self._states.get(descriptor.name)
+        if known is not None:
+            old, handle = known
+            if old.signature() != descriptor.signature():
+                msg = (
+                    f"operator {self.operator_uid!r}: state {descriptor.name!r} is registered as "
+                    f"{old.kind} (ttl={old.ttl}) and again as {descriptor.kind} (ttl={descriptor.ttl}); "
+                    "give each state its own name"
+                )
+                raise StateDescriptorConflictError(msg)
+            return handle
+        if descriptor.ttl is None:
+            handle = self._create_state(descriptor)
+        else:
+            from streamcore.state.ttl import wrap_with_ttl
+
+            # TTL'd value and reducing state store [expires_at, value] in a plain value state.
+            inner = descriptor
+            if descriptor.kind in ("value", "reducing"):
+                inner = ValueStateDescriptor(descriptor.name, serializer=descriptor.serializer)
+            handle = wrap_with_ttl(self._create_state(inner), descriptor, self)
+        self._states[descriptor.name] = (descriptor, handle)
+        return handle
+
+    def timer_service(self, name: str = "user") -> InternalTimerService:
+        """The timer service ``name`` of this operator, created on first use."""
+        svc = self._timer_services.get(name)
+        if svc is None:
+            svc = self._timer_services[name] = self._create_timer_service(name)
+        return svc
+
+    def time_ordered_state(self, name: str, serializer: Any = None) -> TimeOrderedState:
+        """The time-ordered buffer ``name`` of this operator, created on first use."""
+        st = self._time_ordered.get(name)
+        if st is None:
+            st = self._time_ordered[name] = self._create_time_ordered(name, serializer)
+        return st
+
+    def ttl_now(self, time: str) -> int:
+        """The current time for TTL: the clock, or the operator's watermark."""
+        return self.clock.now_ms() if time == "processing" else self.event_time
+
+    @property
+    def registered_states(self) -> dict[str, StateDescriptor]:
+        """Descriptors of every registered state, by name."""
+        return {name: d for name, (d, _) in self._states.items()}
+
+    # -- per-backend parts -----------------------------------------------------------
+    @abstractmethod
+    def _create_state(self, descriptor: StateDescriptor) -> Any: ...
+
+    @abstractmethod
+    def _create_timer_service(self, name: str) -> InternalTimerService: ...
+
+    @abstractmethod
+    def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState: ...
+
+    def begin_batch(self) -> None:
+        """Start grouping writes (RocksDB: one WriteBatch per input batch)."""
+
+    def end_batch(self) -> None:
+        """Commit the writes grouped since :meth:`begin_batch`."""
+
+    @abstractmethod
+    def cleanup_expired(self) -> int:
+        """Remove every expired TTL entry; returns how many were removed."""
+
+    @abstractmethod
+    def snapshot(self) -> dict[str, Any]:
+        """A backend-independent, msgpack-able image of every state, timer and buffer."""
+
+    @abstractmethod
+    def restore(self, image: dict[str, Any]) -> None:
+        """Load an image written by :meth:`snapshot` of either backend."""
+
+    def metrics(self) -> dict[str, Any]:
+        """Per-state figures (keys, reads, writes, entries scanned) where the backend has them."""
+        return {}
+
+    def close(self) -> None:
+        """Release resources."""

@@ -1,0 +1,470 @@
+"""The heap backend: keyed state in Python dicts, the reference implementation.
+
+Layout: per state, ``{namespace: {key: value}}``; a handle keeps a reference to the
+dict of its current namespace, so a read is one attribute load and one dict lookup.
+Time-ordered buffers are a ``SortedList`` of ``(ts, seq, value)`` per key; timers a
+heap plus a set for de-duplication. Values are kept as Python objects (never
+serialized on the hot path); snapshots serialize them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from sortedcontainers import SortedList
+
+from streamcore.state.api import (
+    InternalTimerService,
+    KeyContext,
+    KeyedStateBackend,
+    ListState,
+    MapState,
+    ReducingState,
+    TimeOrderedState,
+    ValueState,
+)
+from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.ttl import is_expired
+from streamcore.time import Clock
+
+__all__ = ["HeapKeyedStateBackend"]
+
+_INF = float("inf")
+
+
+class _HeapHandle:
+    __slots__ = ("_kc", "_ns", "_table", "_tables")
+
+    def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]]) -> None:
+        self._kc = kc
+        self._tables = tables
+        self._ns: Any = None
+        self._table = tables.setdefault(None, {})
+
+    def set_namespace(self, namespace: Any) -> None:
+        """Point this handle at ``namespace`` (windows use one namespace per window)."""
+        self._ns = namespace
+        table = self._tables.get(namespace)
+        if table is None:
+            table = self._tables[namespace] = {}
+        self._table = table
+
+
+class HeapValueState(_HeapHandle, ValueState):
+    """Value state in a dict."""
+
+    __slots__ = ("_default",)
+
+    def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]], default: Any) -> None:
+        super().__init__(kc, tables)
+        self._default = default
+
+    def value(self) -> Any:
+        """The current key's value or the default."""
+        return self._table.get(self._kc.key, self._default)
+
+    def update(self, value: Any) -> None:
+        """Set the value (``None`` clears)."""
+        if value is None:
+            self._table.pop(self._kc.key, None)
+        else:
+            self._table[self._kc.key] = value
+
+    def clear(self) -> None:
+        """Remove the value."""
+        self._table.pop(self._kc.key, None)
+
+
+class HeapReducingState(_HeapHandle, ReducingState):
+    """Reducing state in a dict."""
+
+    __slots__ = ("_reduce",)
+
+    def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]], reduce_fn: Any) -> None:
+        super().__init__(kc, tables)
+        self._reduce = reduce_fn
+
+    def get(self) -> Any:
+        """The folded value or ``None``."""
+        return self._table.get(self._kc.key)
+
+    def add(self, value: Any) -> None:
+        """Fold ``value`` in."""
+        table = self._table
+        key = self._kc.key
+        current = table.get(key)
+        table[key] = value if current is None else self._reduce(current, value)
+
+    def clear(self) -> None:
+        """Remove the value."""
+        self._table.pop(self._kc.key, None)
+
+
+class HeapListState(_HeapHandle, ListState):
+    """List state: a Python list per key."""
+
+    __slots__ = ()
+
+    def get(self) -> list[Any]:
+        """A copy of the list."""
+        lst = self._table.get(self._kc.key)
+        return list(lst) if lst else []
+
+    def add(self, value: Any) -> None:
+        """Append ``value``."""
+        lst = self._table.get(self._kc.key)
+        if lst is None:
+            self._table[self._kc.key] = [value]
+        else:
+            lst.append(value)
+
+    def add_all(self, values: Iterable[Any]) -> None:
+        """Append several values."""
+        new = list(values)
+        if not new:
+            return
+        lst = self._table.get(self._kc.key)
+        if lst is None:
+            self._table[self._kc.key] = new
+        else:
+            lst.extend(new)
+
+    def update(self, values: Iterable[Any]) -> None:
+        """Replace the list."""
+        new = list(values)
+        if new:
+            self._table[self._kc.key] = new
+        else:
+            self._table.pop(self._kc.key, None)
+
+    def clear(self) -> None:
+        """Remove the list."""
+        self._table.pop(self._kc.key, None)
+
+
+class HeapMapState(_HeapHandle, MapState):
+    """Map state: a dict per key."""
+
+    __slots__ = ()
+
+    def get(self, user_key: Any) -> Any:
+        """The value under ``user_key`` or ``None``."""
+        m = self._table.get(self._kc.key)
+        return None if m is None else m.get(user_key)
+
+    def put(self, user_key: Any, value: Any) -> None:
+        """Store ``value`` under ``user_key``."""
+        m = self._table.get(self._kc.key)
+        if m is None:
+            self._table[self._kc.key] = {user_key: value}
+        else:
+            m[user_key] = value
+
+    def remove(self, user_key: Any) -> None:
+        """Remove ``user_key``."""
+        m = self._table.get(self._kc.key)
+        if m is not None:
+            m.pop(user_key, None)
+            if not m:
+                del self._table[self._kc.key]
+
+    def contains(self, user_key: Any) -> bool:
+        """Whether ``user_key`` is present."""
+        m = self._table.get(self._kc.key)
+        return m is not None and user_key in m
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """A snapshot of the entries (safe to modify the map while iterating)."""
+        m = self._table.get(self._kc.key)
+        return iter(list(m.items())) if m else iter(())
+
+    def is_empty(self) -> bool:
+        """Whether the map is empty."""
+        return not self._table.get(self._kc.key)
+
+    def clear(self) -> None:
+        """Remove the map."""
+        self._table.pop(self._kc.key, None)
+
+
+class HeapTimeOrderedState(TimeOrderedState):
+    """Per-key ``SortedList`` of ``(ts, seq, value)``; ``seq`` keeps duplicates apart."""
+
+    __slots__ = ("_data", "_kc", "_seq", "entries_scanned")
+
+    def __init__(self, kc: KeyContext) -> None:
+        self._kc = kc
+        self._data: dict[Any, SortedList] = {}
+        self._seq = 0
+        self.entries_scanned = 0
+
+    def add(self, timestamp: int, value: Any) -> None:
+        """Buffer ``value`` at ``timestamp``."""
+        self._seq += 1
+        sl = self._data.get(self._kc.key)
+        if sl is None:
+            sl = self._data[self._kc.key] = SortedList()
+        sl.add((timestamp, self._seq, value))
+
+    def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
+        """Entries with ``lower <= ts <= upper``."""
+        sl = self._data.get(self._kc.key)
+        if sl is None or lower > upper:
+            return []
+        out = [(e[0], e[2]) for e in sl.irange((lower,), (upper, _INF))]
+        self.entries_scanned += len(out)
+        return out
+
+    def scan_prefix(self) -> list[tuple[int, Any]]:
+        """Every entry of the key."""
+        sl = self._data.get(self._kc.key)
+        if sl is None:
+            return []
+        self.entries_scanned += len(sl)
+        return [(e[0], e[2]) for e in sl]
+
+    def remove_until(self, timestamp: int) -> int:
+        """Remove entries with ``ts <= timestamp``."""
+        key = self._kc.key
+        sl = self._data.get(key)
+        if sl is None:
+            return 0
+        idx = sl.bisect_left((timestamp, _INF))
+        if idx:
+            del sl[:idx]
+        if not sl:
+            del self._data[key]
+        return idx
+
+    def is_empty(self) -> bool:
+        """Whether the current key has no entries."""
+        return self._kc.key not in self._data
+
+    def count(self) -> int:
+        """Entries of every key."""
+        return sum(len(sl) for sl in self._data.values())
+
+    def snapshot(self) -> list[list[Any]]:
+        """``[[key, ts, seq, value], ...]``."""
+        return [[key, ts, seq, v] for key, sl in self._data.items() for ts, seq, v in sl]
+
+    def restore(self, rows: list[list[Any]]) -> None:
+        """Load rows written by :meth:`snapshot` (of either backend)."""
+        for key, ts, seq, v in rows:
+            sl = self._data.get(key)
+            if sl is None:
+                sl = self._data[key] = SortedList()
+            sl.add((ts, seq, v))
+            self._seq = max(self._seq, seq)
+
+
+class HeapTimerService(InternalTimerService):
+    """Timers in two heaps with sets for de-duplication; deletes are lazy."""
+
+    def __init__(self, kc: KeyContext) -> None:
+        self._kc = kc
+        self._seq = itertools.count()
+        self._heaps: tuple[list[Any], list[Any]] = ([], [])
+        self._sets: tuple[set[Any], set[Any]] = (set(), set())
+
+    def _register(self, which: int, ts: int, ns: Any) -> None:
+        t = (ts, self._kc.key, ns)
+        s = self._sets[which]
+        if t not in s:
+            s.add(t)
+            heapq.heappush(self._heaps[which], (ts, next(self._seq), t))
+
+    def _delete(self, which: int, ts: int, ns: Any) -> None:
+        s = self._sets[which]
+        s.discard((ts, self._kc.key, ns))
+        heap = self._heaps[which]
+        if len(heap) > 64 and len(heap) > 2 * len(s):
+            self._heaps[which][:] = [(t[0], next(self._seq), t) for t in sorted(s, key=lambda t: t[0])]
+
+    def _pop(self, which: int, limit: int) -> tuple[int, Any, Any] | None:
+        heap = self._heaps[which]
+        s = self._sets[which]
+        while heap and heap[0][0] <= limit:
+            t = heapq.heappop(heap)[2]
+            if t in s:
+                s.remove(t)
+                return t
+        return None
+
+    def register_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Register an event-time timer for the current key."""
+        self._register(0, timestamp, namespace)
+
+    def delete_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Delete an event-time timer of the current key."""
+        self._delete(0, timestamp, namespace)
+
+    def register_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Register a processing-time timer for the current key."""
+        self._register(1, timestamp, namespace)
+
+    def delete_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
+        """Delete a processing-time timer of the current key."""
+        self._delete(1, timestamp, namespace)
+
+    def pop_event_timer(self, watermark: int) -> tuple[int, Any, Any] | None:
+        """The earliest event-time timer ``<= watermark``, removed."""
+        return self._pop(0, watermark)
+
+    def pop_processing_timer(self, now: int) -> tuple[int, Any, Any] | None:
+        """The earliest processing-time timer ``<= now``, removed."""
+        return self._pop(1, now)
+
+    def next_processing_time(self) -> int | None:
+        """The earliest live processing-time timer."""
+        heap, s = self._heaps[1], self._sets[1]
+        while heap and heap[0][2] not in s:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def num_event_timers(self) -> int:
+        """Registered event-time timers."""
+        return len(self._sets[0])
+
+    def num_processing_timers(self) -> int:
+        """Registered processing-time timers."""
+        return len(self._sets[1])
+
+    def snapshot(self) -> dict[str, list[list[Any]]]:
+        """``{"event": [[ts, key, ns], ...], "processing": [...]}`` in firing order."""
+        return {
+            "event": [list(t) for t in sorted(self._sets[0], key=lambda t: t[0])],
+            "processing": [list(t) for t in sorted(self._sets[1], key=lambda t: t[0])],
+        }
+
+    def restore(self, image: dict[str, list[list[Any]]]) -> None:
+        """Register every timer of an image (of either backend)."""
+        for which, kind in ((0, "event"), (1, "processing")):
+            for ts, key, ns in image.get(kind, ()):
+                t = (ts, key, ns)
+                if t not in self._sets[which]:
+                    self._sets[which].add(t)
+                    heapq.heappush(self._heaps[which], (ts, next(self._seq), t))
+
+
+_HANDLES = {"value": HeapValueState, "list": HeapListState, "map": HeapMapState, "reducing": HeapReducingState}
+
+
+class HeapKeyedStateBackend(KeyedStateBackend):
+    """Keyed state of one operator in Python objects (the default, and the reference)."""
+
+    name = "heap"
+
+    def __init__(self, operator_uid: str, key_context: KeyContext, clock: Clock) -> None:
+        super().__init__(operator_uid, key_context, clock)
+        self._tables: dict[str, tuple[str, dict[Any, dict[Any, Any]]]] = {}
+        self._handles: list[_HeapHandle] = []
+
+    def _create_state(self, descriptor: StateDescriptor) -> Any:
+        # A restore may have loaded this state's rows before the operator registered it.
+        tables: dict[Any, dict[Any, Any]] = self._tables.get(descriptor.name, ("", {}))[1]
+        self._tables[descriptor.name] = (descriptor.kind, tables)
+        kind = descriptor.kind
+        if kind == "value":
+            handle = HeapValueState(self.key_context, tables, getattr(descriptor, "default", None))
+        elif kind == "reducing":
+            handle = HeapReducingState(self.key_context, tables, descriptor.reduce_fn)  # type: ignore[attr-defined]
+        else:
+            handle = _HANDLES[kind](self.key_context, tables)
+        self._handles.append(handle)
+        return handle
+
+    def _create_timer_service(self, name: str) -> InternalTimerService:
+        return HeapTimerService(self.key_context)
+
+    def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
+        return HeapTimeOrderedState(self.key_context)
+
+    # -- housekeeping ---------------------------------------------------------------
+    def cleanup_expired(self) -> int:
+        """Drop expired TTL entries and empty namespaces."""
+        removed = 0
+        for name, (desc, _) in self._states.items():
+            kind, tables = self._tables[name]
+            if desc.ttl is not None:
+                now = self.ttl_now(desc.ttl.time)
+                for table in tables.values():
+                    removed += _drop_expired(kind, table, now)
+            for ns in [ns for ns, t in tables.items() if not t and ns is not None]:
+                del tables[ns]
+        for h in self._handles:
+            h.set_namespace(h._ns)
+        return removed
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every state as ``[key_group, key, namespace, payload]`` rows, plus timers and buffers."""
+        self.cleanup_expired()
+        kg_of = self.key_context.key_group_of
+        states: dict[str, Any] = {}
+        for name, (desc, _) in self._states.items():
+            kind, tables = self._tables[name]
+            rows = []
+            for ns, table in tables.items():
+                for key, value in table.items():
+                    payload = [[k, v] for k, v in value.items()] if kind == "map" else value
+                    rows.append([kg_of(key), key, ns, payload])
+            states[name] = {"kind": desc.kind, "storage": kind, "rows": rows}
+        return {
+            "states": states,
+            "timers": {n: svc.snapshot() for n, svc in self._timer_services.items()},  # type: ignore[attr-defined]
+            "time_ordered": {n: st.snapshot() for n, st in self._time_ordered.items()},  # type: ignore[attr-defined]
+        }
+
+    def restore(self, image: dict[str, Any]) -> None:
+        """Load an image of either backend; states are created from the image's kinds."""
+        for name, st in image.get("states", {}).items():
+            if name not in self._tables:
+                self._tables[name] = (st["storage"], {})
+            kind, tables = self._tables[name]
+            for _kg, key, ns, payload in st["rows"]:
+                table = tables.setdefault(ns, {})
+                table[key] = dict((k, v) for k, v in payload) if kind == "map" else payload
+        for name, timers in image.get("timers", {}).items():
+            self.timer_service(name).restore(timers)  # type: ignore[attr-defined]
+        for name, rows in image.get("time_ordered", {}).items():
+            self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
+        for h in self._handles:
+            h.set_namespace(h._ns)
+
+    def metrics(self) -> dict[str, Any]:
+        """Keys per state and buffered entries."""
+        out: dict[str, Any] = {}
+        for name, (_, tables) in self._tables.items():
+            out[name] = {"keys": sum(len(t) for t in tables.values())}
+        for name, st in self._time_ordered.items():
+            out[name] = {"entries": st.count(), "entries_scanned": st.entries_scanned}
+        return out
+
+
+def _drop_expired(kind: str, table: dict[Any, Any], now: int) -> int:
+    removed = 0
+    if kind == "value":
+        dead = [k for k, raw in table.items() if is_expired(raw, now)]
+        for k in dead:
+            del table[k]
+        return len(dead)
+    for key in list(table):
+        coll = table[key]
+        if kind == "list":
+            live = [r for r in coll if not is_expired(r, now)]
+            removed += len(coll) - len(live)
+            if live:
+                table[key] = live
+            else:
+                del table[key]
+        else:
+            dead = [k for k, raw in coll.items() if is_expired(raw, now)]
+            for k in dead:
+                del coll[k]
+            removed += len(dead)
+            if not coll:
+                del table[key]
+    return removed
