@@ -138,8 +138,12 @@ class StreamOperator:
     def on_processing_time(self, now: int) -> None:
         """Fire processing-time timers due at ``now``."""
 
-    def snapshot_state(self) -> Any:
-        """Operator state for a checkpoint (msgpack-able), or ``None``."""
+    def snapshot_state(self, canonical: bool = False) -> Any:
+        """Operator state for a checkpoint (msgpack-able), or ``None``.
+
+        ``canonical`` asks for a backend-independent image (savepoints); otherwise keyed
+        backends may answer with a reference to their native snapshot (RocksDB files).
+        """
         return None
 
     def restore_state(self, image: Any) -> None:

@@ -196,9 +196,9 @@ class KeyedOperator(StreamOperator):
         """Emit side outputs buffered by user code (subclasses with a context override)."""
 
     # -- checkpoints -------------------------------------------------------------------
-    def snapshot_state(self) -> Any:
+    def snapshot_state(self, canonical: bool = False) -> Any:
         """The keyed backend's image plus the operator's own state."""
-        return {"keyed": self.backend.snapshot(), "operator": self.snapshot_operator_state()}
+        return {"keyed": self.backend.snapshot(canonical), "operator": self.snapshot_operator_state()}
 
     def restore_state(self, image: Any) -> None:
         """Load an image written by :meth:`snapshot_state`."""

@@ -85,7 +85,7 @@ class TimestampsAndWatermarksOperator(StreamOperator):
     def receive_idle(self, edge: int, idle: bool) -> None:
         """Idleness of the input does not matter: this operator makes its own watermarks."""
 
-    def snapshot_state(self) -> Any:
+    def snapshot_state(self, canonical: bool = False) -> Any:
         """The generator's state and the current watermark."""
         return {"generator": self.generator.snapshot(), "watermark": self.current_watermark}
 

@@ -111,14 +111,17 @@ class JobExecutor:
         self._proc_time_ops: list[StreamOperator] = []
 
     # -- snapshots (used by the checkpoint coordinator) ----------------------------------
-    def snapshot_all(self, checkpoint_id: int) -> dict[str, Any]:
-        """Snapshot of every source position and operator state: call only between batches."""
+    def snapshot_all(self, checkpoint_id: int, canonical: bool = False) -> dict[str, Any]:
+        """Snapshot of every source position and operator state: call only between batches.
+
+        ``canonical`` asks keyed backends for backend-independent rows (savepoints).
+        """
         assert self.plan is not None
         for op in self.plan.operators:
             op.checkpoint_id = checkpoint_id  # type: ignore[attr-defined]
         return {
             "sources": {s.uid: s.snapshot_state() for s in self.plan.sources},
-            "operators": {op.uid: op.snapshot_state() for op in self.plan.operators},
+            "operators": {op.uid: op.snapshot_state(canonical) for op in self.plan.operators},
             "coordinator": self.coordinator.snapshot() if self.coordinator is not None else None,
         }
 
@@ -246,7 +249,7 @@ class JobExecutor:
 
     def _serve_stop(self) -> str | None:
         self._serve_savepoints()
-        return getattr(self.control, "stop_savepoint", None)
+        return None
 
     def metrics(self) -> dict[str, Any]:
         """Live figures of every source and operator, by uid."""

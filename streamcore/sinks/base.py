@@ -128,7 +128,7 @@ class SinkOperator(StreamOperator):
     def process_watermark(self, watermark: int) -> None:
         """Sinks end the dataflow: nothing to forward."""
 
-    def snapshot_state(self) -> Any:
+    def snapshot_state(self, canonical: bool = False) -> Any:
         """The sink's state for the checkpoint being taken."""
         return self.sink.snapshot_state(self.checkpoint_id)
 

@@ -366,8 +366,13 @@ class KeyedStateBackend(ABC):
         """Remove every expired TTL entry; returns how many were removed."""
 
     @abstractmethod
-    def snapshot(self) -> dict[str, Any]:
-        """A backend-independent, msgpack-able image of every state, timer and buffer."""
+    def snapshot(self, canonical: bool = True) -> dict[str, Any]:
+        """A msgpack-able image of every state, timer and buffer.
+
+        ``canonical=True``: backend-independent rows (savepoints; restorable into either
+        backend). ``canonical=False``: the backend may return a marker that its state is
+        in its native snapshot (RocksDB: the database checkpoint files).
+        """
 
     @abstractmethod
     def restore(self, image: dict[str, Any]) -> None:

@@ -399,7 +399,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
             h.set_namespace(h._ns)
         return removed
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, canonical: bool = True) -> dict[str, Any]:
         """Every state as ``[key_group, key, namespace, payload]`` rows, plus timers and buffers."""
         self.cleanup_expired()
         kg_of = self.key_context.key_group_of
