@@ -1,0 +1,407 @@
+"""One contract, two backends: every test runs on heap and on RocksDB."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamcore.errors import SerializationError, StateDescriptorConflictError
+from streamcore.state import (
+    KeyContext,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateBackendFactory,
+    StateTtlConfig,
+    ValueStateDescriptor,
+)
+from streamcore.time import ManualClock
+
+BACKENDS = ["heap", "rocksdb"]
+
+
+class Env:
+    """A keyed backend with its key context and clock, opened on a factory."""
+
+    def __init__(self, kind, path, uid="op", fresh=True):
+        self.clock = ManualClock(1_000)
+        self.factory = StateBackendFactory(kind, path, self.clock)
+        self.factory.open(fresh=fresh)
+        self.kc = KeyContext(128)
+        self.backend = self.factory.create(uid, self.kc)
+
+    def key(self, k):
+        self.kc.set_current_key(k)
+        return self
+
+    def close(self):
+        self.factory.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def env(request, tmp_path):
+    e = Env(request.param, tmp_path / "state")
+    yield e
+    e.close()
+
+
+def test_value_state(env):
+    s = env.backend.get_state(ValueStateDescriptor("v", default=0))
+    env.key("a")
+    assert s.value() == 0
+    s.update(5)
+    env.key("b")
+    assert s.value() == 0
+    s.update((1, "x"))
+    assert s.value() == (1, "x")
+    env.key("a")
+    assert s.value() == 5
+    s.clear()
+    assert s.value() == 0
+    s.update(3)
+    s.update(None)
+    assert s.value() == 0
+
+
+def test_list_state(env):
+    s = env.backend.get_state(ListStateDescriptor("l"))
+    env.key(1)
+    assert s.get() == []
+    s.add("x")
+    s.add_all(["y", "z"])
+    assert s.get() == ["x", "y", "z"]
+    env.key(2)
+    s.update([1, 2])
+    assert s.get() == [1, 2]
+    s.update([])
+    assert s.get() == []
+    env.key(1)
+    got = s.get()
+    got.append("mutated")
+    assert s.get() == ["x", "y", "z"]
+    s.clear()
+    assert s.get() == []
+
+
+def test_map_state(env):
+    s = env.backend.get_state(MapStateDescriptor("m"))
+    env.key("k")
+    assert s.is_empty() and s.get("a") is None and not s.contains("a")
+    s.put("a", 1)
+    s.put_all({"b": 2, ("t", 1): [3]})
+    assert s.get("a") == 1 and s.contains(("t", 1)) and not s.is_empty()
+    assert dict(s.items()) == {"a": 1, "b": 2, ("t", 1): [3]}
+    assert set(s.keys()) == {"a", "b", ("t", 1)} and sorted(map(str, s.values())) == ["1", "2", "[3]"]
+    for k in list(s.keys()):
+        s.remove(k)
+    assert s.is_empty()
+    s.put(1, "x")
+    env.key("other")
+    assert s.is_empty()
+    env.key("k")
+    s.clear()
+    assert s.is_empty()
+
+
+def test_reducing_state(env):
+    s = env.backend.get_state(ReducingStateDescriptor("r", lambda a, b: a + b))
+    env.key("k")
+    assert s.get() is None
+    for i in range(5):
+        s.add(i)
+    assert s.get() == 10
+    s.clear()
+    assert s.get() is None
+
+
+def test_namespaces_separate_state(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    env.key("k")
+    for ns in [None, (0, 10), (10, 20)]:
+        s.set_namespace(ns)
+        lst.set_namespace(ns)
+        s.update(str(ns))
+        lst.add(str(ns))
+    for ns in [None, (0, 10), (10, 20)]:
+        s.set_namespace(ns)
+        lst.set_namespace(ns)
+        assert s.value() == str(ns) and lst.get() == [str(ns)]
+
+
+def test_same_descriptor_twice_returns_the_same_handle_and_conflicts_are_errors(env):
+    a = env.backend.get_state(ValueStateDescriptor("x"))
+    assert env.backend.get_state(ValueStateDescriptor("x")) is a
+    with pytest.raises(StateDescriptorConflictError):
+        env.backend.get_state(MapStateDescriptor("x"))
+    with pytest.raises(StateDescriptorConflictError):
+        env.backend.get_state(ValueStateDescriptor("x", ttl=10))
+
+
+def test_processing_time_ttl(env):
+    v = env.backend.get_state(ValueStateDescriptor("v", ttl=100))
+    m = env.backend.get_state(MapStateDescriptor("m", ttl=100))
+    lst = env.backend.get_state(ListStateDescriptor("l", ttl=100))
+    r = env.backend.get_state(ReducingStateDescriptor("r", max, ttl=100))
+    env.key("k")
+    v.update(1)
+    m.put("a", 1)
+    lst.add(1)
+    r.add(4)
+    env.clock.advance(50)
+    m.put("b", 2)
+    lst.add(2)
+    assert v.value() == 1 and dict(m.items()) == {"a": 1, "b": 2} and lst.get() == [1, 2] and r.get() == 4
+    env.clock.advance(60)
+    assert v.value() is None and dict(m.items()) == {"b": 2} and lst.get() == [2] and r.get() is None
+    env.clock.advance(100)
+    assert env.backend.cleanup_expired() >= 1
+    assert m.is_empty() and lst.get() == []
+
+
+def test_event_time_ttl_and_update_on_read(env):
+    v = env.backend.get_state(ValueStateDescriptor("v", ttl=StateTtlConfig(100, time="event", update_on_read=True)))
+    env.key("k")
+    env.backend.event_time = 0
+    v.update("x")
+    env.backend.event_time = 90
+    assert v.value() == "x"  # renewed: lives until 190
+    env.backend.event_time = 150
+    assert v.value() == "x"
+    env.backend.event_time = 1_000
+    assert v.value() is None
+
+
+def test_cleanup_removes_expired_entries_of_every_key(env):
+    v = env.backend.get_state(ValueStateDescriptor("v", ttl=10))
+    for k in range(50):
+        env.key(k)
+        v.update(k)
+    env.clock.advance(20)
+    assert env.backend.cleanup_expired() == 50
+    image = env.backend.snapshot(canonical=True)
+    assert image["states"]["v"]["rows"] == []
+
+
+def test_timers_dedup_order_delete(env):
+    t = env.backend.timer_service()
+    for key, ts in [("b", 30), ("a", 10), ("a", 10), ("c", 20), ("a", 40)]:
+        env.key(key)
+        t.register_event_time_timer(ts)
+    env.key("c")
+    t.delete_event_time_timer(20)
+    t.delete_event_time_timer(999)
+    assert t.num_event_timers() == 3
+    fired = []
+    while (x := t.pop_event_timer(35)) is not None:
+        fired.append(x)
+    assert fired == [(10, "a", None), (30, "b", None)]
+    env.key("z")
+    t.register_event_time_timer(5)  # registered in the past: fires at the next pop
+    assert t.pop_event_timer(35) == (5, "z", None)
+    assert t.pop_event_timer(100) == (40, "a", None)
+    assert t.pop_event_timer(10**18) is None
+
+
+def test_processing_timers_and_namespaces(env):
+    t = env.backend.timer_service("other")
+    env.key(7)
+    t.register_processing_time_timer(500, (0, 1))
+    t.register_processing_time_timer(400)
+    assert t.next_processing_time() == 400
+    assert t.pop_processing_timer(450) == (400, 7, None)
+    assert t.pop_processing_timer(450) is None
+    assert t.pop_processing_timer(500) == (500, 7, (0, 1))
+    assert t.num_processing_timers() == 0
+
+
+def test_many_timers_fire_in_order(env):
+    t = env.backend.timer_service()
+    import random
+
+    rnd = random.Random(3)
+    expected = set()
+    for i in range(3_000):
+        ts = rnd.randint(0, 10_000)
+        k = rnd.randint(0, 300)
+        env.key(k)
+        t.register_event_time_timer(ts)
+        expected.add((ts, k))
+    got = []
+    for wm in range(0, 10_001, 997):
+        while (x := t.pop_event_timer(wm)) is not None:
+            got.append((x[0], x[1]))
+            assert x[0] <= wm
+    while (x := t.pop_event_timer(10**9)) is not None:
+        got.append((x[0], x[1]))
+    assert [g[0] for g in got] == sorted(g[0] for g in got)
+    assert set(got) == expected and len(got) == len(expected)
+
+
+def test_time_ordered_state(env):
+    buf = env.backend.time_ordered_state("buf")
+    env.key("k")
+    for ts in [5, -3, 5, 10, 0]:
+        buf.add(ts, f"v{ts}")
+    env.key("other")
+    buf.add(4, "o")
+    env.key("k")
+    before = buf.entries_scanned
+    assert buf.range(0, 5) == [(0, "v0"), (5, "v5"), (5, "v5")]
+    assert buf.entries_scanned - before == 3
+    assert buf.range(6, 9) == [] and buf.range(5, 4) == []
+    assert [ts for ts, _ in buf.scan_prefix()] == [-3, 0, 5, 5, 10]
+    assert buf.remove_until(5) == 4
+    assert buf.scan_prefix() == [(10, "v10")] and not buf.is_empty()
+    assert buf.count() == 2
+    buf.remove_until(10)
+    assert buf.is_empty()
+
+
+def test_many_keys_across_key_groups(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    groups = set()
+    for i in range(2_000):
+        env.key(("user", i))
+        groups.add(env.kc.key_group)
+        s.update(i)
+    assert len(groups) == 128
+    for i in range(0, 2_000, 37):
+        env.key(("user", i))
+        assert s.value() == i
+
+
+def test_write_batch_reads_its_own_writes(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    env.backend.begin_batch()
+    env.key("k")
+    s.update(1)
+    lst.add("a")
+    assert s.value() == 1 and lst.get() == ["a"]
+    s.update(s.value() + 1)
+    env.backend.end_batch()
+    assert s.value() == 2 and lst.get() == ["a"]
+
+
+KEYS = st.one_of(st.integers(-5, 5), st.text("xy", max_size=2), st.tuples(st.integers(0, 2), st.text("q", max_size=1)))
+OPS = st.lists(
+    st.tuples(st.sampled_from(["set", "clear", "add", "put", "remove", "timer"]), KEYS, st.integers(0, 20)), max_size=60
+)
+
+
+@settings(max_examples=25)
+@given(ops=OPS)
+def test_snapshot_restores_into_either_backend(ops, tmp_path_factory):
+    images = {}
+    for kind in BACKENDS:
+        e = Env(kind, tmp_path_factory.mktemp("s"))
+        v = e.backend.get_state(ValueStateDescriptor("v"))
+        lst = e.backend.get_state(ListStateDescriptor("l"))
+        m = e.backend.get_state(MapStateDescriptor("m"))
+        t = e.backend.timer_service()
+        buf = e.backend.time_ordered_state("b")
+        for op, key, n in ops:
+            e.key(key)
+            if op == "set":
+                v.update(n)
+            elif op == "clear":
+                v.clear()
+                lst.clear()
+            elif op == "add":
+                lst.add(n)
+                buf.add(n, key)
+            elif op == "put":
+                m.put(n % 4, n)
+            elif op == "remove":
+                m.remove(n % 4)
+            else:
+                t.register_event_time_timer(n)
+        images[kind] = e.backend.snapshot(canonical=True)
+        e.close()
+    assert _normal(images["heap"]) == _normal(images["rocksdb"])
+    for source in BACKENDS:
+        for target in BACKENDS:
+            e = Env(target, tmp_path_factory.mktemp("r"))
+            e.backend.restore(images[source])
+            for name, d in [("v", ValueStateDescriptor("v")), ("l", ListStateDescriptor("l")), ("m", MapStateDescriptor("m"))]:
+                e.backend.get_state(d)
+            e.backend.timer_service()
+            e.backend.time_ordered_state("b")
+            assert _normal(e.backend.snapshot(canonical=True)) == _normal(images["heap"])
+            e.close()
+
+
+def _normal(image):
+    def norm_rows(kind, rows):
+        out = []
+        for _kg, key, ns, payload in rows:
+            if kind == "map":
+                payload = sorted(map(tuple, payload), key=repr)
+            out.append((repr(key), repr(ns), repr(payload)))
+        return sorted(out)
+
+    states = {n: norm_rows(s["storage"], s["rows"]) for n, s in image["states"].items() if s["rows"]}
+    timers = {n: sorted(map(repr, t["event"])) for n, t in image["timers"].items()}
+    buffers = {n: sorted(repr((r[0], r[1], r[3])) for r in rows) for n, rows in image["time_ordered"].items()}
+    return states, timers, buffers
+
+
+def test_rocksdb_reopen_sees_the_same_state(tmp_path):
+    e = Env("rocksdb", tmp_path)
+    v = e.backend.get_state(ValueStateDescriptor("v"))
+    m = e.backend.get_state(MapStateDescriptor("m"))
+    t = e.backend.timer_service()
+    e.key("k")
+    v.update(41)
+    m.put("x", [1])
+    t.register_event_time_timer(77)
+    e.close()
+    e = Env("rocksdb", tmp_path, fresh=False)
+    v = e.backend.get_state(ValueStateDescriptor("v"))
+    m = e.backend.get_state(MapStateDescriptor("m"))
+    e.key("k")
+    assert v.value() == 41 and m.get("x") == [1]
+    assert e.backend.timer_service().pop_event_timer(100) == (77, "k", None)
+    e.close()
+
+
+def test_rocksdb_unserializable_value_names_state_and_type(tmp_path):
+    e = Env("rocksdb", tmp_path)
+    v = e.backend.get_state(ValueStateDescriptor("profile"))
+    e.key("k")
+    with pytest.raises(SerializationError) as info:
+        v.update(object())
+    assert "profile" in str(info.value) and "object" in str(info.value) and "serializer" in str(info.value)
+    e.close()
+
+
+def test_custom_serializer(tmp_path):
+    import json
+
+    class Json:
+        def dumps(self, v):
+            return json.dumps(v).encode()
+
+        def loads(self, b):
+            return json.loads(b)
+
+    e = Env("rocksdb", tmp_path)
+    v = e.backend.get_state(ValueStateDescriptor("j", serializer=Json()))
+    e.key(1)
+    v.update({"a": [1, 2]})
+    assert v.value() == {"a": [1, 2]}
+    e.close()
+
+
+def test_rocksdb_metrics(tmp_path):
+    e = Env("rocksdb", tmp_path)
+    v = e.backend.get_state(ValueStateDescriptor("v"))
+    for i in range(100):
+        e.key(i)
+        v.update(i)
+        v.value()
+    m = e.backend.metrics()["v"]
+    assert m["reads"] >= 100 and m["writes"] >= 100
+    e.close()
