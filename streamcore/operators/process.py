@@ -92,15 +92,18 @@ class _KeyedFunctionOperator(KeyedOperator):
         values, timestamps, keys = self.drop_late(values, timestamps, keys, side)
         self.records_in += len(values)
         ctx = self.ctx
-        set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+        kc = self.key_context
+        assert kc is not None
         out: list[Any] = []
         self.backend.begin_batch()
         try:
+            key_bytes = kc.key_bytes_batch(keys)
             if timestamps is None:
                 out_ts = None
                 extend = out.extend
-                for v, k in zip(values, keys, strict=True):
-                    set_key(k)
+                for v, k, kb in zip(values, keys, key_bytes, strict=True):
+                    kc.key = k
+                    kc.key_bytes = kb
                     res = pe(v, ctx)
                     if res is not None:
                         extend(res)
@@ -108,8 +111,9 @@ class _KeyedFunctionOperator(KeyedOperator):
                 out_ts = []
                 append = out.append
                 ts_append = out_ts.append
-                for v, k, ts in zip(values, keys, timestamps, strict=True):
-                    set_key(k)
+                for v, k, kb, ts in zip(values, keys, key_bytes, timestamps, strict=True):
+                    kc.key = k
+                    kc.key_bytes = kb
                     ctx.ts = ts
                     res = pe(v, ctx)
                     if res is not None:

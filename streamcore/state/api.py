@@ -44,12 +44,11 @@ class KeyContext:
     encoding cost is paid once per distinct key, not per record.
     """
 
-    __slots__ = ("_cache", "_cache_limit", "key", "key_bytes", "key_group", "max_parallelism")
+    __slots__ = ("_cache", "_cache_limit", "key", "key_bytes", "max_parallelism")
 
     def __init__(self, max_parallelism: int, cache_limit: int = 200_000) -> None:
         self.max_parallelism = max_parallelism
         self.key: Any = _NO_KEY
-        self.key_group = -1
         self.key_bytes = b""
         self._cache: dict[Any, tuple[int, bytes]] = {}
         self._cache_limit = cache_limit
@@ -75,8 +74,25 @@ class KeyContext:
 
     def set_current_key(self, key: Any) -> None:
         """Make ``key`` the current key (state handles read and write its state)."""
-        self.key_group, self.key_bytes = self.entry_for(key)
+        self.key_bytes = self.entry_for(key)[1]
         self.key = key
+
+    def key_bytes_batch(self, keys: list[Any]) -> list[bytes]:
+        """``key_group_bytes + encoded_key`` of every key of a batch (one comprehension on cache hits).
+
+        A keyed operator's per-record loop then only assigns ``key`` and ``key_bytes``.
+        """
+        cache = self._cache
+        try:
+            return [cache[k][1] for k in keys]
+        except (KeyError, TypeError):
+            entry_for = self.entry_for
+            return [entry_for(k)[1] for k in keys]
+
+    @property
+    def key_group(self) -> int:
+        """The current key's key group."""
+        return int.from_bytes(self.key_bytes[:2], "big")
 
     def key_group_of(self, key: Any) -> int:
         """The key group of ``key`` (cached)."""
