@@ -1,0 +1,255 @@
+"""The aggregate function contract the window operator calls, and helpers its implementations share.
+
+An :class:`AggregateFunction` folds the values of one window (of one key) into an
+*accumulator* and turns it into a result, in four steps named as in Flink/PyFlink:
+``create_accumulator``, ``add``, ``merge`` (session windows merge, and so do partial
+aggregates) and ``get_result``. Three hooks serve the window operator:
+
+* ``add_batch(values, acc)``: the operator hands over every value of a batch that falls
+  into one window at once, so per-record Python overhead is paid once per batch; the
+  default loops over ``add``, functions that can vectorise override it.
+* ``serialize_accumulator(acc)`` / ``deserialize_accumulator(obj)``: keyed state stores
+  accumulators with msgpack, so every accumulator must survive
+  ``msgpack.packb`` / ``msgpack.unpackb`` through these hooks (the default is identity,
+  right for ints, floats, strs and lists of them).
+
+Accumulators may be mutated in place: ``add``, ``add_batch`` and ``merge`` may change
+``acc`` (and ``merge`` its first argument) and return it, so callers must always use the
+returned accumulator and must not use the arguments again. ``merge`` never changes its
+second argument.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+import msgpack
+
+from streamcore.errors import ConfigurationError, SerializationError
+
+__all__ = [
+    "AggregateFunction",
+    "Field",
+    "ReduceAggregate",
+    "decode_value",
+    "encode_value",
+    "field_getter",
+]
+
+IN = TypeVar("IN")
+ACC = TypeVar("ACC")
+OUT = TypeVar("OUT")
+
+Field = str | Callable[[Any], Any] | None
+"""Where a function finds its input: a dict key or attribute name, a callable, or None (the value itself)."""
+
+
+class AggregateFunction(ABC, Generic[IN, ACC, OUT]):
+    """Incrementally aggregates the values of a window into an accumulator, then a result.
+
+    Implementations are configuration: immutable and shared by every key and window; the
+    per-window data lives in the accumulators they create.
+
+    >>> class Longest(AggregateFunction):
+    ...     def create_accumulator(self):
+    ...         return ""
+    ...     def add(self, value, acc):
+    ...         return value if len(value) > len(acc) else acc
+    ...     def merge(self, a, b):
+    ...         return b if len(b) > len(a) else a
+    ...     def get_result(self, acc):
+    ...         return acc
+    >>> f = Longest()
+    >>> f.get_result(f.add_batch(["a", "abc", "ab"], f.create_accumulator()))
+    'abc'
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def create_accumulator(self) -> ACC:
+        """A new, empty accumulator (the state of a window that has seen nothing)."""
+
+    @abstractmethod
+    def add(self, value: IN, accumulator: ACC) -> ACC:
+        """Fold one value into the accumulator; returns the (possibly same) accumulator."""
+
+    @abstractmethod
+    def merge(self, a: ACC, b: ACC) -> ACC:
+        """Combine two accumulators, as if ``b``'s values had been added after ``a``'s."""
+
+    @abstractmethod
+    def get_result(self, accumulator: ACC) -> OUT:
+        """The aggregate of everything folded into the accumulator."""
+
+    def add_batch(self, values: Sequence[IN], accumulator: ACC) -> ACC:
+        """Fold a batch of values, in order; the same as calling :meth:`add` for each."""
+        add = self.add
+        for value in values:
+            accumulator = add(value, accumulator)
+        return accumulator
+
+    def serialize_accumulator(self, accumulator: ACC) -> Any:
+        """A msgpack-encodable form of the accumulator (the default: the accumulator itself)."""
+        return accumulator
+
+    def deserialize_accumulator(self, obj: Any) -> ACC:
+        """The accumulator back from what :meth:`serialize_accumulator` returned, after msgpack."""
+        return obj
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def field_getter(field: Field) -> Callable[[Any], Any] | None:
+    """Turn a field spec into a function extracting it from a value; None means "the value itself".
+
+    A str reads ``value[field]`` from mappings and ``getattr(value, field)`` from anything else.
+    A missing key or attribute raises the usual ``KeyError`` / ``AttributeError``.
+
+    >>> field_getter("x")({"x": 1})
+    1
+    """
+    if field is None:
+        return None
+    if isinstance(field, str):
+        name = field
+
+        def get(value: Any) -> Any:
+            if type(value) is dict or isinstance(value, Mapping):
+                return value[name]
+            return getattr(value, name)
+
+        get.__name__ = f"get_{name}"
+        return get
+    if callable(field):
+        return field
+    msg = f"field must be a str (key or attribute), a callable or None, got {type(field).__name__}"
+    raise ConfigurationError(msg)
+
+
+_EXT_TUPLE = 1
+_EXT_BIGINT = 2
+_MIN_MSGPACK_INT = -(2**63)
+_MAX_MSGPACK_INT = 2**64 - 1
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode_value(value: Any) -> Any:
+    """A msgpack-encodable form of a value that :func:`decode_value` turns back into an equal value.
+
+    msgpack alone turns tuples into lists (so they stop being hashable and stop comparing
+    with tuples) and cannot encode ints beyond 64 bits; both become msgpack extension
+    types here. Lists and dicts are walked; subclasses of the basic types come back as the
+    base type.
+
+    Raises:
+        SerializationError: a value of a type msgpack cannot carry (e.g. ``Decimal``, objects).
+
+    >>> decode_value(msgpack.unpackb(msgpack.packb(encode_value((1, ("a", 2**70))))))
+    (1, ('a', 1180591620717411303424))
+    """
+    t = type(value)
+    if t is str or t is float or t is bool or value is None or t is bytes:
+        return value
+    if t is int:
+        if _MIN_MSGPACK_INT <= value <= _MAX_MSGPACK_INT:
+            return value
+        return msgpack.ExtType(_EXT_BIGINT, str(value).encode("ascii"))
+    if t is tuple:
+        return msgpack.ExtType(_EXT_TUPLE, _packb([encode_value(v) for v in value]))
+    if t is list:
+        return [encode_value(v) for v in value]
+    if t is dict:
+        return {encode_value(k): encode_value(v) for k, v in value.items()}
+    for base in (bool, int, float, str, bytes, tuple, list, dict):
+        if isinstance(value, base):
+            return encode_value(base(value))
+    msg = (
+        f"cannot store a value of type {t.__name__} in an accumulator; aggregate values must be "
+        "int, float, str, bytes, bool, None, or tuples, lists and dicts of these (map it first)"
+    )
+    raise SerializationError(msg)
+
+
+def decode_value(obj: Any) -> Any:
+    """Invert :func:`encode_value` on what msgpack decoded.
+
+    Raises:
+        SerializationError: an extension type this module did not write.
+    """
+    t = type(obj)
+    if t is list:
+        return [decode_value(v) for v in obj]
+    if t is msgpack.ExtType:
+        if obj.code == _EXT_TUPLE:
+            return tuple(decode_value(v) for v in msgpack.unpackb(obj.data, raw=False, strict_map_key=False))
+        if obj.code == _EXT_BIGINT:
+            return int(obj.data.decode("ascii"))
+        msg = f"unknown msgpack extension type {obj.code} in a stored accumulator; not written by streamcore?"
+        raise SerializationError(msg)
+    if t is dict:
+        return {decode_value(k): decode_value(v) for k, v in obj.items()}
+    return obj
+
+
+class ReduceAggregate(AggregateFunction[Any, "tuple[Any] | None", Any]):
+    """Adapts a two-argument reduce function (as in Flink's ``ReduceFunction``) to an aggregate.
+
+    The result is ``reduce_fn(...reduce_fn(v1, v2)..., vn)``, or None for an empty window.
+    ``reduce_fn`` must be associative, because merging windows applies it to partial results.
+    The accumulator is None or a 1-tuple holding the running result.
+
+    >>> f = ReduceAggregate(lambda a, b: a + b)
+    >>> f.get_result(f.add_batch([1, 2, 3], f.create_accumulator()))
+    6
+    """
+
+    __slots__ = ("reduce_fn",)
+
+    def __init__(self, reduce_fn: Callable[[Any, Any], Any]) -> None:
+        if not callable(reduce_fn):
+            msg = f"ReduceAggregate needs a callable (a, b) -> c, got {type(reduce_fn).__name__}"
+            raise ConfigurationError(msg)
+        self.reduce_fn = reduce_fn
+
+    def create_accumulator(self) -> tuple[Any] | None:
+        return None
+
+    def add(self, value: Any, accumulator: tuple[Any] | None) -> tuple[Any]:
+        return (value,) if accumulator is None else (self.reduce_fn(accumulator[0], value),)
+
+    def add_batch(self, values: Sequence[Any], accumulator: tuple[Any] | None) -> tuple[Any] | None:
+        fn = self.reduce_fn
+        it = iter(values)
+        if accumulator is None:
+            for first in it:
+                accumulator = (first,)
+                break
+            else:
+                return None
+        result = accumulator[0]
+        for value in it:
+            result = fn(result, value)
+        return (result,)
+
+    def merge(self, a: tuple[Any] | None, b: tuple[Any] | None) -> tuple[Any] | None:
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return (self.reduce_fn(a[0], b[0]),)
+
+    def get_result(self, accumulator: tuple[Any] | None) -> Any:
+        return None if accumulator is None else accumulator[0]
+
+    def serialize_accumulator(self, accumulator: tuple[Any] | None) -> Any:
+        return None if accumulator is None else [encode_value(accumulator[0])]
+
+    def deserialize_accumulator(self, obj: Any) -> tuple[Any] | None:
+        return None if obj is None else (decode_value(obj[0]),)
+
+    def __repr__(self) -> str:
+        return f"ReduceAggregate({getattr(self.reduce_fn, '__name__', self.reduce_fn)!r})"
