@@ -1,0 +1,49 @@
+"""Every benchmark runs in --quick mode and prints the JSON keys its issue names.
+
+Smoke tests only: they check that the scripts run and report, never how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+REQUIRED = {
+    "throughput.py": {"stateless_rps", "stateless_floor_rps", "stateless_ratio", "keyed_rps", "keyed_floor_rps", "keyed_ratio"},
+    "state_backends.py": {"heap_rmw_rps", "rocksdb_rmw_rps", "raw_rocksdb_floor_rps", "rocksdb_rmw_ratio"},
+    "prefix_vs_range.py": {"uniform", "hot"},
+    "join_throughput.py": {"heap_rps", "rocksdb_rps", "floor_rps", "heap_ratio", "rocksdb_ratio", "count_ok"},
+    "checkpoints.py": {"incremental_bytes_ratio", "pause_ms_p50", "pause_ms_p99", "restore_s", "kills", "lost", "duplicated"},
+    "catch_up.py": {"peak_state_ratio", "catch_up_time_ratio"},
+    "windows.py": {"tumbling_heap_ratio", "tumbling_rocksdb_ratio", "hll_rel_error", "bloom_fp_rate"},
+    "kafka_throughput.py": {"ratio_to_raw"},
+}
+
+PRESENT = sorted(name for name in REQUIRED if (BENCH / name).exists())
+
+
+@pytest.mark.bench
+@pytest.mark.parametrize("script", PRESENT)
+def test_benchmark_quick_mode(script, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    figures = json.loads(last)
+    missing = REQUIRED[script] - set(figures)
+    assert not missing, f"{script} --json lacks {sorted(missing)}"
+
+
+def test_the_core_benchmarks_exist():
+    assert {"throughput.py", "state_backends.py"} <= set(PRESENT)
