@@ -52,7 +52,7 @@ def rmw(b: Backend, keys):
         chunk = keys[start : start + BATCH]
         kbs = kc.key_bytes_batch(chunk)
         begin()
-        for k, kb in zip(chunk, kbs):
+        for k, kb in zip(chunk, kbs, strict=True):
             kc.key = k
             kc.key_bytes = kb
             v = value()
@@ -70,7 +70,7 @@ def map_put_get(b: Backend, keys):
         chunk = keys[start : start + BATCH]
         kbs = kc.key_bytes_batch(chunk)
         b.backend.begin_batch()
-        for i, (k, kb) in enumerate(zip(chunk, kbs)):
+        for i, (k, kb) in enumerate(zip(chunk, kbs, strict=True)):
             kc.key = k
             kc.key_bytes = kb
             put(i % 8, i)
@@ -109,7 +109,7 @@ def raw_floor(tmp: Path, keys):
     wo = rocksdict.WriteOptions()
     wo.disable_wal = True
     bkeys = [k.encode() for k in keys]
-    get = db.get
+    get, write = db.get, db.write
     loads, dumps = msgpack_loads, msgpack_dumps
 
     def run():
@@ -120,12 +120,11 @@ def raw_floor(tmp: Path, keys):
                 raw = get(k)
                 v = 0 if raw is None else loads(raw)
                 put(k, dumps(v + 1))
-            db.write(wb, wo)
+            write(wb, wo)
         return len(bkeys)
 
     t, n = best_of(1, run)
     db.close()
-    del db
     return t, n
 
 

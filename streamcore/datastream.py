@@ -80,8 +80,12 @@ class DataStream:
             msg = "streams of two different StreamEnvironments cannot be combined"
             raise GraphError(msg)
 
-    def _add(self, kind: str, factory: Callable[[str, str], Any], inputs: Any = None, **kw: Any) -> Transformation:
-        return self._env.graph.add(kind, kind, inputs if inputs is not None else self._inputs(), factory, **kw)
+    def _add(
+        self, kind: str, factory: Callable[[str, str], Any], inputs: Any = None, **kw: Any
+    ) -> Transformation:
+        return self._env.graph.add(
+            kind, kind, inputs if inputs is not None else self._inputs(), factory, **kw
+        )
 
     def map(self, fn: Callable[[Any], Any]) -> DataStream:
         """``fn(value)`` for every element."""
@@ -101,7 +105,10 @@ class DataStream:
     def process(self, fn: ProcessFunction) -> DataStream:
         """Run a :class:`ProcessFunction` (side outputs; no keyed state or timers)."""
         if not isinstance(fn, ProcessFunction):
-            msg = f"DataStream.process() takes a ProcessFunction, got {type(fn).__name__} (use key_by first for keyed functions)"
+            msg = (
+                f"DataStream.process() takes a ProcessFunction, got {type(fn).__name__} "
+                "(use key_by first for keyed functions)"
+            )
             raise ConfigurationError(msg)
         return DataStream(self._env, [(self._add("process", lambda n, u: ProcessOperator(n, u, fn)), None)])
 
@@ -138,11 +145,17 @@ class DataStream:
         assigns them (and ignores upstream watermarks).
         """
         if not isinstance(strategy, WatermarkStrategy):
-            msg = f"assign_timestamps_and_watermarks() takes a WatermarkStrategy, got {type(strategy).__name__}"
+            msg = (
+                f"assign_timestamps_and_watermarks() takes a WatermarkStrategy, got {type(strategy).__name__}"
+            )
             raise ConfigurationError(msg)
         if timestamp is not None:
             _check_callable(timestamp, "timestamp")
-        if len(self._producers) == 1 and self._producers[0][0].kind == "source" and self._producers[0][1] is None:
+        if (
+            len(self._producers) == 1
+            and self._producers[0][0].kind == "source"
+            and self._producers[0][1] is None
+        ):
             node = self._producers[0][0]
             node.watermarks = strategy
             if timestamp is not None:
@@ -212,7 +225,11 @@ class KeyedStream(DataStream):
         self.key_selector = key_selector
 
     def process(self, fn: KeyedProcessFunction, *, late_output: OutputTag | None = None) -> DataStream:  # type: ignore[override]
-        """Run a :class:`KeyedProcessFunction`. Late elements are dropped and counted, or sent to ``late_output``."""
+        """Run a :class:`KeyedProcessFunction`.
+
+        Late elements (older than the operator's watermark) are dropped and counted, or
+        sent to ``late_output``.
+        """
         if not isinstance(fn, KeyedProcessFunction):
             msg = f"KeyedStream.process() takes a KeyedProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)

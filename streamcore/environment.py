@@ -116,7 +116,10 @@ class StreamEnvironment:
     ) -> DataStream:
         """A bounded stream of the elements of ``collection``, in order."""
         return self.from_source(
-            CollectionSource(collection), timestamp=timestamp, watermarks=watermarks, name=name or "collection"
+            CollectionSource(collection),
+            timestamp=timestamp,
+            watermarks=watermarks,
+            name=name or "collection",
         )
 
     def from_generator(
@@ -158,7 +161,9 @@ class StreamEnvironment:
         )
         return self
 
-    def set_source_rate_coordination(self, enabled: bool = True, predictive: bool = True) -> StreamEnvironment:
+    def set_source_rate_coordination(
+        self, enabled: bool = True, predictive: bool = True
+    ) -> StreamEnvironment:
         """Pause source splits whose watermark runs ahead of their alignment group.
 
         Applies to sources whose watermark strategy has ``with_watermark_alignment``.

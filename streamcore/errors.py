@@ -81,7 +81,10 @@ class TimestampError(UserFunctionError, TypeError):
 
 
 class KeyEncodingError(StreamcoreError, TypeError):
-    """Raised when a key has no stable byte encoding (supported: int, str, bytes, float, bool, None, tuples)."""
+    """Raised when a key has no stable byte encoding.
+
+    Supported: int, str, bytes, float, bool, None, and tuples of these.
+    """
 
 
 class SerializationError(StreamcoreError, TypeError):

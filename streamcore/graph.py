@@ -83,7 +83,10 @@ class StreamGraph:
         for n in self.nodes:
             if n.uid is not None:
                 if n.uid in seen:
-                    msg = f"uid {n.uid!r} is used by two operators ({seen[n.uid].name!r} and {n.name!r}); uids must be unique"
+                    msg = (
+                        f"uid {n.uid!r} is used by two operators ({seen[n.uid].name!r} and {n.name!r}); "
+                        "uids must be unique"
+                    )
                     raise GraphError(msg)
                 seen[n.uid] = n
         counts: dict[str, int] = {}

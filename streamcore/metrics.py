@@ -67,9 +67,7 @@ class Histogram:
 
 
 def _leaves(obj: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], float]]:
-    if isinstance(obj, bool):
-        yield path, float(obj)
-    elif isinstance(obj, (int, float)):
+    if isinstance(obj, (int, float)):  # bools are ints
         yield path, float(obj)
     elif isinstance(obj, dict):
         for k, v in obj.items():

@@ -71,7 +71,9 @@ def days(n: float) -> int:
 def _check_duration(value: Any, what: str, *, allow_zero: bool = True) -> int:
     if type(value) is not int or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        msg = f"{what} must be an int of milliseconds {bound}, got {value!r}; use streamcore.time.seconds(...)"
+        msg = (
+            f"{what} must be an int of milliseconds {bound}, got {value!r}; use streamcore.time.seconds(...)"
+        )
         raise ConfigurationError(msg)
     return value
 

@@ -21,13 +21,13 @@ def test_key_group_in_range(key, maxp):
 
 
 def test_key_groups_are_stable_across_processes():
-    code = (
-        "from streamcore.keygroups import key_group_for;"
-        f"print([key_group_for(k, 128) for k in {KEYS!r}])"
-    )
+    code = f"from streamcore.keygroups import key_group_for;print([key_group_for(k, 128) for k in {KEYS!r}])"
     runs = {
         subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
             env={"PYTHONHASHSEED": str(seed), "PATH": "", "PYTHONPATH": ":".join(sys.path)},
         ).stdout
         for seed in (1, 2)

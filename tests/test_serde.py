@@ -32,7 +32,9 @@ def _sign(x):
 
 @given(ints, ints)
 def test_int_order(a, b):
-    assert _sign((a > b) - (a < b)) == _sign((encode_key(a) > encode_key(b)) - (encode_key(a) < encode_key(b)))
+    assert _sign((a > b) - (a < b)) == _sign(
+        (encode_key(a) > encode_key(b)) - (encode_key(a) < encode_key(b))
+    )
 
 
 @given(texts, texts)
@@ -97,9 +99,13 @@ def test_unsupported_keys_raise_key_encoding_error(bad):
         encode_key(bad)
 
 
-@given(st.recursive(scalars | st.floats(allow_nan=False) | st.booleans(),
-                    lambda c: st.lists(c, max_size=3) | st.tuples(c, c) | st.dictionaries(texts, c, max_size=3),
-                    max_leaves=8))
+@given(
+    st.recursive(
+        scalars | st.floats(allow_nan=False) | st.booleans(),
+        lambda c: st.lists(c, max_size=3) | st.tuples(c, c) | st.dictionaries(texts, c, max_size=3),
+        max_leaves=8,
+    )
+)
 def test_msgpack_round_trip_keeps_tuples(value):
     assert msgpack_loads(msgpack_dumps(value)) == value
     if isinstance(value, tuple):

@@ -19,7 +19,9 @@ from streamcore.time import (
 
 
 def test_helpers():
-    assert seconds(5) == 5_000 and minutes(20) == 1_200_000 and hours(1) == 3_600_000 and days(1) == 86_400_000
+    assert (
+        seconds(5) == 5_000 and minutes(20) == 1_200_000 and hours(1) == 3_600_000 and days(1) == 86_400_000
+    )
     assert seconds(1.5) == 1_500
 
 

@@ -208,7 +208,9 @@ class ProcessOperator(StreamOperator):
         out: list[Any] = []
         out_ts: list[Any] | None = None if timestamps is None else []
         try:
-            for v, ts in zip(values, timestamps if timestamps is not None else [None] * len(values), strict=True):
+            for v, ts in zip(
+                values, timestamps if timestamps is not None else [None] * len(values), strict=True
+            ):
                 ctx.ts = ts
                 res = pe(v, ctx)
                 if res is not None:

@@ -48,7 +48,12 @@ class TimestampsAndWatermarksOperator(StreamOperator):
     except the final ``MAX_TIMESTAMP`` of the end of input."""
 
     def __init__(
-        self, name: str, uid: str, strategy: WatermarkStrategy, timestamp: Callable[[Any], int] | None, clock: Clock
+        self,
+        name: str,
+        uid: str,
+        strategy: WatermarkStrategy,
+        timestamp: Callable[[Any], int] | None,
+        clock: Clock,
     ) -> None:
         super().__init__(name, uid)
         self.strategy = strategy
@@ -60,7 +65,10 @@ class TimestampsAndWatermarksOperator(StreamOperator):
         if self.timestamp_fn is not None:
             timestamps = extract_timestamps(self.uid, self.timestamp_fn, values)
         elif timestamps is None:
-            msg = f"operator {self.uid!r}: elements have no timestamps; pass timestamp=... to assign_timestamps_and_watermarks"
+            msg = (
+                f"operator {self.uid!r}: elements have no timestamps; "
+                "pass timestamp=... to assign_timestamps_and_watermarks"
+            )
             raise TimestampError(msg)
         try:
             self.generator.on_batch(timestamps)

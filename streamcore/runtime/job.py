@@ -102,6 +102,9 @@ class JobHandle:
     def _default_savepoint_dir(self) -> str:
         cp = self._executor.checkpointing
         if cp is None:
-            msg = "no savepoint directory: pass one, or enable_checkpointing(...) to use <checkpoint_dir>/savepoints"
+            msg = (
+                "no savepoint directory: pass one, or enable_checkpointing(...) "
+                "to use <checkpoint_dir>/savepoints"
+            )
             raise CheckpointError(msg)
         return str(Path(cp.directory) / "savepoints")

@@ -33,7 +33,9 @@ class _CollectionReader(SplitReader):
 
     def seek(self, position: Any) -> None:
         if not isinstance(position, int) or not 0 <= position <= len(self._data):
-            msg = f"collection source position {position!r} is outside the collection (size {len(self._data)})"
+            msg = (
+                f"collection source position {position!r} is outside the collection (size {len(self._data)})"
+            )
             raise ConfigurationError(msg)
         self._pos = position
         self.finished = position >= len(self._data)
@@ -46,7 +48,9 @@ class CollectionSource(Source):
 
     def __init__(self, elements: Iterable[Any]) -> None:
         if isinstance(elements, (str, bytes)) or not isinstance(elements, Iterable):
-            msg = f"from_collection() takes a list or other iterable of elements, got {type(elements).__name__}"
+            msg = (
+                f"from_collection() takes a list or other iterable of elements, got {type(elements).__name__}"
+            )
             raise ConfigurationError(msg)
         self.elements = list(elements)
 
@@ -96,7 +100,9 @@ class GeneratorSource(Source):
     job regenerates exactly the records it had not read. ``count=None`` is unbounded.
     """
 
-    def __init__(self, fn: Callable[[int, int], Any], *, num_splits: int = 1, count: int | None = None) -> None:
+    def __init__(
+        self, fn: Callable[[int, int], Any], *, num_splits: int = 1, count: int | None = None
+    ) -> None:
         if not callable(fn):
             msg = "from_generator() takes a function fn(split, offset) -> record"
             raise ConfigurationError(msg)

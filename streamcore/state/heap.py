@@ -350,7 +350,12 @@ class HeapTimerService(InternalTimerService):
                     heapq.heappush(self._heaps[which], (ts, next(self._seq), t))
 
 
-_HANDLES = {"value": HeapValueState, "list": HeapListState, "map": HeapMapState, "reducing": HeapReducingState}
+_HANDLES = {
+    "value": HeapValueState,
+    "list": HeapListState,
+    "map": HeapMapState,
+    "reducing": HeapReducingState,
+}
 
 
 class HeapKeyedStateBackend(KeyedStateBackend):

@@ -143,7 +143,9 @@ class OperatorHarness:
     @property
     def current_watermark(self) -> int:
         """The operator's combined input watermark."""
-        return self.operator.current_watermark if self.operator.current_watermark is not None else MIN_TIMESTAMP
+        return (
+            self.operator.current_watermark if self.operator.current_watermark is not None else MIN_TIMESTAMP
+        )
 
     # -- state ---------------------------------------------------------------------------------
     def snapshot(self, canonical: bool = True) -> Any:

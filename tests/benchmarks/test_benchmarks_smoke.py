@@ -15,11 +15,26 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 REQUIRED = {
-    "throughput.py": {"stateless_rps", "stateless_floor_rps", "stateless_ratio", "keyed_rps", "keyed_floor_rps", "keyed_ratio"},
+    "throughput.py": {
+        "stateless_rps",
+        "stateless_floor_rps",
+        "stateless_ratio",
+        "keyed_rps",
+        "keyed_floor_rps",
+        "keyed_ratio",
+    },
     "state_backends.py": {"heap_rmw_rps", "rocksdb_rmw_rps", "raw_rocksdb_floor_rps", "rocksdb_rmw_ratio"},
     "prefix_vs_range.py": {"uniform", "hot"},
     "join_throughput.py": {"heap_rps", "rocksdb_rps", "floor_rps", "heap_ratio", "rocksdb_ratio", "count_ok"},
-    "checkpoints.py": {"incremental_bytes_ratio", "pause_ms_p50", "pause_ms_p99", "restore_s", "kills", "lost", "duplicated"},
+    "checkpoints.py": {
+        "incremental_bytes_ratio",
+        "pause_ms_p50",
+        "pause_ms_p99",
+        "restore_s",
+        "kills",
+        "lost",
+        "duplicated",
+    },
     "catch_up.py": {"peak_state_ratio", "catch_up_time_ratio"},
     "windows.py": {"tumbling_heap_ratio", "tumbling_rocksdb_ratio", "hll_rel_error", "bloom_fp_rate"},
     "kafka_throughput.py": {"ratio_to_raw"},

@@ -108,7 +108,10 @@ def test_process_function_of_the_wrong_kind():
         env.from_collection([1]).process(Noop())
 
 
-@pytest.mark.parametrize("kw", [{"batch_size": 0}, {"state_backend": "redis"}, {"state_backend": "rocksdb"}, {"max_parallelism": 0}])
+@pytest.mark.parametrize(
+    "kw",
+    [{"batch_size": 0}, {"state_backend": "redis"}, {"state_backend": "rocksdb"}, {"max_parallelism": 0}],
+)
 def test_bad_environment_arguments(kw):
     with pytest.raises(sc.errors.ConfigurationError):
         sc.StreamEnvironment(**kw)

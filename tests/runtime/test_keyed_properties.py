@@ -24,12 +24,14 @@ BUCKET = 100
 @st.composite
 def disordered_events(draw, max_keys=8):
     n = draw(st.integers(0, 120))
-    keys = draw(st.lists(st.one_of(st.integers(-3, 5), st.text("ab", max_size=2)), min_size=1, max_size=max_keys))
+    keys = draw(
+        st.lists(st.one_of(st.integers(-3, 5), st.text("ab", max_size=2)), min_size=1, max_size=max_keys)
+    )
     events = [(draw(st.sampled_from(keys)), draw(st.integers(-500, 2_000))) for _ in range(n)]
     rnd = random.Random(draw(st.integers(0, 2**32)))
     # Arrival order: sort by ts + jitter in [0, BOUND]: every element arrives when the
     # newest timestamp seen is at most BOUND ahead of it, so it is never late.
-    arrival = sorted(events, key=lambda e: (e[1] + rnd.randint(0, BOUND)))
+    arrival = sorted(events, key=lambda e: e[1] + rnd.randint(0, BOUND))
     return events, arrival
 
 

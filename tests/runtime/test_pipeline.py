@@ -81,15 +81,23 @@ def test_keyed_co_process_shares_state_per_key():
 
     names = env.from_collection([(1, "ann"), (2, "bob")])
     orders = env.from_collection([(1, 10), (2, 20), (3, 30)])
-    out = names.key_by(lambda r: r[0]).connect(orders.key_by(lambda r: r[0])).process(Enrich()).execute_and_collect()
+    out = (
+        names.key_by(lambda r: r[0])
+        .connect(orders.key_by(lambda r: r[0]))
+        .process(Enrich())
+        .execute_and_collect()
+    )
     assert sorted(out, key=str) == sorted([(1, "ann", 10), (2, "bob", 20), (3, None, 30)], key=str)
 
 
 def test_reduce_emits_running_fold():
     env = sc.StreamEnvironment(batch_size=2)
-    out = env.from_collection([("a", 1), ("b", 2), ("a", 3)]).key_by(lambda r: r[0]).reduce(
-        lambda x, y: (x[0], x[1] + y[1])
-    ).execute_and_collect()
+    out = (
+        env.from_collection([("a", 1), ("b", 2), ("a", 3)])
+        .key_by(lambda r: r[0])
+        .reduce(lambda x, y: (x[0], x[1] + y[1]))
+        .execute_and_collect()
+    )
     assert out == [("a", 1), ("b", 2), ("a", 4)]
 
 
@@ -103,7 +111,12 @@ def test_end_of_input_fires_every_event_timer():
         def on_timer(self, timestamp, ctx):
             yield (ctx.get_current_key(), timestamp, ctx.timestamp())
 
-    out = env.from_collection([1, 2, 1], timestamp=lambda x: x).key_by(lambda x: x).process(Far()).execute_and_collect()
+    out = (
+        env.from_collection([1, 2, 1], timestamp=lambda x: x)
+        .key_by(lambda x: x)
+        .process(Far())
+        .execute_and_collect()
+    )
     assert sorted(out) == [(1, 10**15, 10**15), (2, 10**15, 10**15)]
 
 
@@ -117,7 +130,9 @@ def test_processing_time_timers_fire_off_the_injected_clock():
     class Later(sc.KeyedProcessFunction):
         def process_element(self, value, ctx):
             if value == 0:
-                ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + 250)
+                ctx.timer_service().register_processing_time_timer(
+                    ctx.timer_service().current_processing_time() + 250
+                )
 
         def on_timer(self, timestamp, ctx):
             yield ("fired", timestamp, ctx.timestamp())

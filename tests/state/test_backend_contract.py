@@ -161,7 +161,9 @@ def test_processing_time_ttl(env):
 
 
 def test_event_time_ttl_and_update_on_read(env):
-    v = env.backend.get_state(ValueStateDescriptor("v", ttl=StateTtlConfig(100, time="event", update_on_read=True)))
+    v = env.backend.get_state(
+        ValueStateDescriptor("v", ttl=StateTtlConfig(100, time="event", update_on_read=True))
+    )
     env.key("k")
     env.backend.event_time = 0
     v.update("x")
@@ -222,7 +224,7 @@ def test_many_timers_fire_in_order(env):
 
     rnd = random.Random(3)
     expected = set()
-    for i in range(3_000):
+    for _ in range(3_000):
         ts = rnd.randint(0, 10_000)
         k = rnd.randint(0, 300)
         env.key(k)
@@ -285,9 +287,12 @@ def test_write_batch_reads_its_own_writes(env):
     assert s.value() == 2 and lst.get() == ["a"]
 
 
-KEYS = st.one_of(st.integers(-5, 5), st.text("xy", max_size=2), st.tuples(st.integers(0, 2), st.text("q", max_size=1)))
+KEYS = st.one_of(
+    st.integers(-5, 5), st.text("xy", max_size=2), st.tuples(st.integers(0, 2), st.text("q", max_size=1))
+)
 OPS = st.lists(
-    st.tuples(st.sampled_from(["set", "clear", "add", "put", "remove", "timer"]), KEYS, st.integers(0, 20)), max_size=60
+    st.tuples(st.sampled_from(["set", "clear", "add", "put", "remove", "timer"]), KEYS, st.integers(0, 20)),
+    max_size=60,
 )
 
 
@@ -325,7 +330,11 @@ def test_snapshot_restores_into_either_backend(ops, tmp_path_factory):
         for target in BACKENDS:
             e = Env(target, tmp_path_factory.mktemp("r"))
             e.backend.restore(images[source])
-            for name, d in [("v", ValueStateDescriptor("v")), ("l", ListStateDescriptor("l")), ("m", MapStateDescriptor("m"))]:
+            for _name, d in [
+                ("v", ValueStateDescriptor("v")),
+                ("l", ListStateDescriptor("l")),
+                ("m", MapStateDescriptor("m")),
+            ]:
                 e.backend.get_state(d)
             e.backend.timer_service()
             e.backend.time_ordered_state("b")

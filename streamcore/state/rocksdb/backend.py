@@ -88,7 +88,19 @@ def _dumps_error(name: str, uid: str, value: Any, exc: Exception) -> Serializati
 
 
 class _Handle:
-    __slots__ = ("_delete", "_dumps", "_get", "_kc", "_loads", "_name", "_ns", "_ns_bytes", "_put", "_store", "_uid")
+    __slots__ = (
+        "_delete",
+        "_dumps",
+        "_get",
+        "_kc",
+        "_loads",
+        "_name",
+        "_ns",
+        "_ns_bytes",
+        "_put",
+        "_store",
+        "_uid",
+    )
 
     def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: StateDescriptor, uid: str) -> None:
         self._kc = kc
@@ -269,7 +281,9 @@ class RocksDBTimeOrderedState(TimeOrderedState):
             data = self._dumps(value)
         except Exception as exc:
             raise _dumps_error(self._store.name, "", value, exc) from exc
-        self._store.put(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(self._backend.next_seq()), data)
+        self._store.put(
+            self._kc.key_bytes + encode_ts(timestamp) + encode_seq(self._backend.next_seq()), data
+        )
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
@@ -500,7 +514,9 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         return RocksDBMapState(kc, store, descriptor, uid)
 
     def _create_timer_service(self, name: str) -> InternalTimerService:
-        return RocksDBTimerService(self.key_context, self._cf(f"~timers/{name}/e"), self._cf(f"~timers/{name}/p"))
+        return RocksDBTimerService(
+            self.key_context, self._cf(f"~timers/{name}/e"), self._cf(f"~timers/{name}/p")
+        )
 
     def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
         return RocksDBTimeOrderedState(self.key_context, self._cf(f"~buffer/{name}"), serializer, self)
