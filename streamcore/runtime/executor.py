@@ -126,10 +126,14 @@ class JobExecutor:
         }
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        """Tell every operator (sinks commit) that ``checkpoint_id`` is durable."""
+        """Tell operators (sinks commit) and sources (offsets commit) that ``checkpoint_id`` is durable."""
         assert self.plan is not None
         for op in self.plan.operators:
             op.notify_checkpoint_complete(checkpoint_id)
+        for src in self.plan.sources:
+            notify = getattr(src, "notify_checkpoint_complete", None)
+            if notify is not None:
+                notify(checkpoint_id)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
@@ -139,6 +143,8 @@ class JobExecutor:
         stopped = False
         savepoint_path = None
         try:
+            if self.restore is not None:
+                self.restore.prepare(self.state_factory)  # rebuilds <state_dir>/db from the checkpoint
             self.state_factory.open(fresh=self.restore is None or not self.restore.needs_state_dir)
             self.plan = build_plan(self.graph, runtime)
             plan = self.plan
@@ -267,6 +273,8 @@ class JobExecutor:
 
     def _close(self) -> None:
         errors: list[BaseException] = []
+        if self.checkpointing is not None:
+            self.checkpointing.close()  # waits for a checkpoint still being written
         plan = self.plan
         if plan is not None:
             for op in plan.operators:

@@ -1,0 +1,295 @@
+"""Writing one checkpoint or savepoint directory, and reading its files back.
+
+Taking a snapshot has two parts:
+
+1. **Synchronous** (:func:`take_snapshot`, between batches, the job paused): every source
+   position and operator image is collected and serialized (heap state is made of live
+   Python objects, so it is encoded now), and RocksDB writes its native checkpoint
+   (flush, then hard links of the SST files) into ``<dir>/db``.
+2. **Asynchronous** (:func:`complete_snapshot`, may run in a background thread): operator
+   files are written and fsync-ed; with ``incremental``, SST files that the previous
+   completed checkpoint already stored are dropped and reused from ``shared/``, new ones
+   are moved to ``shared/`` under a unique name; MANIFEST, CURRENT, OPTIONS and the
+   other small files stay private; then the metadata is written last, atomically.
+
+If anything fails, :func:`discard_snapshot` removes the directory and the shared files
+this snapshot added; nothing that an earlier checkpoint references is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from streamcore.checkpoint.storage import (
+    FORMAT_VERSION,
+    METADATA_FILE,
+    SHARED_DIR,
+    atomic_write,
+    crc32_file,
+    encode_metadata,
+    encode_operator_image,
+    fsync_dir,
+    link_or_copy,
+    write_durable,
+)
+from streamcore.errors import CorruptCheckpointError
+from streamcore.serde import msgpack_dumps, msgpack_loads
+from streamcore.state.descriptors import DEFAULT_SERIALIZER
+
+__all__ = [
+    "PendingSnapshot",
+    "complete_snapshot",
+    "discard_snapshot",
+    "materialize_rocksdb",
+    "rocksdb_base",
+    "take_snapshot",
+    "validate_files",
+]
+
+ROCKSDB_DIR = "db"
+
+
+@dataclass
+class PendingSnapshot:
+    """What the synchronous part produced; :func:`complete_snapshot` makes it durable."""
+
+    checkpoint_id: int
+    kind: str
+    directory: Path
+    meta: dict[str, Any]
+    payloads: list[tuple[str, str, bytes, list[list[Any]]]]
+    native_db: bool
+    pause_ms: float
+    started: float
+    added_shared: list[Path] = field(default_factory=list)
+    wait_ms: float = 0.0
+
+
+def take_snapshot(
+    executor: Any, checkpoint_id: int, directory: Path, *, kind: str, canonical: bool
+) -> PendingSnapshot:
+    """The synchronous part: snapshot every source and operator into memory, RocksDB to ``directory/db``.
+
+    ``directory`` must not exist yet (it is created here).
+    """
+    started = time.perf_counter()
+    directory.mkdir(parents=True)
+    snap = executor.snapshot_all(checkpoint_id, canonical=canonical)
+    mp = executor.max_parallelism
+    factory = executor.state_factory
+    operators: dict[str, Any] = {}
+    payloads = []
+    ops = executor.plan.by_uid if executor.plan is not None else {}
+    for n, (uid, image) in enumerate(snap["operators"].items()):
+        op = ops.get(uid)
+        entry: dict[str, Any] = {"type": type(op).__name__, "file": None, "states": describe_states(op)}
+        if image is not None:
+            data, index = encode_operator_image(image, mp)
+            name = f"op-{n}.state"
+            entry.update(file=name, size=len(data), crc32=zlib.crc32(data), sections=index)
+            payloads.append((uid, name, data, index))
+        operators[uid] = entry
+    # Positions are copied now: a reader may keep mutating the objects it returned.
+    frozen = msgpack_loads(msgpack_dumps([snap["sources"], snap.get("coordinator")]))
+    native = False
+    if not canonical and factory.kind == "rocksdb" and factory.database is not None:
+        factory.database.create_checkpoint(directory / ROCKSDB_DIR)
+        native = True
+    meta = {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "id": checkpoint_id,
+        "job": executor.job_name,
+        "created_ms": int(time.time() * 1000),
+        "backend": factory.kind,
+        "canonical": canonical or factory.kind == "heap",
+        "max_parallelism": mp,
+        "sources": frozen[0],
+        "coordinator": frozen[1],
+        "operators": operators,
+        "rocksdb": None,
+        "shared": [],
+    }
+    pause_ms = (time.perf_counter() - started) * 1000
+    return PendingSnapshot(checkpoint_id, kind, directory, meta, payloads, native, pause_ms, started)
+
+
+def describe_states(op: Any) -> dict[str, Any] | None:
+    """What a keyed operator registered (kinds, TTL, serializer): lets readers decode native files."""
+    backend = getattr(op, "backend", None)
+    if not getattr(op, "keyed", False) or backend is None:
+        return None
+    states = {}
+    for name, desc in backend.registered_states.items():
+        ttl = desc.ttl is not None
+        states[name] = {
+            "kind": desc.kind,
+            "storage": "value" if ttl and desc.kind in ("value", "reducing") else desc.kind,
+            "ttl": ttl,
+            "msgpack": desc.serializer is DEFAULT_SERIALIZER,
+        }
+    return {
+        "states": states,
+        "timers": sorted(getattr(backend, "_timer_services", {})),
+        "time_ordered": sorted(getattr(backend, "_time_ordered", {})),
+    }
+
+
+def complete_snapshot(
+    pending: PendingSnapshot, shared_dir: Path | None, base: dict[str, dict[str, Any]], incremental: bool
+) -> dict[str, Any]:
+    """The asynchronous part: write every file, then the metadata last. Returns the metadata.
+
+    ``base`` maps SST names of the previous completed checkpoint to their shared file
+    (``{"shared": name, "size": n}``); with ``incremental`` those are reused, not stored again.
+    """
+    directory = pending.directory
+    meta = pending.meta
+    written = 0
+    for _uid, name, data, _index in pending.payloads:
+        write_durable(directory / name, data)
+        written += len(data)
+    size = written
+    shared_names: list[str] = []
+    if pending.native_db:
+        assert shared_dir is not None
+        db_dir = directory / ROCKSDB_DIR
+        files = []
+        moved = False
+        for path in sorted(db_dir.iterdir()):
+            fsize = path.stat().st_size
+            size += fsize
+            if incremental and path.suffix == ".sst":
+                prev = base.get(path.name)
+                if prev is not None and prev["size"] == fsize and (shared_dir / prev["shared"]).is_file():
+                    path.unlink()
+                    files.append({"name": path.name, "size": fsize, "shared": prev["shared"]})
+                    shared_names.append(prev["shared"])
+                    continue
+                shared_name = f"{path.stem}-{secrets.token_hex(6)}.sst"
+                target = shared_dir / shared_name
+                os.replace(path, target)
+                pending.added_shared.append(target)
+                moved = True
+                written += fsize
+                files.append({"name": path.name, "size": fsize, "shared": shared_name})
+                shared_names.append(shared_name)
+            else:
+                _fsync_file(path)
+                written += fsize
+                files.append({"name": path.name, "size": fsize, "crc32": crc32_file(path)})
+        fsync_dir(db_dir)
+        if moved:
+            fsync_dir(shared_dir)
+        meta["rocksdb"] = {"dir": ROCKSDB_DIR, "files": files}
+    meta["shared"] = sorted(set(shared_names))
+    fsync_dir(directory)
+    meta["stats"] = {
+        "size_bytes": size,
+        "incremental_bytes": written,
+        "shared_files": len(meta["shared"]),
+        "pause_ms": pending.pause_ms,
+        "wait_ms": pending.wait_ms,
+    }
+    # Step last: the metadata makes the checkpoint exist.
+    atomic_write(directory / METADATA_FILE, encode_metadata(meta))
+    meta["stats"]["duration_ms"] = (time.perf_counter() - pending.started) * 1000
+    return meta
+
+
+def discard_snapshot(pending: PendingSnapshot | None, directory: Path) -> None:
+    """Remove a failed snapshot's directory and the shared files it added."""
+    if pending is not None:
+        for path in pending.added_shared:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rocksdb_base(meta: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """SST name -> ``{"shared", "size"}`` of a checkpoint's shared files (the next one's base)."""
+    if not meta or not meta.get("rocksdb"):
+        return {}
+    return {f["name"]: f for f in meta["rocksdb"]["files"] if "shared" in f}
+
+
+def shared_dir_of(checkpoint_dir: Path) -> Path:
+    """The ``shared/`` directory beside a ``chk-<id>`` directory."""
+    return checkpoint_dir.parent / SHARED_DIR
+
+
+# -- validation and restore -----------------------------------------------------------------------
+def validate_files(meta: dict[str, Any], directory: Path, *, checksums: bool = True) -> None:
+    """Check that every file the metadata lists exists with its size (and checksum for private files).
+
+    Raises:
+        CorruptCheckpointError: naming the first file that fails.
+    """
+    for uid, entry in meta["operators"].items():
+        if entry.get("file") is None:
+            continue
+        path = directory / entry["file"]
+        _check_file(path, entry["size"], entry["crc32"] if checksums else None, f"state of operator {uid!r}")
+    rocks = meta.get("rocksdb")
+    if rocks:
+        shared = shared_dir_of(directory)
+        for f in rocks["files"]:
+            if "shared" in f:
+                _check_file(shared / f["shared"], f["size"], None, "shared RocksDB file")
+            else:
+                path = directory / rocks["dir"] / f["name"]
+                _check_file(path, f["size"], f.get("crc32") if checksums else None, "RocksDB file")
+
+
+def _check_file(path: Path, size: int, crc: int | None, what: str) -> None:
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError as exc:
+        msg = f"{what} {path} is missing; the checkpoint cannot be restored"
+        raise CorruptCheckpointError(msg) from exc
+    if actual != size:
+        msg = f"{what} {path} has {actual} bytes, the metadata says {size}: it is truncated or altered"
+        raise CorruptCheckpointError(msg)
+    if crc is not None and crc32_file(path) != crc:
+        msg = f"{what} {path} fails its checksum; the file is corrupted"
+        raise CorruptCheckpointError(msg)
+
+
+def materialize_rocksdb(meta: dict[str, Any], directory: Path, target: Path) -> None:
+    """Build a RocksDB database directory at ``target`` from a checkpoint's files.
+
+    Shared SST files are hard-linked (copied where the file system refuses); private files
+    are copied, because RocksDB appends to its MANIFEST. ``target`` must not exist.
+    """
+    rocks = meta["rocksdb"]
+    shared = shared_dir_of(directory)
+    tmp = target.with_name(f".{target.name}.restoring")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for f in rocks["files"]:
+            if "shared" in f:
+                link_or_copy(shared / f["shared"], tmp / f["name"])
+            else:
+                shutil.copyfile(directory / rocks["dir"] / f["name"], tmp / f["name"])
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
