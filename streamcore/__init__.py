@@ -10,7 +10,8 @@ time and watermarks, interval joins, windows and checkpoints.
 [4, 2, 3]
 """
 
-from streamcore import errors, serde, time
+from streamcore import aggregates, errors, serde, time
+from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import ConnectedStreams, DataStream, DataStreamSink, KeyedStream
 from streamcore.environment import StreamEnvironment
 from streamcore.errors import StreamcoreError
@@ -25,6 +26,8 @@ from streamcore.functions import (
 from streamcore.runtime.executor import JobResult
 from streamcore.runtime.job import JobHandle
 from streamcore.sinks.base import CallableSink, CollectSink, PrintSink, Sink
+from streamcore.sinks.file import FileSink
+from streamcore.sinks.two_phase import TwoPhaseCommitSink
 from streamcore.sources.base import Source, SplitReader
 from streamcore.sources.collection import CollectionSource, GeneratorSource
 from streamcore.state.descriptors import (
@@ -57,6 +60,7 @@ __all__ = [
     "ConnectedStreams",
     "DataStream",
     "DataStreamSink",
+    "FileSink",
     "GeneratorSource",
     "JobHandle",
     "JobResult",
@@ -71,6 +75,7 @@ __all__ = [
     "ProcessFunction",
     "ProcessJoinFunction",
     "ReducingStateDescriptor",
+    "RestoreFrom",
     "Sink",
     "Source",
     "SplitReader",
@@ -78,9 +83,11 @@ __all__ = [
     "StreamEnvironment",
     "StreamcoreError",
     "SystemClock",
+    "TwoPhaseCommitSink",
     "ValueStateDescriptor",
     "WatermarkGenerator",
     "WatermarkStrategy",
+    "aggregates",
     "errors",
     "serde",
     "time",

@@ -149,15 +149,22 @@ class StreamEnvironment:
         incremental: bool = True,
         retain: int = 3,
         tolerable_failures: int = 0,
+        asynchronous: bool = True,
     ) -> StreamEnvironment:
         """Take a checkpoint every ``every_records`` records read and/or every ``every_ms``.
+
+        Args:
+            incremental: RocksDB checkpoints upload only SST files the previous one lacks.
+            retain: completed checkpoints kept; shared files are deleted when none uses them.
+            tolerable_failures: consecutive failed checkpoints before the job fails.
+            asynchronous: write files in a background thread after the synchronous pause.
 
         See :mod:`streamcore.checkpoint` for the storage layout and guarantees.
         """
         from streamcore.checkpoint.config import CheckpointConfig
 
         self.checkpoint_config = CheckpointConfig(
-            Path(directory), every_records, every_ms, incremental, retain, tolerable_failures
+            Path(directory), every_records, every_ms, incremental, retain, tolerable_failures, asynchronous
         )
         return self
 

@@ -61,7 +61,9 @@ def build_plan(graph: StreamGraph, runtime: OperatorRuntime) -> PhysicalPlan:
     by_uid: dict[str, Any] = {}
     for node in graph.nodes:
         if node.kind == "source":
-            task = SourceTask(node.name, node.resolved_uid, node.source, node.watermarks, node.timestamp_fn, runtime.clock)
+            task = SourceTask(
+                node.name, node.resolved_uid, node.source, node.watermarks, node.timestamp_fn, runtime.clock
+            )
             sources.append(task)
             built[node.id] = task
         else:
@@ -131,9 +133,7 @@ class JobExecutor:
         for op in self.plan.operators:
             op.notify_checkpoint_complete(checkpoint_id)
         for src in self.plan.sources:
-            notify = getattr(src, "notify_checkpoint_complete", None)
-            if notify is not None:
-                notify(checkpoint_id)
+            src.notify_checkpoint_complete(checkpoint_id)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:

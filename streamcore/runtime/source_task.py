@@ -173,6 +173,11 @@ class SourceTask:
             self.split_wm[i] = st["watermark"]
         self.current_watermark = image["watermark"]
 
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Forward checkpoint completion to every reader."""
+        for r in self.readers:
+            r.notify_checkpoint_complete(checkpoint_id)
+
     def metrics(self) -> dict[str, Any]:
         """Records out, watermark, and per-split figures."""
         return {

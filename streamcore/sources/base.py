@@ -43,6 +43,9 @@ class SplitReader(ABC):
     def resume(self) -> None:
         """The split may be polled again."""
 
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """A checkpoint holding this reader's position is durable (Kafka may commit offsets)."""
+
     def metrics(self) -> dict[str, Any]:
         """Reader figures (lag, bytes)."""
         return {}
