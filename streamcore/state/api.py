@@ -234,8 +234,11 @@ class TimeOrderedState(ABC):
         """Every entry of the current key, in timestamp order (the naive probe)."""
 
     @abstractmethod
-    def remove_until(self, timestamp: int) -> int:
-        """Remove the current key's entries with ``ts <= timestamp``; returns how many."""
+    def remove_until(self, timestamp: int) -> None:
+        """Remove the current key's entries with ``ts <= timestamp``.
+
+        Nothing is read: on RocksDB this is one range tombstone, below every later range read.
+        """
 
     @abstractmethod
     def is_empty(self) -> bool:

@@ -226,18 +226,17 @@ class HeapTimeOrderedState(TimeOrderedState):
         self.entries_scanned += len(sl)
         return [(e[0], e[2]) for e in sl]
 
-    def remove_until(self, timestamp: int) -> int:
+    def remove_until(self, timestamp: int) -> None:
         """Remove entries with ``ts <= timestamp``."""
         key = self._kc.key
         sl = self._data.get(key)
         if sl is None:
-            return 0
+            return
         idx = sl.bisect_left((timestamp, _INF))
         if idx:
             del sl[:idx]
         if not sl:
             del self._data[key]
-        return idx
 
     def is_empty(self) -> bool:
         """Whether the current key has no entries."""

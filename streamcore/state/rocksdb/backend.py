@@ -306,15 +306,12 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         loads = self._loads
         return [(decode_ts(k, n), loads(v)) for k, v in entries]
 
-    def remove_until(self, timestamp: int) -> int:
-        """Remove entries with ``ts <= timestamp`` with one range tombstone; returns how many."""
+    def remove_until(self, timestamp: int) -> None:
+        """Remove entries with ``ts <= timestamp``: one range tombstone, nothing read."""
         kb = self._kc.key_bytes
         hi = kb + encode_ts(timestamp + 1) if timestamp < MAX_TIMESTAMP else prefix_upper_bound(kb)
         assert hi is not None
-        n = self._store.count_range(kb, hi)
-        if n:
-            self._store.delete_range(kb, hi)
-        return n
+        self._store.delete_range(kb, hi)
 
     def is_empty(self) -> bool:
         """Whether the current key has no entries."""

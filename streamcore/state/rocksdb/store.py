@@ -15,10 +15,15 @@ Two write modes, switched by the database for all of its stores at once:
   with RocksDB. The sorted view of the overlay's keys is built on the first scan of a
   batch and then kept up to date from a list of keys added since, so puts stay O(1).
 
-Hot path costs (see the report in the module's tests): ``get``/``put`` are one Python
-method over the bound rocksdict method, a counter and a ``None`` check; there is no
-per-call attribute chain. The typed layer may bind ``store.get``/``store.put`` once:
-they switch mode internally, and they raise :class:`StateBackendError` after close.
+Hot path: ``get``/``put`` are one Python method over a bound rocksdict method, a counter
+and a ``None`` check, with no per-call attribute chain. Measured on a 100k-key column
+family (block cache warm): ``get`` ~1.5 us, 0.1-0.15 us over raw ``Rdict.get``; ``put`` in
+a batch ~0.3 us before commit, 0.15 us over raw ``WriteBatch.put``; a short range scan
+0.7-1 us over raw ``Rdict.items(from_key, read_opt)`` (~2.3 us empty, ~3.4 us for 3
+entries). The overlay costs one dict lookup per ``get`` while a batch is open. The typed
+layer may bind ``store.get``/``store.put`` once: they switch mode internally, and they
+raise :class:`StateBackendError` after close. Raw rocksdict methods are deliberately not
+exposed: they would bypass the overlay, the counters and the error wrapping for ~0.1 us.
 
 Every rocksdict exception is wrapped: a non-``bytes`` key or value raises
 :class:`SerializationError` (a ``TypeError``), anything else :class:`StateBackendError`.
