@@ -169,16 +169,25 @@ class StreamEnvironment:
         return self
 
     def set_source_rate_coordination(
-        self, enabled: bool = True, predictive: bool = True
+        self, enabled: bool = True, predictive: bool = True, **options: Any
     ) -> StreamEnvironment:
         """Pause source splits whose watermark runs ahead of their alignment group.
 
         Applies to sources whose watermark strategy has ``with_watermark_alignment``.
-        ``predictive=False`` is Flink's reactive mode, for comparison.
+        ``predictive=False`` is Flink's reactive mode, for comparison. Further
+        ``options`` (``speed_smoothing``, ``min_sample_fraction``) go to
+        :class:`streamcore.sources.coordinator.RateCoordinationConfig`.
         """
+        import dataclasses
+
         from streamcore.sources.coordinator import RateCoordinationConfig
 
-        self.rate_coordination = RateCoordinationConfig(enabled=enabled, predictive=predictive)
+        known = {f.name for f in dataclasses.fields(RateCoordinationConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            msg = f"unknown rate coordination options {unknown}; known: {sorted(known - {'enabled', 'predictive'})}"
+            raise ConfigurationError(msg)
+        self.rate_coordination = RateCoordinationConfig(enabled=enabled, predictive=predictive, **options)
         return self
 
     # -- execution ---------------------------------------------------------------------------
