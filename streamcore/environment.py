@@ -185,7 +185,8 @@ class StreamEnvironment:
         known = {f.name for f in dataclasses.fields(RateCoordinationConfig)}
         unknown = sorted(set(options) - known)
         if unknown:
-            msg = f"unknown rate coordination options {unknown}; known: {sorted(known - {'enabled', 'predictive'})}"
+            extra = sorted(known - {"enabled", "predictive"})
+            msg = f"unknown rate coordination options {unknown}; known: {extra}"
             raise ConfigurationError(msg)
         self.rate_coordination = RateCoordinationConfig(enabled=enabled, predictive=predictive, **options)
         return self
