@@ -253,7 +253,7 @@ class RocksDBMapState(_Handle, MapState):
     def is_empty(self) -> bool:
         """Whether the map has no entry."""
         prefix = self._kc.key_bytes + self._ns_bytes
-        return next(iter(self._store.iter_range(prefix, prefix_upper_bound(prefix))), None) is None
+        return next(self._store.iter_range(prefix, prefix_upper_bound(prefix), limit=1), None) is None
 
     def clear(self) -> None:
         """Remove the whole map (one range tombstone)."""
@@ -316,7 +316,7 @@ class RocksDBTimeOrderedState(TimeOrderedState):
     def is_empty(self) -> bool:
         """Whether the current key has no entries."""
         kb = self._kc.key_bytes
-        return next(iter(self._store.iter_range(kb, prefix_upper_bound(kb))), None) is None
+        return next(self._store.iter_range(kb, prefix_upper_bound(kb), limit=1), None) is None
 
     def count(self) -> int:
         """Entries of every key (a full count: for tests and small states)."""
@@ -376,12 +376,7 @@ class _TimerQueue:
     def _refill(self) -> None:
         lo = self.known_hi
         assert lo is not None
-        it = self.store.iter_range(lo, None)
-        got = []
-        for k, _ in it:
-            got.append(k)
-            if len(got) >= self.REFILL:
-                break
+        got = [k for k, _ in self.store.iter_range(lo, None, limit=self.REFILL)]
         self.cache = got
         self.known_hi = None if len(got) < self.REFILL else got[-1] + b"\x00"
 
