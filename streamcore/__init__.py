@@ -27,9 +27,11 @@ from streamcore.runtime.executor import JobResult
 from streamcore.runtime.job import JobHandle
 from streamcore.sinks.base import CallableSink, CollectSink, PrintSink, Sink
 from streamcore.sinks.file import FileSink
+from streamcore.sinks.kafka import KafkaSink
 from streamcore.sinks.two_phase import TwoPhaseCommitSink
 from streamcore.sources.base import Source, SplitReader
 from streamcore.sources.collection import CollectionSource, GeneratorSource
+from streamcore.sources.kafka import KafkaSource
 from streamcore.state.descriptors import (
     ListStateDescriptor,
     MapStateDescriptor,
@@ -64,6 +66,8 @@ __all__ = [
     "GeneratorSource",
     "JobHandle",
     "JobResult",
+    "KafkaSink",
+    "KafkaSource",
     "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStream",

@@ -91,6 +91,8 @@ class SourceTask:
             self.last_active[i] = self.clock.now_ms()
             self.idle[i] = False
             self.output.emit(values, ts)
+        for tag, side_values, side_ts in self.readers[i].take_side_outputs():
+            self.output.emit_side(tag, side_values, side_ts)
         if self.generators is not None:
             self.split_wm[i] = self.generators[i].current_watermark()
         self.update_watermark()

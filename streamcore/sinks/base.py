@@ -52,6 +52,10 @@ class Sink:
     def close(self) -> None:
         """Release resources (also after failures)."""
 
+    def metrics(self) -> dict[str, Any]:
+        """The sink's own figures (delivery errors, transactions), merged into job metrics."""
+        return {}
+
 
 class CollectSink(Sink):
     """Collects every record in ``results`` (in emission order); for tests and notebooks.
@@ -147,5 +151,13 @@ class SinkOperator(StreamOperator):
     def close(self) -> None:
         """Close the sink."""
         self.sink.close()
+
+    def metrics(self) -> dict[str, Any]:
+        """The operator's counters and the sink's own figures."""
+        figures = super().metrics()
+        sink_figures = self.sink.metrics()
+        if sink_figures:
+            figures["sink"] = sink_figures
+        return figures
 
     checkpoint_id = 0

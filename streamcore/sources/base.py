@@ -43,6 +43,10 @@ class SplitReader(ABC):
     def resume(self) -> None:
         """The split may be polled again."""
 
+    def take_side_outputs(self) -> list[tuple[str, list[Any], list[int] | None]]:
+        """Records routed to side outputs since the last call (dead letters): ``[(tag, values, timestamps)]``."""
+        return []
+
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """A checkpoint holding this reader's position is durable (Kafka may commit offsets)."""
 
