@@ -44,7 +44,10 @@ class SplitReader(ABC):
         """The split may be polled again."""
 
     def take_side_outputs(self) -> list[tuple[str, list[Any], list[int] | None]]:
-        """Records routed to side outputs since the last call (dead letters): ``[(tag, values, timestamps)]``."""
+        """Records routed to side outputs since the last call (dead letters).
+
+        Returns ``[(tag, values, timestamps), ...]``; the runtime emits them after the batch.
+        """
         return []
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
