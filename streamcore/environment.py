@@ -21,7 +21,7 @@ from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
 from streamcore.runtime.job import JobHandle
 from streamcore.sources.base import Source
 from streamcore.sources.collection import CollectionSource, GeneratorSource
-from streamcore.state.factory import BACKENDS, StateBackendFactory
+from streamcore.state.factory import StateBackendFactory, check_backend
 from streamcore.time import Clock, SystemClock, WatermarkStrategy
 
 __all__ = ["StreamEnvironment"]
@@ -50,12 +50,7 @@ class StreamEnvironment:
         clock: Clock | None = None,
         rocksdb_options: Any = "default",
     ) -> None:
-        if state_backend not in BACKENDS:
-            msg = f"state_backend must be one of {BACKENDS}, got {state_backend!r}"
-            raise ConfigurationError(msg)
-        if state_backend == "rocksdb" and state_dir is None:
-            msg = "state_backend='rocksdb' needs state_dir=... (a directory for the database)"
-            raise ConfigurationError(msg)
+        check_backend(state_backend, state_dir)
         if type(batch_size) is not int or batch_size < 1:
             msg = f"batch_size must be an int >= 1, got {batch_size!r}"
             raise ConfigurationError(msg)

@@ -14,7 +14,15 @@ from streamcore.errors import ConfigurationError, StateError, StreamcoreError
 from streamcore.functions import Context, OutputTag, ProcessFunction, TimerService
 from streamcore.operators.base import StreamOperator, user_error
 
-__all__ = ["FilterOperator", "FlatMapOperator", "MapOperator", "ProcessOperator", "collect_outputs"]
+__all__ = [
+    "FilterOperator",
+    "FlatMapOperator",
+    "MapOperator",
+    "NonKeyedContext",
+    "ProcessOperator",
+    "SideOutputs",
+    "collect_outputs",
+]
 
 
 class MapOperator(StreamOperator):
@@ -159,10 +167,15 @@ class SideOutputs:
             self._op.output.emit_side(tag, vals, None if tss and tss[0] is None else tss)
 
 
-class _ProcessContext(Context):
+class NonKeyedContext(Context):
+    """The context of non-keyed process and co-process functions: timestamp and side outputs.
+
+    Keys, keyed state and timers raise :class:`StateError` with a hint to ``key_by``.
+    """
+
     __slots__ = ("_op", "_side", "_timers", "ts")
 
-    def __init__(self, op: ProcessOperator) -> None:
+    def __init__(self, op: StreamOperator) -> None:
         self._op = op
         self.ts: int | None = None
         self._timers = _NoTimers(op)
@@ -195,7 +208,7 @@ class ProcessOperator(StreamOperator):
             msg = f"process() on a non-keyed stream takes a ProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = _ProcessContext(self)
+        self.ctx = NonKeyedContext(self)
 
     def open(self) -> None:
         """Open the user function."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streamcore.errors import ConfigurationError, KeyEncodingError, StateError, StreamcoreError
+from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError
 from streamcore.functions import (
     CoProcessFunction,
     KeyedCoProcessFunction,
@@ -14,7 +14,7 @@ from streamcore.functions import (
     TimerService,
 )
 from streamcore.operators.base import StreamOperator, user_error
-from streamcore.operators.basic import SideOutputs, _NoTimers
+from streamcore.operators.basic import NonKeyedContext, SideOutputs
 from streamcore.operators.keyed import KeyedOperator, KeyedTimerService
 from streamcore.state.descriptors import ValueStateDescriptor
 
@@ -202,33 +202,6 @@ class KeyedCoProcessOperator(_KeyedFunctionOperator):
         self._run(pe, values, timestamps, side)
 
 
-class _CoContext:
-    __slots__ = ("_op", "_side", "_timers", "ts")
-
-    def __init__(self, op: CoProcessOperator) -> None:
-        self._op = op
-        self._timers = _NoTimers(op)
-        self._side = SideOutputs(op)
-        self.ts: int | None = None
-
-    def timestamp(self) -> int | None:
-        return self.ts
-
-    def get_current_key(self) -> Any:
-        msg = f"operator {self._op.uid!r}: get_current_key() needs keyed streams"
-        raise StateError(msg)
-
-    def timer_service(self) -> TimerService:
-        return self._timers
-
-    def output(self, tag: OutputTag, value: Any) -> None:
-        self._side.add(tag, value, self.ts)
-
-    def get_state(self, descriptor: Any) -> Any:
-        msg = f"operator {self._op.uid!r}: keyed state needs keyed streams (key_by both inputs)"
-        raise StateError(msg)
-
-
 class CoProcessOperator(StreamOperator):
     """Runs a :class:`CoProcessFunction` over two non-keyed inputs."""
 
@@ -238,7 +211,7 @@ class CoProcessOperator(StreamOperator):
             msg = f"connected streams take a CoProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = _CoContext(self)
+        self.ctx = NonKeyedContext(self)
 
     def open(self) -> None:
         """Open the user function."""

@@ -16,9 +16,23 @@ from streamcore.state.api import KeyContext, KeyedStateBackend
 from streamcore.state.heap import HeapKeyedStateBackend
 from streamcore.time import Clock
 
-__all__ = ["BACKENDS", "StateBackendFactory"]
+__all__ = ["BACKENDS", "StateBackendFactory", "check_backend"]
 
 BACKENDS = ("heap", "rocksdb")
+
+
+def check_backend(kind: str, state_dir: str | Path | None) -> None:
+    """Validate a backend name and its state directory.
+
+    Raises:
+        ConfigurationError: unknown backend, or RocksDB without ``state_dir``.
+    """
+    if kind not in BACKENDS:
+        msg = f"state_backend must be one of {BACKENDS}, got {kind!r}"
+        raise ConfigurationError(msg)
+    if kind == "rocksdb" and state_dir is None:
+        msg = "state_backend='rocksdb' needs state_dir=... (a directory for the database)"
+        raise ConfigurationError(msg)
 
 
 class StateBackendFactory:
@@ -27,12 +41,7 @@ class StateBackendFactory:
     def __init__(
         self, kind: str, state_dir: str | Path | None, clock: Clock, rocksdb_options: Any = "default"
     ) -> None:
-        if kind not in BACKENDS:
-            msg = f"state_backend must be one of {BACKENDS}, got {kind!r}"
-            raise ConfigurationError(msg)
-        if kind == "rocksdb" and state_dir is None:
-            msg = "state_backend='rocksdb' needs state_dir=... (a directory for the database)"
-            raise ConfigurationError(msg)
+        check_backend(kind, state_dir)
         self.kind = kind
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.clock = clock
