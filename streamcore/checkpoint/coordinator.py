@@ -41,7 +41,7 @@ from streamcore.checkpoint.snapshot import (
 from streamcore.checkpoint.storage import (
     CHECKPOINT_PREFIX,
     CheckpointStorage,
-    fsync_dir,
+    fsync_path,
     read_metadata,
     remove_checkpoint_dir,
 )
@@ -304,7 +304,7 @@ class CheckpointCoordinator:
             except FileNotFoundError:
                 pass
         if removed:
-            fsync_dir(self.storage.shared)
+            fsync_path(self.storage.shared)
 
     # -- metrics -----------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcore.checkpoint.snapshot import PendingSnapshot, complete_snapshot, discard_snapshot, take_snapshot
-from streamcore.checkpoint.storage import SAVEPOINT_PREFIX, fsync_dir
+from streamcore.checkpoint.storage import SAVEPOINT_PREFIX, fsync_path
 from streamcore.errors import CheckpointError, StreamcoreError
 
 __all__ = ["write_savepoint"]
@@ -55,7 +55,7 @@ def write_savepoint(executor: Any, directory: str | Path, savepoint_id: int | No
         pending = take_snapshot(executor, savepoint_id, tmp, kind="savepoint", canonical=True)
         complete_snapshot(pending, None, {}, incremental=False)
         os.replace(tmp, final)
-        fsync_dir(root)
+        fsync_path(root)
     except Exception as exc:
         discard_snapshot(pending, tmp)
         if isinstance(exc, StreamcoreError):

@@ -35,7 +35,7 @@ from streamcore.checkpoint.storage import (
     crc32_file,
     encode_metadata,
     encode_operator_image,
-    fsync_dir,
+    fsync_path,
     link_or_copy,
     write_durable,
 )
@@ -182,15 +182,15 @@ def complete_snapshot(
                 files.append({"name": path.name, "size": fsize, "shared": shared_name})
                 shared_names.append(shared_name)
             else:
-                _fsync_file(path)
+                fsync_path(path)
                 written += fsize
                 files.append({"name": path.name, "size": fsize, "crc32": crc32_file(path)})
-        fsync_dir(db_dir)
+        fsync_path(db_dir)
         if moved:
-            fsync_dir(shared_dir)
+            fsync_path(shared_dir)
         meta["rocksdb"] = {"dir": ROCKSDB_DIR, "files": files}
     meta["shared"] = sorted(set(shared_names))
-    fsync_dir(directory)
+    fsync_path(directory)
     meta["stats"] = {
         "size_bytes": size,
         "incremental_bytes": written,
@@ -213,14 +213,6 @@ def discard_snapshot(pending: PendingSnapshot | None, directory: Path) -> None:
             except OSError:
                 pass
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rocksdb_base(meta: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

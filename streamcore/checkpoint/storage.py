@@ -49,7 +49,7 @@ __all__ = [
     "decode_metadata",
     "encode_metadata",
     "encode_operator_image",
-    "fsync_dir",
+    "fsync_path",
     "join_operator_image",
     "read_metadata",
     "read_sections",
@@ -72,8 +72,8 @@ _CHUNK = 1 << 20
 
 
 # -- durable writes ------------------------------------------------------------------------
-def fsync_dir(path: Path) -> None:
-    """``fsync`` a directory so that renames and new entries in it survive a crash."""
+def fsync_path(path: Path) -> None:
+    """``fsync`` a file, or a directory so that renames and new entries in it survive a crash."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -104,7 +104,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def crc32_file(path: Path) -> int:
@@ -403,7 +403,7 @@ def remove_checkpoint_dir(path: Path) -> None:
     meta = path / METADATA_FILE
     try:
         meta.unlink()
-        fsync_dir(path)
+        fsync_path(path)
     except FileNotFoundError:
         pass
     shutil.rmtree(path, ignore_errors=True)

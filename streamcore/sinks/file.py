@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from streamcore.checkpoint.storage import fsync_path
 from streamcore.errors import ConfigurationError, ConnectorError
 from streamcore.sinks.two_phase import TwoPhaseCommitSink
 
@@ -33,14 +34,6 @@ __all__ = ["FileSink"]
 logger = logging.getLogger("streamcore.sinks")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class FileSink(TwoPhaseCommitSink):
@@ -153,7 +146,7 @@ class FileSink(TwoPhaseCommitSink):
         except OSError as exc:
             msg = f"FileSink cannot commit {tmp} to {final}: {exc}"
             raise ConnectorError(msg) from exc
-        _fsync_dir(self.directory)
+        fsync_path(self.directory)
 
     def abort(self, transaction: Any) -> None:
         """Delete the transaction's in-progress file."""
