@@ -1,0 +1,581 @@
+"""The interval join: pairs of two keyed streams whose timestamps lie within a relative interval.
+
+``left.key_by(k).interval_join(right.key_by(k)).between(lower, upper)`` joins every left
+element ``l`` with every right element ``r`` of the same key where
+``l.ts + lower <= r.ts <= l.ts + upper``. Each side buffers its elements in a
+time-ordered state (RocksDB key ``keyGroup + joinKey + ts + seq``); an arriving element
+probes the other side's buffer over exactly its interval, so a probe reads the entries
+that join and nothing else.
+
+>>> import streamcore as sc
+>>> env = sc.StreamEnvironment()
+>>> clicks = env.from_collection([("ad1", 10), ("ad2", 50)], timestamp=lambda c: c[1])
+>>> imps = env.from_collection([("ad1", 5), ("ad1", 12), ("ad2", 20)], timestamp=lambda i: i[1])
+>>> (clicks.key_by(lambda c: c[0])
+...     .interval_join(imps.key_by(lambda i: i[0]))
+...     .between(-10, 0)
+...     .process(lambda click, imp, ctx: [(click[1], imp[1], ctx.timestamp())])
+...     .execute_and_collect())
+[(10, 5, 10)]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from heapq import heapify, heappop, heappush
+from typing import TYPE_CHECKING, Any
+
+from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError, TimestampError
+from streamcore.functions import OutputTag, ProcessJoinFunction, function_name
+from streamcore.operators.base import OperatorRuntime, user_error
+from streamcore.operators.basic import SideOutputs
+from streamcore.operators.keyed import KeyedOperator
+from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
+
+if TYPE_CHECKING:
+    from streamcore.datastream import DataStream, KeyedStream
+
+__all__ = ["SCAN_MODES", "IntervalJoinBuilder", "IntervalJoinContext", "IntervalJoinOperator"]
+
+#: how a probe reads the other side's buffer: the exact time range, or every entry of the key.
+SCAN_MODES = ("range", "prefix")
+
+#: names of the two buffers (time-ordered states), left input first.
+BUFFER_NAMES = ("left", "right")
+
+
+def _check_bound(value: Any, what: str) -> int:
+    if type(value) is not int:
+        msg = (
+            f"interval join {what} must be an int of milliseconds (use streamcore.time.minutes(...) "
+            f"and friends), got {value!r} ({type(value).__name__})"
+        )
+        raise ConfigurationError(msg)
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        msg = f"interval join {what} {value} is outside the range of 64-bit millisecond timestamps"
+        raise ConfigurationError(msg)
+    return value
+
+
+class _CallableJoin(ProcessJoinFunction):
+    """Adapts a plain ``fn(left, right, ctx)`` to :class:`ProcessJoinFunction`."""
+
+    def __init__(self, fn: Callable[[Any, Any, Any], Any]) -> None:
+        self.fn = fn
+        self.__qualname__ = function_name(fn)
+
+    def process_element(self, left: Any, right: Any, ctx: Any) -> Any:
+        """Call the wrapped function."""
+        return self.fn(left, right, ctx)
+
+
+class IntervalJoinContext:
+    """What the join function sees for one pair: both timestamps, the key, outputs.
+
+    ``timestamp()`` is the pair's output timestamp, the later of the two. ``emit(value)``
+    adds ``value`` to the main output (as returning or yielding it does);
+    ``output(tag, value)`` sends it to a side output. Both carry ``timestamp()``.
+    """
+
+    __slots__ = ("_kc", "_out", "_out_ts", "_side", "left_ts", "right_ts", "ts")
+
+    def __init__(self, op: IntervalJoinOperator) -> None:
+        self._kc = op.key_context
+        self._side = SideOutputs(op)
+        self._out: list[Any] = []
+        self._out_ts: list[Any] = []
+        self.left_ts = MIN_TIMESTAMP
+        self.right_ts = MIN_TIMESTAMP
+        self.ts = MIN_TIMESTAMP
+
+    def get_left_timestamp(self) -> int:
+        """The timestamp of the left element of the pair."""
+        return self.left_ts
+
+    def get_right_timestamp(self) -> int:
+        """The timestamp of the right element of the pair."""
+        return self.right_ts
+
+    def timestamp(self) -> int:
+        """The output timestamp of the pair: ``max(left_ts, right_ts)``."""
+        return self.ts
+
+    def get_current_key(self) -> Any:
+        """The join key of the pair."""
+        return self._kc.key  # type: ignore[union-attr]
+
+    def emit(self, value: Any) -> None:
+        """Emit ``value`` on the main output with the pair's timestamp."""
+        self._out.append(value)
+        self._out_ts.append(self.ts)
+
+    def output(self, tag: OutputTag, value: Any) -> None:
+        """Emit ``value`` to the side output ``tag`` with the pair's timestamp."""
+        self._side.add(tag, value, self.ts)
+
+
+class IntervalJoinOperator(KeyedOperator):
+    """Joins a left and a right keyed input on equal keys within a relative time interval.
+
+    Emitted pairs (Flink's interval join semantics): with ``lower``/``upper`` the bounds
+    after normalisation (an exclusive lower bound becomes ``lower + 1``, an exclusive upper
+    bound ``upper - 1``, so both are inclusive), the join function is called exactly once
+    for every pair ``(l, r)`` of a left element ``l`` and a right element ``r`` such that
+
+    * ``l`` and ``r`` have equal keys,
+    * ``l.ts + lower <= r.ts <= l.ts + upper``, and
+    * neither element was late: an element whose timestamp is below the operator's
+      watermark when it arrives is dropped (counted per side) or sent to the late-data
+      side output of its side, and joins nothing.
+
+    Nothing else is ever passed to the join function. Every output of a pair carries the
+    timestamp ``max(l.ts, r.ts)``; duplicates (equal keys and timestamps) are separate
+    elements and each joins. With no late input, the outputs are exactly those of the
+    brute-force join of the two inputs.
+
+    How: each side buffers its elements in a time-ordered state. An arriving left element
+    at ``ts`` probes the right buffer over ``[ts + lower, ts + upper]``; an arriving right
+    element probes the left buffer over ``[ts - upper, ts - lower]`` (the same routine with
+    negated bounds), then each is buffered. A pair is therefore emitted when its later
+    arrival probes, and only then. ``scan="prefix"`` reads every entry of the key and
+    filters by time instead (the naive probe, kept for benchmarks).
+
+    Cleanup, by time: a future element of the other side has ``ts >= watermark``, so a
+    buffered element of side ``s`` at ``ts`` can still join while ``ts + hi_s >= watermark``
+    (``hi_s`` is ``upper`` for the left side, ``-lower`` for the right). Each side keeps an
+    expiry index (timestamp -> keys buffered at it, plus a heap of the timestamps); when the
+    watermark advances, the timestamps it made unjoinable are popped and each of their keys
+    gets one ``remove_until`` (a range delete on RocksDB), so nothing is ever scanned to find
+    expired entries, and the tombstones lie below every later probe's range. An element that
+    cannot join anything in the future is probed but not buffered. The final watermark (end
+    of input) empties both buffers. The index also counts the buffered elements per key: a
+    key the other side holds nothing for is not probed at all. It is the operator part of
+    snapshots (its rows carry keys, so they can be split by key group).
+
+    Metrics: ``probes`` (reads of the other buffer; ``probes_skipped`` counts elements whose
+    key the other side holds nothing for), ``entries_scanned`` (entries the probes read),
+    ``matches`` (pairs found), their per-probe ratios, ``key_entries_per_probe`` (live
+    entries of the probed keys: what a prefix scan reads), ``late_per_side``,
+    ``buffered_per_side`` and ``removed_per_side``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        uid: str,
+        fn: ProcessJoinFunction | Callable[[Any, Any, Any], Any],
+        key_selectors: list[Callable[[Any], Any]],
+        lower: int,
+        upper: int,
+        *,
+        lower_inclusive: bool = True,
+        upper_inclusive: bool = True,
+        late_tags: tuple[str | None, str | None] = (None, None),
+        scan: str = "range",
+    ) -> None:
+        if len(key_selectors) != 2:
+            msg = f"an interval join has two inputs, got {len(key_selectors)} key selectors"
+            raise ConfigurationError(msg)
+        super().__init__(name, uid, key_selectors, list(late_tags))
+        lower = _check_bound(lower, "lower bound")
+        upper = _check_bound(upper, "upper bound")
+        # Normalise once: from here on both bounds are inclusive.
+        if not lower_inclusive:
+            lower += 1
+        if not upper_inclusive:
+            upper -= 1
+        if lower > upper:
+            msg = (
+                f"interval join {uid!r}: lower bound {lower} > upper bound {upper} "
+                "(after making exclusive bounds inclusive) joins nothing; use between(lower, upper) "
+                "with lower <= upper"
+            )
+            raise ConfigurationError(msg)
+        if scan not in SCAN_MODES:
+            msg = f"interval join scan mode must be one of {SCAN_MODES}, got {scan!r}"
+            raise ConfigurationError(msg)
+        if isinstance(fn, ProcessJoinFunction):
+            self.fn: ProcessJoinFunction = fn
+        elif callable(fn):
+            self.fn = _CallableJoin(fn)
+        else:
+            msg = f"interval join process() takes a ProcessJoinFunction or callable, got {type(fn).__name__}"
+            raise ConfigurationError(msg)
+        self.lower = lower
+        self.upper = upper
+        self.scan = scan
+        # Per side: probe offsets (lo, hi) relative to the arriving element's timestamp.
+        # hi is also how far ahead of its own timestamp an element can still join.
+        self._offsets = ((lower, upper), (-upper, -lower))
+        self.probes = 0
+        self.probes_skipped = 0
+        self.probe_key_entries = 0
+        self.matches = 0
+        self.probe_entries_scanned = 0
+        self.buffered_per_side = [0, 0]
+        self.removed_per_side = [0, 0]
+        # The expiry index of each side: timestamp -> keys buffered at it, and a heap of those
+        # timestamps. Cleanup pops the timestamps that the watermark made unjoinable.
+        self._expiry: tuple[dict[int, list[Any]], dict[int, list[Any]]] = ({}, {})
+        self._expiry_times: tuple[list[int], list[int]] = ([], [])
+        # Buffered elements per key of each side (exactly the index's entries per key): a key
+        # the other side holds nothing for is not probed at all.
+        self._counts: tuple[dict[Any, int], dict[Any, int]] = ({}, {})
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def setup(self, runtime: OperatorRuntime) -> None:
+        """Create the two buffers (before a restore loads them)."""
+        super().setup(runtime)
+        self._buffers = tuple(self.backend.time_ordered_state(n) for n in BUFFER_NAMES)
+
+    def open(self) -> None:
+        """Build the context and open the join function."""
+        self.ctx = IntervalJoinContext(self)
+        self._pe = self.fn.fn if isinstance(self.fn, _CallableJoin) else self.fn.process_element
+        try:
+            self.fn.open(self.ctx)  # type: ignore[arg-type]
+        except StreamcoreError:
+            raise
+        except Exception as exc:
+            raise user_error(self, self.fn, "open of", exc) from exc
+
+    def close(self) -> None:
+        """Close the join function."""
+        self.fn.close()
+
+    # -- elements ------------------------------------------------------------------------
+    def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
+        """Probe the other side's buffer with every element of the batch, then buffer it."""
+        if timestamps is None:
+            msg = (
+                f"interval join {self.uid!r} needs event-time timestamps on input {BUFFER_NAMES[side]}; "
+                "give its source a timestamp assigner (timestamp=...)"
+            )
+            raise TimestampError(msg)
+        keys = self.extract_keys(values, side)
+        values, timestamps, keys = self.drop_late(values, timestamps, keys, side)
+        if not values:
+            return
+        self.records_in += len(values)
+        out: list[Any] = []
+        out_ts: list[int] = []
+        ctx = self.ctx
+        ctx._out = out
+        ctx._out_ts = out_ts
+        self.backend.begin_batch()
+        try:
+            self._join_side(values, timestamps, keys, side, out, out_ts)  # type: ignore[arg-type]
+        except KeyEncodingError as exc:
+            raise self.key_error(exc, side) from exc
+        except StreamcoreError:
+            raise
+        except Exception as exc:
+            raise user_error(self, self.fn, "process_element of", exc) from exc
+        finally:
+            self.backend.end_batch()
+        self.records_out += len(out)
+        self.output.emit(out, out_ts)
+        ctx._side.flush()
+
+    def _join_side(
+        self,
+        values: list[Any],
+        timestamps: list[int],
+        keys: list[Any],
+        side: int,
+        out: list[Any],
+        out_ts: list[int],
+    ) -> None:
+        """The one routine of both sides: probe ``[ts + lo, ts + hi]`` of the other buffer, then buffer.
+
+        For the right side ``(lo, hi) = (-upper, -lower)``, and pairs are passed to the
+        join function left first. A key the other side holds nothing for is not probed.
+        """
+        lo_off, hi_off = self._offsets[side]
+        own = self._buffers[side]
+        other = self._buffers[1 - side]
+        is_left = side == 0
+        probe = other.range
+        if self.scan == "prefix":
+            scan_key = other.scan_prefix
+
+            def probe(lo: int, hi: int) -> list[tuple[int, Any]]:
+                return [e for e in scan_key() if lo <= e[0] <= hi]
+
+        add = own.add
+        counts = self._counts[side]
+        count_get = counts.get
+        other_count_get = self._counts[1 - side].get
+        expiry = self._expiry[side]
+        expiry_get = expiry.get
+        expiry_times = self._expiry_times[side]
+        set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+        pe = self._pe
+        ctx = self.ctx
+        append = out.append
+        ts_append = out_ts.append
+        # An element can join future elements of the other side (ts >= watermark) only
+        # while ts + hi_off >= watermark: earlier ones probe but are not buffered.
+        keep_from = self.current_watermark - hi_off
+        # Timestamps near the ends of the 64-bit range need clamped probe bounds.
+        clamp = min(timestamps) + lo_off < MIN_TIMESTAMP or max(timestamps) + hi_off > MAX_TIMESTAMP
+        scanned_before = other.entries_scanned
+        probes = 0
+        key_entries = 0
+        matches = 0
+        buffered = 0
+        for v, k, ts in zip(values, keys, timestamps, strict=True):
+            set_key(k)
+            held = other_count_get(k)
+            if held:
+                probes += 1
+                key_entries += held
+                lo = ts + lo_off
+                hi = ts + hi_off
+                if clamp:
+                    lo = max(lo, MIN_TIMESTAMP)
+                    hi = min(hi, MAX_TIMESTAMP)
+                rows = probe(lo, hi)
+                if rows:
+                    matches += len(rows)
+                    for ots, ov in rows:
+                        t = ts if ts >= ots else ots
+                        ctx.ts = t
+                        if is_left:
+                            ctx.left_ts = ts
+                            ctx.right_ts = ots
+                            res = pe(v, ov, ctx)
+                        else:
+                            ctx.left_ts = ots
+                            ctx.right_ts = ts
+                            res = pe(ov, v, ctx)
+                        if res is not None:
+                            for o in res:
+                                append(o)
+                                ts_append(t)
+            if ts >= keep_from:
+                add(ts, v)
+                counts[k] = count_get(k, 0) + 1
+                keys_at = expiry_get(ts)
+                if keys_at is None:
+                    expiry[ts] = [k]
+                    heappush(expiry_times, ts)
+                else:
+                    keys_at.append(k)
+                buffered += 1
+        self.probes += probes
+        self.probes_skipped += len(values) - probes
+        self.probe_key_entries += key_entries
+        self.matches += matches
+        self.probe_entries_scanned += other.entries_scanned - scanned_before
+        self.buffered_per_side[side] += buffered
+
+    # -- cleanup -------------------------------------------------------------------------
+    def on_watermark(self, watermark: int) -> None:
+        """Remove every buffered element that can no longer join: one ``remove_until`` per key and side."""
+        for side in (0, 1):
+            times = self._expiry_times[side]
+            if not times:
+                continue
+            # Elements with ts + hi < watermark can join nothing more; at the end of input, none can.
+            hi = self._offsets[side][1]
+            cut = MAX_TIMESTAMP if watermark >= MAX_TIMESTAMP else max(watermark - hi - 1, MIN_TIMESTAMP)
+            if times[0] > cut:
+                continue
+            expiry = self._expiry[side]
+            expired: list[Any] = []
+            while times and times[0] <= cut:
+                expired += expiry.pop(heappop(times))
+            counts = self._counts[side]
+            remove_until = self._buffers[side].remove_until
+            set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+            self.backend.begin_batch()
+            try:
+                for key, n in Counter(expired).items():
+                    set_key(key)
+                    remove_until(cut)
+                    left = counts[key] - n
+                    if left:
+                        counts[key] = left
+                    else:
+                        del counts[key]
+            finally:
+                self.backend.end_batch()
+            self.buffered_per_side[side] -= len(expired)
+            self.removed_per_side[side] += len(expired)
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def snapshot_operator_state(self) -> Any:
+        """The expiry index: per side, ``[[ts, [key, ...]], ...]`` in time order."""
+        return {
+            BUFFER_NAMES[side]: [
+                [ts, list(self._expiry[side][ts])] for ts in sorted(self._expiry_times[side])
+            ]
+            for side in (0, 1)
+        }
+
+    def restore_operator_state(self, image: Any) -> None:
+        """Load the expiry index (after the keyed state) and recount the buffered elements.
+
+        An image without the index (written by something else) rebuilds it from the buffers'
+        canonical rows: a full read, done once at restore.
+        """
+        if not isinstance(image, dict) or not all(name in image for name in BUFFER_NAMES):
+            rows = self.backend.snapshot(True).get("time_ordered", {})
+            image = {name: [[r[1], [r[0]]] for r in rows.get(name, ())] for name in BUFFER_NAMES}
+        for side in (0, 1):
+            expiry = self._expiry[side]
+            times = self._expiry_times[side]
+            expiry.clear()
+            times.clear()
+            for ts, keys in image[BUFFER_NAMES[side]]:
+                known = expiry.get(ts)
+                if known is None:
+                    expiry[ts] = list(keys)
+                    times.append(ts)
+                else:
+                    known.extend(keys)
+            heapify(times)
+            counts = self._counts[side]
+            counts.clear()
+            counts.update(Counter(k for keys in expiry.values() for k in keys))
+            self.buffered_per_side[side] = sum(counts.values())
+
+    def metrics(self) -> dict[str, Any]:
+        """Probes, entries scanned and matches (totals and per probe), late and buffered per side."""
+        m = super().metrics()
+        probes = self.probes
+        m.update(
+            {
+                "probes": probes,
+                "probes_skipped": self.probes_skipped,
+                "entries_scanned": self.probe_entries_scanned,
+                "matches": self.matches,
+                "entries_scanned_per_probe": self.probe_entries_scanned / probes if probes else 0.0,
+                "matches_per_probe": self.matches / probes if probes else 0.0,
+                # What a prefix scan reads: every live entry the other side holds for the key.
+                "key_entries": self.probe_key_entries,
+                "key_entries_per_probe": self.probe_key_entries / probes if probes else 0.0,
+                "buffered_per_side": list(self.buffered_per_side),
+                "removed_per_side": list(self.removed_per_side),
+                "scan": self.scan,
+                "bounds": [self.lower, self.upper],
+            }
+        )
+        return m
+
+
+class IntervalJoinBuilder:
+    """Configures ``left.interval_join(right)``; :meth:`process` adds the join to the graph.
+
+    ``between(lower, upper)`` is required. Bounds are int milliseconds relative to the left
+    element: a right element joins when ``left.ts + lower <= right.ts <= left.ts + upper``.
+    """
+
+    def __init__(self, left: KeyedStream, right: KeyedStream) -> None:
+        self._left = left
+        self._right = right
+        self._bounds: tuple[int, int] | None = None
+        self._lower_inclusive = True
+        self._upper_inclusive = True
+        self._late: list[str | None] = [None, None]
+        self._scan = "range"
+
+    def between(self, lower: int, upper: int) -> IntervalJoinBuilder:
+        """Join right elements with ``left.ts + lower <= right.ts <= left.ts + upper``.
+
+        Raises:
+            ConfigurationError: a bound is not an int, or ``lower > upper``.
+        """
+        lower = _check_bound(lower, "lower bound")
+        upper = _check_bound(upper, "upper bound")
+        if lower > upper:
+            msg = f"between({lower}, {upper}): the lower bound must not exceed the upper bound"
+            raise ConfigurationError(msg)
+        self._bounds = (lower, upper)
+        return self
+
+    def lower_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
+        """Exclude ``right.ts == left.ts + lower``."""
+        self._lower_inclusive = not exclusive
+        return self
+
+    def upper_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
+        """Exclude ``right.ts == left.ts + upper``."""
+        self._upper_inclusive = not exclusive
+        return self
+
+    def _tag(self, tag: OutputTag, what: str) -> str:
+        if not isinstance(tag, OutputTag):
+            msg = f"{what}() takes an OutputTag, got {type(tag).__name__}"
+            raise ConfigurationError(msg)
+        return tag.name
+
+    def side_output_left_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
+        """Send late left elements to side output ``tag`` instead of dropping them."""
+        self._late[0] = self._tag(tag, "side_output_left_late_data")
+        return self
+
+    def side_output_right_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
+        """Send late right elements to side output ``tag`` instead of dropping them."""
+        self._late[1] = self._tag(tag, "side_output_right_late_data")
+        return self
+
+    def scan(self, mode: str) -> IntervalJoinBuilder:
+        """``"range"`` (default): probes seek the exact time range; ``"prefix"``: read the whole key."""
+        if mode not in SCAN_MODES:
+            msg = f"scan() takes one of {SCAN_MODES}, got {mode!r}"
+            raise ConfigurationError(msg)
+        self._scan = mode
+        return self
+
+    def process(self, fn: ProcessJoinFunction | Callable[[Any, Any, Any], Any]) -> DataStream:
+        """Add the join with function ``fn`` and return the stream of its outputs.
+
+        ``fn`` is a :class:`ProcessJoinFunction` or a callable ``fn(left, right, ctx)``;
+        either returns or yields the outputs of a pair (or calls ``ctx.emit``).
+
+        Raises:
+            ConfigurationError: no ``between``, bounds empty after exclusivity, or a bad ``fn``.
+        """
+        from streamcore.datastream import DataStream
+
+        if self._bounds is None:
+            msg = "interval join: call between(lower, upper) before process()"
+            raise ConfigurationError(msg)
+        if not isinstance(fn, ProcessJoinFunction) and not callable(fn):
+            msg = f"interval join process() takes a ProcessJoinFunction or callable, got {type(fn).__name__}"
+            raise ConfigurationError(msg)
+        lower, upper = self._bounds
+        eff_lower = lower if self._lower_inclusive else lower + 1
+        eff_upper = upper if self._upper_inclusive else upper - 1
+        if eff_lower > eff_upper:
+            msg = (
+                f"interval join between({lower}, {upper}) with exclusive bounds is empty "
+                f"({eff_lower} > {eff_upper} once inclusive); widen the interval or make a bound inclusive"
+            )
+            raise ConfigurationError(msg)
+        left, right = self._left, self._right
+        key_selectors = [left.key_selector, right.key_selector]
+        late = (self._late[0], self._late[1])
+        lower_inclusive, upper_inclusive, scan = self._lower_inclusive, self._upper_inclusive, self._scan
+
+        def factory(name: str, uid: str) -> IntervalJoinOperator:
+            return IntervalJoinOperator(
+                name,
+                uid,
+                fn,
+                key_selectors,
+                lower,
+                upper,
+                lower_inclusive=lower_inclusive,
+                upper_inclusive=upper_inclusive,
+                late_tags=late,
+                scan=scan,
+            )
+
+        env = left._env
+        inputs = left._inputs(0) + right._inputs(1)
+        node = env.graph.add("interval_join", "interval_join", inputs, factory)
+        return DataStream(env, [(node, None)])
