@@ -310,7 +310,9 @@ class IntervalJoinOperator(KeyedOperator):
         expiry = self._expiry[side]
         expiry_get = expiry.get
         expiry_times = self._expiry_times[side]
-        set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+        kc = self.key_context
+        assert kc is not None
+        key_bytes = kc.key_bytes_batch(keys)
         pe = self._pe
         ctx = self.ctx
         append = out.append
@@ -325,8 +327,9 @@ class IntervalJoinOperator(KeyedOperator):
         key_entries = 0
         matches = 0
         buffered = 0
-        for v, k, ts in zip(values, keys, timestamps, strict=True):
-            set_key(k)
+        for v, k, kb, ts in zip(values, keys, key_bytes, timestamps, strict=True):
+            kc.key = k
+            kc.key_bytes = kb
             held = other_count_get(k)
             if held:
                 probes += 1

@@ -74,7 +74,10 @@ class KeyContext:
 
     def set_current_key(self, key: Any) -> None:
         """Make ``key`` the current key (state handles read and write its state)."""
-        self.key_bytes = self.entry_for(key)[1]
+        try:
+            self.key_bytes = self._cache[key][1]
+        except (KeyError, TypeError):
+            self.key_bytes = self.entry_for(key)[1]
         self.key = key
 
     def key_bytes_batch(self, keys: list[Any]) -> list[bytes]:
