@@ -10,7 +10,7 @@ time and watermarks, interval joins, windows and checkpoints.
 [4, 2, 3]
 """
 
-from streamcore import aggregates, errors, serde, time
+from streamcore import aggregates, errors, serde, time, windowing
 from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import ConnectedStreams, DataStream, DataStreamSink, KeyedStream
 from streamcore.environment import StreamEnvironment
@@ -22,6 +22,14 @@ from streamcore.functions import (
     OutputTag,
     ProcessFunction,
     ProcessJoinFunction,
+)
+from streamcore.operators.window import (
+    AllWindowedStream,
+    AllWindowFunction,
+    ProcessAllWindowFunction,
+    ProcessWindowFunction,
+    WindowedStream,
+    WindowFunction,
 )
 from streamcore.runtime.executor import JobResult
 from streamcore.runtime.job import JobHandle
@@ -48,22 +56,51 @@ from streamcore.time import (
     WatermarkGenerator,
     WatermarkStrategy,
 )
+from streamcore.windowing import (
+    ContinuousEventTimeTrigger,
+    CountEvictor,
+    CountTrigger,
+    EventTimeSessionWindows,
+    EventTimeTrigger,
+    GlobalWindow,
+    GlobalWindows,
+    ProcessingTimeSessionWindows,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    SlidingEventTimeWindows,
+    SlidingProcessingTimeWindows,
+    TimeWindow,
+    Trigger,
+    TriggerResult,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    WindowAssigner,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
+    "AllWindowFunction",
+    "AllWindowedStream",
     "CallableSink",
     "Clock",
     "CoProcessFunction",
     "CollectSink",
     "CollectionSource",
     "ConnectedStreams",
+    "ContinuousEventTimeTrigger",
+    "CountEvictor",
+    "CountTrigger",
     "DataStream",
     "DataStreamSink",
+    "EventTimeSessionWindows",
+    "EventTimeTrigger",
     "FileSink",
     "GeneratorSource",
+    "GlobalWindow",
+    "GlobalWindows",
     "JobHandle",
     "JobResult",
     "KafkaSink",
@@ -76,23 +113,39 @@ __all__ = [
     "MapStateDescriptor",
     "OutputTag",
     "PrintSink",
+    "ProcessAllWindowFunction",
     "ProcessFunction",
     "ProcessJoinFunction",
+    "ProcessWindowFunction",
+    "ProcessingTimeSessionWindows",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
     "ReducingStateDescriptor",
     "RestoreFrom",
     "Sink",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
     "Source",
     "SplitReader",
     "StateTtlConfig",
     "StreamEnvironment",
     "StreamcoreError",
     "SystemClock",
+    "TimeWindow",
+    "Trigger",
+    "TriggerResult",
+    "TumblingEventTimeWindows",
+    "TumblingProcessingTimeWindows",
     "TwoPhaseCommitSink",
     "ValueStateDescriptor",
     "WatermarkGenerator",
     "WatermarkStrategy",
+    "WindowAssigner",
+    "WindowFunction",
+    "WindowedStream",
     "aggregates",
     "errors",
     "serde",
     "time",
+    "windowing",
 ]

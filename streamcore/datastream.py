@@ -168,6 +168,18 @@ class DataStream:
 
         return DataStream(self._env, [(self._add("timestamps", factory), None)])
 
+    def window_all(self, assigner: Any) -> Any:
+        """Windows over the whole stream (one operator, one logical key)."""
+        from streamcore.operators.window import window_all
+
+        return window_all(self, assigner)
+
+    def count_window_all(self, size: int, slide: int | None = None) -> Any:
+        """Windows of ``size`` elements over the whole stream."""
+        from streamcore.operators.window import count_window_all
+
+        return count_window_all(self, size, slide)
+
     def get_side_output(self, tag: OutputTag) -> DataStream:
         """The side output ``tag`` of the operator that produced this stream."""
         if not isinstance(tag, OutputTag):

@@ -1,0 +1,228 @@
+"""User window functions (PyFlink names) and the context they see.
+
+Every kind of window function is bound to one internal signature,
+``call(key, window, value)``, where ``value`` is the aggregate's result or the list of
+the window's elements; plain callables return one output per firing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from streamcore.errors import ConfigurationError, StateError
+from streamcore.functions import OutputTag, _Function
+from streamcore.operators.basic import SideOutputs
+
+__all__ = [
+    "AllWindowFunction",
+    "ProcessAllWindowFunction",
+    "ProcessWindowFunction",
+    "WindowContext",
+    "WindowFunction",
+    "bind_user_fn",
+    "plain",
+    "to_keyed",
+]
+
+
+# -- user functions ----------------------------------------------------------------------------
+class ProcessWindowFunction(_Function):
+    """Evaluates a fired window of one key, with its elements (or its aggregate) and a context.
+
+    ``context.window()`` is the window (``.start``, ``.end``, ``.max_timestamp()``);
+    ``context.current_watermark()``, ``context.window_state()`` (state of this key and
+    window) and ``context.global_state()`` (state of this key), ``context.output(tag, v)``.
+
+    >>> class Span(ProcessWindowFunction):
+    ...     def process(self, key, context, elements):
+    ...         yield key, context.window().start, len(elements)
+    """
+
+    def process(self, key: Any, context: Any, elements: Sequence[Any]) -> Iterable[Any] | None:
+        """Called per firing; yield or return outputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(key, context, elements)")
+
+    def clear(self, context: Any) -> None:
+        """The window's state is being dropped: clear what you kept in ``context.window_state()``."""
+
+
+class WindowFunction(_Function):
+    """``apply(key, window, inputs)``: a window function without a context."""
+
+    def apply(self, key: Any, window: Any, inputs: Sequence[Any]) -> Iterable[Any] | None:
+        """Called per firing; yield or return outputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(key, window, inputs)")
+
+
+class ProcessAllWindowFunction(_Function):
+    """The :class:`ProcessWindowFunction` of ``window_all``: ``process(context, elements)``."""
+
+    def process(self, context: Any, elements: Sequence[Any]) -> Iterable[Any] | None:
+        """Called per firing; yield or return outputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process(context, elements)")
+
+    def clear(self, context: Any) -> None:
+        """The window's state is being dropped."""
+
+
+class AllWindowFunction(_Function):
+    """The :class:`WindowFunction` of ``window_all``: ``apply(window, inputs)``."""
+
+    def apply(self, window: Any, inputs: Sequence[Any]) -> Iterable[Any] | None:
+        """Called per firing; yield or return outputs."""
+        raise NotImplementedError(f"{type(self).__name__} must implement apply(window, inputs)")
+
+
+class _StateStore:
+    """``context.window_state()`` / ``global_state()``: state handles bound to a namespace."""
+
+    __slots__ = ("_backend", "_ns")
+
+    def __init__(self, backend: Any, ns: Any) -> None:
+        self._backend = backend
+        self._ns = ns
+
+    def get_state(self, descriptor: Any) -> Any:
+        """The handle for ``descriptor`` in this scope (fetch it again in every call)."""
+        handle = self._backend.get_state(descriptor)
+        handle.set_namespace(self._ns)
+        return handle
+
+    get_list_state = get_state
+    get_map_state = get_state
+    get_reducing_state = get_state
+
+
+class WindowContext:
+    """The ``context`` of process window functions."""
+
+    __slots__ = ("_op", "_side", "win")
+
+    def __init__(self, op: Any) -> None:
+        self._op = op
+        self._side = SideOutputs(op)
+        self.win: Any = None
+
+    def window(self) -> Any:
+        """The window being evaluated."""
+        return self.win
+
+    def current_watermark(self) -> int:
+        """The operator's watermark."""
+        return self._op.current_watermark
+
+    def current_processing_time(self) -> int:
+        """The job clock's time."""
+        return self._op.clock_now()
+
+    def window_state(self) -> _StateStore:
+        """State of the current key and this window (cleared by you in ``clear``).
+
+        Raises:
+            StateError: session (merging) windows, whose per-window state could not follow a merge.
+        """
+        if getattr(self._op, "_merging", False):
+            msg = (
+                f"operator {self._op.uid!r}: per-window state is not supported for merging (session) "
+                "windows; use context.global_state()"
+            )
+            raise StateError(msg)
+        return _StateStore(self._op.backend, self.win.namespace() if self.win is not None else None)
+
+    def global_state(self) -> _StateStore:
+        """State of the current key across windows."""
+        return _StateStore(self._op.backend, None)
+
+    def get_state(self, descriptor: Any) -> Any:
+        """Same as ``global_state().get_state(descriptor)`` (for ``open``)."""
+        return self.global_state().get_state(descriptor)
+
+    def output(self, tag: OutputTag, value: Any) -> None:
+        """Emit to a side output, with the window's max timestamp."""
+        self._side.add(tag, value, self.win.max_timestamp() if self.win is not None else None)
+
+
+def bind_user_fn(fn: Any, aggregated: bool, ctx: WindowContext) -> Callable[[Any, Any, Any], Any]:
+    """One signature for every kind of window function: ``call(key, window, result_or_elements)``."""
+    if isinstance(fn, ProcessWindowFunction):
+        process = fn.process
+
+        def call(key: Any, window: Any, value: Any) -> Any:
+            ctx.win = window
+            return process(key, ctx, [value] if aggregated else value)
+
+        return call
+    if isinstance(fn, WindowFunction):
+        apply = fn.apply
+        if aggregated:
+            return lambda key, window, value: apply(key, window, [value])
+        return apply
+    return fn  # type: ignore[no-any-return]
+
+
+def plain(fn: Any) -> Any:
+    """Window functions as given; plain callables wrapped so that outputs are iterables."""
+    if fn is None or isinstance(fn, (ProcessWindowFunction, WindowFunction)):
+        return fn
+
+    def call(key: Any, window: Any, value: Any) -> tuple[Any]:
+        return (fn(key, window, value),)
+
+    call.__qualname__ = getattr(fn, "__qualname__", "window_function")
+    call.plain = fn  # type: ignore[attr-defined]
+    return call
+
+
+# -- window_all: functions of one-key windows -----------------------------------------------------------
+class _AllProcess(ProcessWindowFunction):
+    def __init__(self, fn: ProcessAllWindowFunction) -> None:
+        self.fn = fn
+
+    def open(self, ctx: Any) -> None:
+        self.fn.open(ctx)
+
+    def close(self) -> None:
+        self.fn.close()
+
+    def process(self, key: Any, context: Any, elements: Sequence[Any]) -> Iterable[Any] | None:
+        return self.fn.process(context, elements)
+
+    def clear(self, context: Any) -> None:
+        self.fn.clear(context)
+
+
+class _AllApply(WindowFunction):
+    def __init__(self, fn: AllWindowFunction) -> None:
+        self.fn = fn
+
+    def open(self, ctx: Any) -> None:
+        self.fn.open(ctx)
+
+    def close(self) -> None:
+        self.fn.close()
+
+    def apply(self, key: Any, window: Any, inputs: Sequence[Any]) -> Iterable[Any] | None:
+        return self.fn.apply(window, inputs)
+
+
+def to_keyed(fn: Any) -> Any:
+    """A ``window_all`` function (all-window class or ``fn(window, value)``) as a keyed window function."""
+    if fn is None:
+        return None
+    if isinstance(fn, ProcessAllWindowFunction):
+        return _AllProcess(fn)
+    if isinstance(fn, AllWindowFunction):
+        return _AllApply(fn)
+    if callable(fn):
+
+        def call(key: Any, window: Any, value: Any) -> Any:
+            return fn(window, value)
+
+        call.__qualname__ = getattr(fn, "__qualname__", "window_function")
+        return call
+    msg = (
+        "window_all functions are ProcessAllWindowFunction, AllWindowFunction or a callable "
+        f"(window, value) -> output, got {type(fn).__name__}"
+    )
+    raise ConfigurationError(msg)

@@ -1,0 +1,758 @@
+"""Windows, window assigners, triggers and evictors (PyFlink names): configuration only.
+
+A *window assigner* puts each element into zero or more windows: tumbling and sliding
+windows aligned to the epoch (plus an offset), session windows that merge as the gaps
+between elements close, processing-time variants, and the single global window of
+count windows. A *trigger* decides when a window's contents are evaluated (fired) and
+when they are dropped (purged); an *evictor* drops elements before evaluation.
+
+Everything here is immutable configuration shared by every key and window; the per
+window data (contents, trigger state, timers) lives in the window operator's keyed
+state (:mod:`streamcore.operators.window`).
+
+Time is int milliseconds. A :class:`TimeWindow` covers ``[start, end)``; its
+``max_timestamp()`` is ``end - 1``, the event time at which it fires. Window starts use
+floor division, so negative timestamps fall into the right window:
+
+>>> TumblingEventTimeWindows.of(10).assign_windows(None, -1, None)
+[TimeWindow(start=-10, end=0)]
+>>> SlidingEventTimeWindows.of(10, 5).assign_windows(None, 7, None)
+[TimeWindow(start=5, end=15), TimeWindow(start=0, end=10)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from streamcore.errors import ConfigurationError
+from streamcore.state.descriptors import ReducingStateDescriptor
+from streamcore.time import MAX_TIMESTAMP
+
+__all__ = [
+    "ContinuousEventTimeTrigger",
+    "CountEvictor",
+    "CountTrigger",
+    "EventTimeSessionWindows",
+    "EventTimeTrigger",
+    "Evictor",
+    "GlobalWindow",
+    "GlobalWindows",
+    "MergingWindowAssigner",
+    "NeverTrigger",
+    "ProcessingTimeSessionWindows",
+    "ProcessingTimeTrigger",
+    "PurgingTrigger",
+    "SlidingEventTimeWindows",
+    "SlidingProcessingTimeWindows",
+    "TimeWindow",
+    "Trigger",
+    "TriggerContext",
+    "TriggerResult",
+    "TumblingEventTimeWindows",
+    "TumblingProcessingTimeWindows",
+    "WindowAssigner",
+    "merge_time_windows",
+]
+
+
+def _positive(value: Any, what: str) -> int:
+    if type(value) is not int or value <= 0:
+        msg = f"{what} must be an int of milliseconds > 0, got {value!r}; use streamcore.time.seconds(...)"
+        raise ConfigurationError(msg)
+    return value
+
+
+# -- windows -------------------------------------------------------------------------------
+class TimeWindow:
+    """The half-open time interval ``[start, end)`` of a window.
+
+    >>> w = TimeWindow(0, 10)
+    >>> w.max_timestamp(), w.intersects(TimeWindow(10, 20)), w.cover(TimeWindow(5, 15))
+    (9, True, TimeWindow(start=0, end=15))
+    """
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+
+    def max_timestamp(self) -> int:
+        """The largest timestamp inside the window (``end - 1``): the window fires at this event time."""
+        return self.end - 1
+
+    def intersects(self, other: TimeWindow) -> bool:
+        """Whether the windows overlap or touch (touching session windows merge, as in Flink)."""
+        return self.start <= other.end and self.end >= other.start
+
+    def cover(self, other: TimeWindow) -> TimeWindow:
+        """The smallest window containing both."""
+        return TimeWindow(min(self.start, other.start), max(self.end, other.end))
+
+    def namespace(self) -> tuple[int, int]:
+        """``(start, end)``: the namespace of this window's keyed state."""
+        return (self.start, self.end)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TimeWindow) and self.start == other.start and self.end == other.end
+
+    def __lt__(self, other: TimeWindow) -> bool:
+        return (self.start, self.end) < (other.start, other.end)
+
+    def __hash__(self) -> int:
+        return hash((self.start, self.end))
+
+    def __repr__(self) -> str:
+        return f"TimeWindow(start={self.start}, end={self.end})"
+
+
+class GlobalWindow:
+    """The one window of :class:`GlobalWindows` (count windows): it never ends on its own."""
+
+    __slots__ = ()
+    _instance: GlobalWindow | None = None
+
+    def __new__(cls) -> GlobalWindow:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    @staticmethod
+    def get() -> GlobalWindow:
+        """The singleton."""
+        return GlobalWindow()
+
+    def max_timestamp(self) -> int:
+        """``MAX_TIMESTAMP``: the global window covers all of time."""
+        return MAX_TIMESTAMP
+
+    def namespace(self) -> None:
+        """``None``: the namespace of the global window's keyed state."""
+        return None
+
+    def __repr__(self) -> str:
+        return "GlobalWindow()"
+
+
+def merge_time_windows(windows: list[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]:
+    """Group overlapping (or touching) windows: ``[(cover, [merged windows...]), ...]``.
+
+    Only groups of two or more windows are returned.
+
+    >>> merge_time_windows([TimeWindow(0, 5), TimeWindow(9, 12), TimeWindow(4, 8)])
+    [(TimeWindow(start=0, end=8), [TimeWindow(start=0, end=5), TimeWindow(start=4, end=8)])]
+    """
+    out: list[tuple[TimeWindow, list[TimeWindow]]] = []
+    current: TimeWindow | None = None
+    members: list[TimeWindow] = []
+    for w in sorted(windows, key=lambda w: (w.start, w.end)):
+        if current is not None and current.intersects(w):
+            current = current.cover(w)
+            members.append(w)
+            continue
+        if len(members) > 1:
+            out.append((current, members))  # type: ignore[arg-type]
+        current, members = w, [w]
+    if len(members) > 1:
+        out.append((current, members))  # type: ignore[arg-type]
+    return out
+
+
+# -- triggers ---------------------------------------------------------------------------------
+class TriggerResult(Enum):
+    """What a trigger asks the window operator to do with a window."""
+
+    CONTINUE = (False, False)
+    FIRE = (True, False)
+    PURGE = (False, True)
+    FIRE_AND_PURGE = (True, True)
+
+    def is_fire(self) -> bool:
+        """Evaluate the window function over the contents and emit the result."""
+        return self.value[0]
+
+    def is_purge(self) -> bool:
+        """Drop the window's contents (not its trigger state or timers)."""
+        return self.value[1]
+
+
+class TriggerContext:
+    """What a trigger may use: time, timers and state of the current key and window.
+
+    The window operator passes one to every trigger call; timers and state are scoped
+    to the key and window the call is about. In ``on_merge``, ``merge_partitioned_state``
+    folds the state of the merged windows into the new one.
+    """
+
+    def get_current_watermark(self) -> int:
+        """The operator's event-time watermark."""
+        raise NotImplementedError
+
+    def get_current_processing_time(self) -> int:
+        """The job clock's time."""
+        raise NotImplementedError
+
+    def register_event_time_timer(self, time: int) -> None:
+        """Call ``on_event_time`` once the watermark reaches ``time``."""
+        raise NotImplementedError
+
+    def register_processing_time_timer(self, time: int) -> None:
+        """Call ``on_processing_time`` once the clock reaches ``time``."""
+        raise NotImplementedError
+
+    def delete_event_time_timer(self, time: int) -> None:
+        """Cancel an event-time timer of this key and window."""
+        raise NotImplementedError
+
+    def delete_processing_time_timer(self, time: int) -> None:
+        """Cancel a processing-time timer of this key and window."""
+        raise NotImplementedError
+
+    def get_partitioned_state(self, descriptor: Any) -> Any:
+        """The state handle for ``descriptor``, scoped to this key and window."""
+        raise NotImplementedError
+
+    def merge_partitioned_state(self, descriptor: Any) -> None:
+        """In ``on_merge`` only: fold the merged windows' reducing state into this window's."""
+        raise NotImplementedError
+
+
+class Trigger:
+    """Decides when a window fires and when it is purged. Subclass it for custom rules.
+
+    Triggers are configuration, shared by all keys and windows: per-window data goes in
+    ``ctx.get_partitioned_state(...)`` and timers, never in attributes.
+    """
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Called for every element added to ``window``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement on_element")
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """An event-time timer of this window fired."""
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """A processing-time timer of this window fired."""
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        """Whether this trigger supports merging (session) windows."""
+        return False
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Windows were merged into ``window``: re-register timers, merge state."""
+        msg = f"{type(self).__name__} does not support merging windows"
+        raise ConfigurationError(msg)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """The window is gone: delete its timers and state."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class EventTimeTrigger(Trigger):
+    """Fires once the watermark passes the window's end (the default of event-time windows).
+
+    An element arriving for a window that already fired (within the allowed lateness)
+    fires it again at once, with the updated contents.
+    """
+
+    @staticmethod
+    def create() -> EventTimeTrigger:
+        """The trigger."""
+        return EventTimeTrigger()
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Fire late windows at once; otherwise wait for the watermark."""
+        if window.max_timestamp() <= ctx.get_current_watermark():
+            return TriggerResult.FIRE
+        ctx.register_event_time_timer(window.max_timestamp())
+        return TriggerResult.CONTINUE
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """Fire at the window's end."""
+        return TriggerResult.FIRE if time == window.max_timestamp() else TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        """Yes."""
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Wait for the merged window's end (unless the watermark already passed it)."""
+        if window.max_timestamp() > ctx.get_current_watermark():
+            ctx.register_event_time_timer(window.max_timestamp())
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """Delete the end-of-window timer."""
+        ctx.delete_event_time_timer(window.max_timestamp())
+
+
+class ProcessingTimeTrigger(Trigger):
+    """Fires when the job clock reaches the window's end (the default of processing-time windows)."""
+
+    @staticmethod
+    def create() -> ProcessingTimeTrigger:
+        """The trigger."""
+        return ProcessingTimeTrigger()
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Register the end-of-window timer."""
+        ctx.register_processing_time_timer(window.max_timestamp())
+        return TriggerResult.CONTINUE
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """Fire."""
+        return TriggerResult.FIRE
+
+    def can_merge(self) -> bool:
+        """Yes."""
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Wait for the merged window's end."""
+        if window.max_timestamp() > ctx.get_current_processing_time():
+            ctx.register_processing_time_timer(window.max_timestamp())
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """Delete the end-of-window timer."""
+        ctx.delete_processing_time_timer(window.max_timestamp())
+
+
+def _add(a: int, b: int) -> int:
+    return a + b
+
+
+class CountTrigger(Trigger):
+    """Fires every ``n`` elements of a window (contents stay unless wrapped in :class:`PurgingTrigger`)."""
+
+    def __init__(self, count: int) -> None:
+        if type(count) is not int or count < 1:
+            msg = f"CountTrigger needs an int count >= 1, got {count!r}"
+            raise ConfigurationError(msg)
+        self.count = count
+        self._state = ReducingStateDescriptor("trigger.count", _add)
+
+    @staticmethod
+    def of(count: int) -> CountTrigger:
+        """Fire every ``count`` elements."""
+        return CountTrigger(count)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Count; fire (and restart the count) at ``n``."""
+        st = ctx.get_partitioned_state(self._state)
+        st.add(1)
+        if st.get() >= self.count:
+            st.clear()
+            return TriggerResult.FIRE
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        """Yes: counts of merged windows add up."""
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Sum the counts of the merged windows."""
+        ctx.merge_partitioned_state(self._state)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """Drop the count."""
+        ctx.get_partitioned_state(self._state).clear()
+
+    def __repr__(self) -> str:
+        return f"CountTrigger.of({self.count})"
+
+
+class ContinuousEventTimeTrigger(Trigger):
+    """Early firings: fires every ``interval`` of event time while the window is open, then at its end.
+
+    Early firing times are aligned to multiples of ``interval`` (like windows, from the
+    epoch): an element at ``ts`` schedules a firing at the next multiple after it.
+    Each firing emits the window's result so far (an update; contents are kept).
+    """
+
+    def __init__(self, interval: int) -> None:
+        self.interval = _positive(interval, "ContinuousEventTimeTrigger interval")
+        self._state = ReducingStateDescriptor("trigger.fire-time", min)
+
+    @staticmethod
+    def of(interval: int) -> ContinuousEventTimeTrigger:
+        """Fire every ``interval`` ms of event time."""
+        return ContinuousEventTimeTrigger(interval)
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Register the window-end timer and, if none is pending, the next early firing."""
+        end = window.max_timestamp()
+        if end <= ctx.get_current_watermark():
+            return TriggerResult.FIRE
+        ctx.register_event_time_timer(end)
+        st = ctx.get_partitioned_state(self._state)
+        if st.get() is None and timestamp is not None:
+            self._schedule((timestamp // self.interval + 1) * self.interval, end, st, ctx)
+        return TriggerResult.CONTINUE
+
+    def _schedule(self, at: int, end: int, st: Any, ctx: TriggerContext) -> None:
+        if at < end:
+            st.add(at)
+            ctx.register_event_time_timer(at)
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """Fire at the window's end, and at the scheduled early firing (scheduling the next)."""
+        end = window.max_timestamp()
+        st = ctx.get_partitioned_state(self._state)
+        scheduled = st.get()
+        if scheduled is not None and scheduled == time:
+            st.clear()
+            self._schedule(time + self.interval, end, st, ctx)
+            return TriggerResult.FIRE
+        return TriggerResult.FIRE if time == end else TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        """Yes: the earliest pending firing of the merged windows survives."""
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Keep the earliest scheduled firing; wait for the merged window's end."""
+        ctx.merge_partitioned_state(self._state)
+        scheduled = ctx.get_partitioned_state(self._state).get()
+        if scheduled is not None:
+            ctx.register_event_time_timer(scheduled)
+        if window.max_timestamp() > ctx.get_current_watermark():
+            ctx.register_event_time_timer(window.max_timestamp())
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """Delete both timers and the schedule."""
+        st = ctx.get_partitioned_state(self._state)
+        scheduled = st.get()
+        if scheduled is not None:
+            ctx.delete_event_time_timer(scheduled)
+        st.clear()
+        ctx.delete_event_time_timer(window.max_timestamp())
+
+    def __repr__(self) -> str:
+        return f"ContinuousEventTimeTrigger.of({self.interval})"
+
+
+class PurgingTrigger(Trigger):
+    """Wraps a trigger so that every firing also purges the contents."""
+
+    def __init__(self, nested: Trigger) -> None:
+        if not isinstance(nested, Trigger):
+            msg = f"PurgingTrigger.of() takes a Trigger, got {type(nested).__name__}"
+            raise ConfigurationError(msg)
+        self.nested = nested
+
+    @staticmethod
+    def of(nested: Trigger) -> PurgingTrigger:
+        """Purge whenever ``nested`` fires."""
+        return PurgingTrigger(nested)
+
+    @staticmethod
+    def _purging(result: TriggerResult) -> TriggerResult:
+        return TriggerResult.FIRE_AND_PURGE if result.is_fire() else result
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Delegate; turn FIRE into FIRE_AND_PURGE."""
+        return self._purging(self.nested.on_element(element, timestamp, window, ctx))
+
+    def on_event_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """Delegate; turn FIRE into FIRE_AND_PURGE."""
+        return self._purging(self.nested.on_event_time(time, window, ctx))
+
+    def on_processing_time(self, time: int, window: Any, ctx: TriggerContext) -> TriggerResult:
+        """Delegate; turn FIRE into FIRE_AND_PURGE."""
+        return self._purging(self.nested.on_processing_time(time, window, ctx))
+
+    def can_merge(self) -> bool:
+        """As the nested trigger."""
+        return self.nested.can_merge()
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Delegate."""
+        self.nested.on_merge(window, ctx)
+
+    def clear(self, window: Any, ctx: TriggerContext) -> None:
+        """Delegate."""
+        self.nested.clear(window, ctx)
+
+    def __repr__(self) -> str:
+        return f"PurgingTrigger.of({self.nested!r})"
+
+
+class NeverTrigger(Trigger):
+    """Never fires: the default of :class:`GlobalWindows`, which needs an explicit trigger."""
+
+    def on_element(
+        self, element: Any, timestamp: int | None, window: Any, ctx: TriggerContext
+    ) -> TriggerResult:
+        """Never fire."""
+        return TriggerResult.CONTINUE
+
+    def can_merge(self) -> bool:
+        """Yes (nothing to merge)."""
+        return True
+
+    def on_merge(self, window: Any, ctx: TriggerContext) -> None:
+        """Nothing to do."""
+
+
+# -- evictors ------------------------------------------------------------------------------------
+class Evictor:
+    """Drops elements of a window before its function is evaluated (the rest stays in state)."""
+
+    def evict_before(self, elements: list[Any], window: Any) -> list[Any]:
+        """The elements to keep, in order (called before evaluation)."""
+        return elements
+
+
+class CountEvictor(Evictor):
+    """Keeps only the last ``count`` elements of a window (sliding count windows)."""
+
+    def __init__(self, count: int) -> None:
+        if type(count) is not int or count < 1:
+            msg = f"CountEvictor needs an int count >= 1, got {count!r}"
+            raise ConfigurationError(msg)
+        self.count = count
+
+    @staticmethod
+    def of(count: int) -> CountEvictor:
+        """Keep the last ``count`` elements."""
+        return CountEvictor(count)
+
+    def evict_before(self, elements: list[Any], window: Any) -> list[Any]:
+        """The last ``count`` elements."""
+        return elements[-self.count :] if len(elements) > self.count else elements
+
+    def __repr__(self) -> str:
+        return f"CountEvictor.of({self.count})"
+
+
+# -- assigners -----------------------------------------------------------------------------------
+class WindowAssigner:
+    """Assigns each element to windows; says which trigger a windowed stream uses by default."""
+
+    #: event-time assigners use element timestamps; processing-time ones the job clock.
+    event_time = True
+
+    def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
+        """The windows of ``element`` (``context.get_current_processing_time()`` for processing time)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement assign_windows")
+
+    def get_default_trigger(self) -> Trigger:
+        """The trigger used unless ``WindowedStream.trigger(...)`` sets one."""
+        return EventTimeTrigger() if self.event_time else ProcessingTimeTrigger()
+
+    def get_default_evictor(self) -> Evictor | None:
+        """The evictor used unless ``WindowedStream.evictor(...)`` sets one (count windows)."""
+        return None
+
+    def is_event_time(self) -> bool:
+        """Whether windows follow event time (watermarks) rather than the clock."""
+        return self.event_time
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class MergingWindowAssigner(WindowAssigner):
+    """An assigner whose windows merge when they overlap (sessions)."""
+
+    def merge_windows(self, windows: list[TimeWindow]) -> list[tuple[TimeWindow, list[TimeWindow]]]:
+        """Groups of windows to merge: ``[(result, [merged...]), ...]``."""
+        return merge_time_windows(windows)
+
+
+class _AlignedWindows(WindowAssigner):
+    """Tumbling and sliding windows: ``size`` long, every ``slide``, starting at ``offset`` + k * slide."""
+
+    def __init__(self, size: int, slide: int, offset: int, event_time: bool) -> None:
+        what = type(self).__name__
+        self.size = _positive(size, f"{what} size")
+        self.slide = _positive(slide, f"{what} slide")
+        if type(offset) is not int or abs(offset) >= self.slide:
+            msg = f"{what} offset must be an int with abs(offset) < {self.slide} (the slide), got {offset!r}"
+            raise ConfigurationError(msg)
+        self.offset = offset
+        self.event_time = event_time
+
+    def window_start(self, timestamp: int) -> int:
+        """Start of the latest window containing ``timestamp`` (floor semantics, negatives too)."""
+        return timestamp - (timestamp - self.offset) % self.slide
+
+    def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
+        """Every window containing the element's time, latest first."""
+        if not self.event_time:
+            timestamp = context.get_current_processing_time()
+        elif timestamp is None:
+            msg = (
+                f"{type(self).__name__} needs element timestamps: pass timestamp=... to the source or "
+                "call assign_timestamps_and_watermarks(...) before the window"
+            )
+            raise ConfigurationError(msg)
+        size, slide = self.size, self.slide
+        start = timestamp - (timestamp - self.offset) % slide
+        out = []
+        while start > timestamp - size:
+            out.append(TimeWindow(start, start + size))
+            start -= slide
+        return out
+
+    def __repr__(self) -> str:
+        off = f", offset={self.offset}" if self.offset else ""
+        if self.size == self.slide:
+            return f"{type(self).__name__}.of({self.size}{off})"
+        return f"{type(self).__name__}.of({self.size}, {self.slide}{off})"
+
+
+class TumblingEventTimeWindows(_AlignedWindows):
+    """Back-to-back windows of ``size`` ms of event time: ``[k*size + offset, (k+1)*size + offset)``."""
+
+    def __init__(self, size: int, offset: int = 0) -> None:
+        super().__init__(size, size, offset, True)
+
+    @staticmethod
+    def of(size: int, offset: int = 0) -> TumblingEventTimeWindows:
+        """Windows of ``size`` ms, shifted by ``offset`` (e.g. a time zone)."""
+        return TumblingEventTimeWindows(size, offset)
+
+
+class SlidingEventTimeWindows(_AlignedWindows):
+    """Windows of ``size`` ms of event time starting every ``slide`` ms (an element is in ``size/slide``)."""
+
+    def __init__(self, size: int, slide: int, offset: int = 0) -> None:
+        super().__init__(size, slide, offset, True)
+
+    @staticmethod
+    def of(size: int, slide: int, offset: int = 0) -> SlidingEventTimeWindows:
+        """Windows of ``size`` ms every ``slide`` ms."""
+        return SlidingEventTimeWindows(size, slide, offset)
+
+
+class TumblingProcessingTimeWindows(_AlignedWindows):
+    """Back-to-back windows of ``size`` ms of the job clock's time."""
+
+    def __init__(self, size: int, offset: int = 0) -> None:
+        super().__init__(size, size, offset, False)
+
+    @staticmethod
+    def of(size: int, offset: int = 0) -> TumblingProcessingTimeWindows:
+        """Windows of ``size`` ms of processing time."""
+        return TumblingProcessingTimeWindows(size, offset)
+
+
+class SlidingProcessingTimeWindows(_AlignedWindows):
+    """Windows of ``size`` ms of the job clock's time, starting every ``slide`` ms."""
+
+    def __init__(self, size: int, slide: int, offset: int = 0) -> None:
+        super().__init__(size, slide, offset, False)
+
+    @staticmethod
+    def of(size: int, slide: int, offset: int = 0) -> SlidingProcessingTimeWindows:
+        """Windows of ``size`` ms every ``slide`` ms of processing time."""
+        return SlidingProcessingTimeWindows(size, slide, offset)
+
+
+class _SessionWindows(MergingWindowAssigner):
+    def __init__(self, gap: int | None, gap_fn: Callable[[Any], int] | None, event_time: bool) -> None:
+        self.gap = gap
+        self.gap_fn = gap_fn
+        self.event_time = event_time
+
+    def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
+        """``[ts, ts + gap)``: merged with every window it touches."""
+        if not self.event_time:
+            timestamp = context.get_current_processing_time()
+        elif timestamp is None:
+            msg = (
+                "session windows need element timestamps: pass timestamp=... to the source or "
+                "call assign_timestamps_and_watermarks(...) before the window"
+            )
+            raise ConfigurationError(msg)
+        gap = self.gap
+        if gap is None:
+            gap = self.gap_fn(element)  # type: ignore[misc]
+            if type(gap) is not int or gap <= 0:
+                msg = f"the session gap function returned {gap!r}; it must return an int of milliseconds > 0"
+                raise ConfigurationError(msg)
+        return [TimeWindow(timestamp, timestamp + gap)]
+
+    def __repr__(self) -> str:
+        gap = self.gap if self.gap is not None else getattr(self.gap_fn, "__name__", "fn")
+        return f"{type(self).__name__}.with_gap({gap})"
+
+
+class EventTimeSessionWindows(_SessionWindows):
+    """Sessions of event time: a window closes after ``gap`` ms without elements of its key.
+
+    Elements whose timestamps are at most ``gap`` apart share a session; windows merge
+    (with their contents and timers) when a late-enough element bridges them.
+    """
+
+    @staticmethod
+    def with_gap(gap: int) -> EventTimeSessionWindows:
+        """A fixed session gap."""
+        return EventTimeSessionWindows(_positive(gap, "session gap"), None, True)
+
+    @staticmethod
+    def with_dynamic_gap(extractor: Callable[[Any], int]) -> EventTimeSessionWindows:
+        """A gap per element: ``extractor(element)`` ms."""
+        if not callable(extractor):
+            msg = "with_dynamic_gap() takes a callable element -> gap in ms"
+            raise ConfigurationError(msg)
+        return EventTimeSessionWindows(None, extractor, True)
+
+
+class ProcessingTimeSessionWindows(_SessionWindows):
+    """Sessions of processing time: a window closes after ``gap`` ms of the clock without elements."""
+
+    @staticmethod
+    def with_gap(gap: int) -> ProcessingTimeSessionWindows:
+        """A fixed session gap."""
+        return ProcessingTimeSessionWindows(_positive(gap, "session gap"), None, False)
+
+
+class GlobalWindows(WindowAssigner):
+    """One window per key that never ends: use with a trigger (count windows do)."""
+
+    event_time = False
+
+    def __init__(self, trigger: Trigger | None = None, evictor: Evictor | None = None) -> None:
+        self._trigger = trigger
+        self._evictor = evictor
+
+    @staticmethod
+    def create() -> GlobalWindows:
+        """The global window assigner (its default trigger never fires)."""
+        return GlobalWindows()
+
+    def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
+        """The global window."""
+        return [GlobalWindow()]
+
+    def get_default_trigger(self) -> Trigger:
+        """:class:`NeverTrigger`, or the count trigger of count windows."""
+        return self._trigger if self._trigger is not None else NeverTrigger()
+
+    def get_default_evictor(self) -> Evictor | None:
+        """The count evictor of sliding count windows."""
+        return self._evictor
+
+    def __repr__(self) -> str:
+        if self._trigger is None:
+            return "GlobalWindows.create()"
+        return f"GlobalWindows(trigger={self._trigger!r}, evictor={self._evictor!r})"
