@@ -146,7 +146,7 @@ class IntervalJoinOperator(KeyedOperator):
     (``hi_s`` is ``upper`` for the left side, ``-lower`` for the right). Each side keeps an
     expiry index (timestamp -> keys buffered at it, plus a heap of the timestamps); when the
     watermark advances, the timestamps it made unjoinable are popped and each of their keys
-    gets one ``remove_until`` (a range delete on RocksDB), so nothing is ever scanned to find
+    gets its entries deleted by their exact ``(ts, seq)``, so nothing is ever scanned to find
     expired entries, and the tombstones lie below every later probe's range. An element that
     cannot join anything in the future is probed but not buffered. The final watermark (end
     of input) empties both buffers. The index also counts the buffered elements per key: a
@@ -358,14 +358,14 @@ class IntervalJoinOperator(KeyedOperator):
                                 append(o)
                                 ts_append(t)
             if ts >= keep_from:
-                add(ts, v)
+                entry = (k, add(ts, v))
                 counts[k] = count_get(k, 0) + 1
                 keys_at = expiry_get(ts)
                 if keys_at is None:
-                    expiry[ts] = [k]
+                    expiry[ts] = [entry]
                     heappush(expiry_times, ts)
                 else:
-                    keys_at.append(k)
+                    keys_at.append(entry)
                 buffered += 1
         self.probes += probes
         self.probes_skipped += len(values) - probes
@@ -376,7 +376,10 @@ class IntervalJoinOperator(KeyedOperator):
 
     # -- cleanup -------------------------------------------------------------------------
     def on_watermark(self, watermark: int) -> None:
-        """Remove every buffered element that can no longer join: one ``remove_until`` per key and side."""
+        """Remove every buffered element that can no longer join.
+
+        Each is deleted by its exact ``(ts, seq)`` (a point tombstone on RocksDB): nothing is read.
+        """
         for side in (0, 1):
             times = self._expiry_times[side]
             if not times:
@@ -387,33 +390,35 @@ class IntervalJoinOperator(KeyedOperator):
             if times[0] > cut:
                 continue
             expiry = self._expiry[side]
-            expired: list[Any] = []
-            while times and times[0] <= cut:
-                expired += expiry.pop(heappop(times))
             counts = self._counts[side]
-            remove_until = self._buffers[side].remove_until
+            remove = self._buffers[side].remove
             set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+            removed = 0
             self.backend.begin_batch()
             try:
-                for key, n in Counter(expired).items():
-                    set_key(key)
-                    remove_until(cut)
-                    left = counts[key] - n
-                    if left:
-                        counts[key] = left
-                    else:
-                        del counts[key]
+                while times and times[0] <= cut:
+                    ts = heappop(times)
+                    for key, seq in expiry.pop(ts):
+                        set_key(key)
+                        remove(ts, seq)
+                        left = counts[key] - 1
+                        if left:
+                            counts[key] = left
+                        else:
+                            del counts[key]
+                        removed += 1
             finally:
                 self.backend.end_batch()
-            self.buffered_per_side[side] -= len(expired)
-            self.removed_per_side[side] += len(expired)
+            self.buffered_per_side[side] -= removed
+            self.removed_per_side[side] += removed
 
     # -- checkpoints ---------------------------------------------------------------------
     def snapshot_operator_state(self) -> Any:
-        """The expiry index: per side, ``[[ts, [key, ...]], ...]`` in time order."""
+        """The expiry index: per side, ``[[ts, [[key, seq], ...]], ...]`` in time order."""
         return {
             BUFFER_NAMES[side]: [
-                [ts, list(self._expiry[side][ts])] for ts in sorted(self._expiry_times[side])
+                [ts, [[k, seq] for k, seq in self._expiry[side][ts]]]
+                for ts in sorted(self._expiry_times[side])
             ]
             for side in (0, 1)
         }
@@ -426,23 +431,24 @@ class IntervalJoinOperator(KeyedOperator):
         """
         if not isinstance(image, dict) or not all(name in image for name in BUFFER_NAMES):
             rows = self.backend.snapshot(True).get("time_ordered", {})
-            image = {name: [[r[1], [r[0]]] for r in rows.get(name, ())] for name in BUFFER_NAMES}
+            image = {name: [[r[1], [[r[0], r[2]]]] for r in rows.get(name, ())] for name in BUFFER_NAMES}
         for side in (0, 1):
             expiry = self._expiry[side]
             times = self._expiry_times[side]
             expiry.clear()
             times.clear()
-            for ts, keys in image[BUFFER_NAMES[side]]:
+            for ts, entries in image[BUFFER_NAMES[side]]:
+                pairs = [(k, seq) for k, seq in entries]
                 known = expiry.get(ts)
                 if known is None:
-                    expiry[ts] = list(keys)
+                    expiry[ts] = pairs
                     times.append(ts)
                 else:
-                    known.extend(keys)
+                    known.extend(pairs)
             heapify(times)
             counts = self._counts[side]
             counts.clear()
-            counts.update(Counter(k for keys in expiry.values() for k in keys))
+            counts.update(Counter(k for entries in expiry.values() for k, _ in entries))
             self.buffered_per_side[side] = sum(counts.values())
 
     def metrics(self) -> dict[str, Any]:

@@ -225,8 +225,15 @@ class TimeOrderedState(ABC):
     entries_scanned: int
 
     @abstractmethod
-    def add(self, timestamp: int, value: Any) -> None:
-        """Buffer ``value`` at ``timestamp`` under the current key."""
+    def add(self, timestamp: int, value: Any) -> int:
+        """Buffer ``value`` at ``timestamp`` under the current key; returns the entry's sequence number.
+
+        ``(timestamp, seq)`` identifies the entry: :meth:`remove` deletes exactly it.
+        """
+
+    @abstractmethod
+    def remove(self, timestamp: int, seq: int) -> None:
+        """Remove the current key's entry ``(timestamp, seq)`` (no error if absent); nothing is read."""
 
     @abstractmethod
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:

@@ -205,10 +205,11 @@ class HeapTimeOrderedState(TimeOrderedState):
         self._seq = 0
         self.entries_scanned = 0
 
-    def add(self, timestamp: int, value: Any) -> None:
-        """Buffer ``value`` at ``timestamp``."""
+    def add(self, timestamp: int, value: Any) -> int:
+        """Buffer ``value`` at ``timestamp``; returns its sequence number."""
         self._seq += 1
-        entry = (timestamp, self._seq, value)
+        seq = self._seq
+        entry = (timestamp, seq, value)
         lst = self._data.get(self._kc.key)
         if lst is None:
             self._data[self._kc.key] = [entry]
@@ -216,6 +217,19 @@ class HeapTimeOrderedState(TimeOrderedState):
             lst.append(entry)
         else:
             insort(lst, entry)
+        return seq
+
+    def remove(self, timestamp: int, seq: int) -> None:
+        """Remove the entry ``(timestamp, seq)`` of the current key."""
+        key = self._kc.key
+        lst = self._data.get(key)
+        if lst is None:
+            return
+        i = bisect_left(lst, (timestamp, seq))
+        if i < len(lst) and lst[i][0] == timestamp and lst[i][1] == seq:
+            del lst[i]
+            if not lst:
+                del self._data[key]
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``."""

@@ -277,15 +277,19 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         self._loads = ser.loads
         self.entries_scanned = 0
 
-    def add(self, timestamp: int, value: Any) -> None:
-        """Buffer ``value`` at ``timestamp``."""
+    def add(self, timestamp: int, value: Any) -> int:
+        """Buffer ``value`` at ``timestamp``; returns its sequence number."""
         try:
             data = self._dumps(value)
         except Exception as exc:
             raise _dumps_error(self._store.name, "", value, exc) from exc
-        self._store.put(
-            self._kc.key_bytes + encode_ts(timestamp) + encode_seq(self._backend.next_seq()), data
-        )
+        seq = self._backend.next_seq()
+        self._store.put(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(seq), data)
+        return seq
+
+    def remove(self, timestamp: int, seq: int) -> None:
+        """Delete exactly the entry ``(timestamp, seq)``: one point tombstone, nothing read."""
+        self._store.delete(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(seq))
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
@@ -347,12 +351,18 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         return rows
 
     def restore(self, rows: list[list[Any]]) -> None:
-        """Load canonical rows (of either backend)."""
+        """Load canonical rows (of either backend), keeping their sequence numbers.
+
+        Callers may hold ``(ts, seq)`` of buffered entries (the interval join's expiry index).
+        """
         entry_for = self._kc.entry_for
         dumps = self._dumps
         put = self._store.put
-        for key, ts, _seq, value in rows:
-            put(entry_for(key)[1] + encode_ts(ts) + encode_seq(self._backend.next_seq()), dumps(value))
+        backend = self._backend
+        for key, ts, seq, value in rows:
+            put(entry_for(key)[1] + encode_ts(ts) + encode_seq(seq), dumps(value))
+            if seq > backend._seq:
+                backend._seq = seq
 
 
 class _TimerQueue:
