@@ -36,9 +36,9 @@ from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError, SerializationError, StreamcoreError
 from streamcore.functions import function_name
+from streamcore.kafka_client import check_client_config, import_confluent_kafka, kafka_errors
 from streamcore.serde import json_dumps
 from streamcore.sinks.two_phase import TwoPhaseCommitSink
-from streamcore.sources.kafka import check_client_config, import_confluent_kafka, kafka_errors
 
 __all__ = ["KafkaSink", "default_key_serializer"]
 

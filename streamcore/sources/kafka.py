@@ -22,9 +22,8 @@ confluent-kafka is imported when the readers are created, not when this module i
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from streamcore.errors import (
@@ -34,6 +33,13 @@ from streamcore.errors import (
     StreamcoreError,
 )
 from streamcore.functions import OutputTag, function_name
+from streamcore.kafka_client import (
+    TRANSIENT_ERRORS,
+    check_client_config,
+    error_name,
+    import_confluent_kafka,
+    kafka_errors,
+)
 from streamcore.operators.watermarks import extract_timestamps
 from streamcore.sources.base import Source, SplitReader
 
@@ -42,9 +48,6 @@ __all__ = [
     "KafkaPartitionReader",
     "KafkaRecord",
     "KafkaSource",
-    "check_client_config",
-    "import_confluent_kafka",
-    "kafka_errors",
 ]
 
 logger = logging.getLogger("streamcore.kafka")
@@ -67,25 +70,6 @@ OWNED_CONSUMER_KEYS: dict[str, str] = {
     "error_cb": "streamcore handles client errors itself (fatal ones fail the job)",
 }
 
-# Client errors that librdkafka recovers from by itself (reconnects, leader changes).
-_TRANSIENT_ERRORS = frozenset(
-    {
-        "_TRANSPORT",
-        "_ALL_BROKERS_DOWN",
-        "_TIMED_OUT",
-        "_RESOLVE",
-        "_DESTROY",
-        "LEADER_NOT_AVAILABLE",
-        "NOT_LEADER_FOR_PARTITION",
-        "NOT_LEADER_OR_FOLLOWER",
-        "REQUEST_TIMED_OUT",
-        "FENCED_LEADER_EPOCH",
-        "UNKNOWN_LEADER_EPOCH",
-        "NETWORK_EXCEPTION",
-    }
-)
-
-#: undelivered dead letters kept for the runtime before the reader gives up.
 _MAX_UNDRAINED_DEAD_LETTERS = 100_000
 
 
@@ -114,85 +98,6 @@ class DeadLetter(NamedTuple):
     key: bytes | None
     value: bytes | None
     error: str
-
-
-# -- the confluent-kafka boundary -------------------------------------------------------------
-def import_confluent_kafka() -> Any:
-    """Import confluent_kafka (lazily: ``import streamcore`` never does).
-
-    Raises:
-        ConnectorError: confluent-kafka is not installed.
-    """
-    try:
-        import confluent_kafka
-    except ImportError as exc:
-        msg = "the Kafka connector needs confluent-kafka: pip install 'confluent-kafka>=2.3'"
-        raise ConnectorError(msg) from exc
-    return confluent_kafka
-
-
-def _is_invalid_config(exc: BaseException) -> bool:
-    """Whether a client error means a bad setting (unknown property, invalid value)."""
-    text = str(exc)
-    return "configuration property" in text or "Invalid value" in text or "must be set" in text
-
-
-@contextlib.contextmanager
-def kafka_errors(action: str, hint: str = "") -> Iterator[None]:
-    """Wrap any confluent-kafka error raised inside the block in a streamcore error.
-
-    A bad client setting becomes a :class:`ConfigurationError`, anything else a
-    :class:`ConnectorError`; ``action`` says what was being done ("consuming from ...").
-    """
-    try:
-        yield
-    except StreamcoreError:
-        raise
-    except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        suffix = f"; {hint}" if hint else ""
-        if _is_invalid_config(exc):
-            msg = f"{action} failed, a Kafka client setting is invalid: {detail}{suffix}"
-            raise ConfigurationError(msg) from exc
-        msg = f"{action} failed: {detail}{suffix}"
-        raise ConnectorError(msg) from exc
-
-
-def check_client_config(config: Any, owned: Mapping[str, str], who: str) -> dict[str, Any]:
-    """Validate the ``config`` dict passed through to librdkafka; return a copy.
-
-    Keys must be strings; values strings, numbers, booleans or callables (``stats_cb``).
-    Keys streamcore sets itself are refused, with what to do instead. librdkafka checks
-    names and values when the client is created (a :class:`ConfigurationError` then).
-
-    Raises:
-        ConfigurationError: not a mapping, a bad key or value, or a key streamcore owns.
-    """
-    if config is None:
-        return {}
-    if not isinstance(config, Mapping):
-        msg = f"{who} config must be a dict of librdkafka settings, got {type(config).__name__}"
-        raise ConfigurationError(msg)
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if not isinstance(key, str) or not key:
-            msg = f"{who} config keys must be non-empty str (librdkafka property names), got {key!r}"
-            raise ConfigurationError(msg)
-        if key in owned:
-            msg = f"{who} config must not set {key!r}: {owned[key]}"
-            raise ConfigurationError(msg)
-        if value is None or not (isinstance(value, (str, int, float, bool)) or callable(value)):
-            msg = f"{who} config {key!r} must be a str, number, bool or callback, got {value!r}"
-            raise ConfigurationError(msg)
-        out[key] = value
-    return out
-
-
-def _error_name(err: Any) -> str:
-    try:
-        return str(err.name())
-    except Exception:
-        return "UNKNOWN"
 
 
 # -- offsets specs ------------------------------------------------------------------------------
@@ -558,7 +463,7 @@ class _SharedConsumer:
 
     def _on_message_error(self, m: Any) -> None:
         err = m.error()
-        name = _error_name(err)
+        name = error_name(err)
         where = f"{m.topic()}-{m.partition()}" if m.topic() is not None else str(self.source.topics)
         if name == "_PARTITION_EOF":
             return
@@ -570,7 +475,7 @@ class _SharedConsumer:
                 f"{err.str()}; restore from a newer checkpoint, or start with starting_offsets='earliest'"
             )
             raise ConnectorError(msg)
-        if not err.fatal() and (err.retriable() or name in _TRANSIENT_ERRORS):
+        if not err.fatal() and (err.retriable() or name in TRANSIENT_ERRORS):
             self.transient_errors += 1
             logger.warning("kafka source %s: transient error, retrying: %s", where, err.str())
             return
@@ -580,9 +485,7 @@ class _SharedConsumer:
     def _on_client_error(self, err: Any) -> None:
         # librdkafka calls this from inside consume()/poll(), on the job's thread.
         if err.fatal():
-            msg = (
-                f"the Kafka consumer of {self.source.topics} failed fatally: {_error_name(err)}: {err.str()}"
-            )
+            msg = f"the Kafka consumer of {self.source.topics} failed fatally: {error_name(err)}: {err.str()}"
             self.fatal = ConnectorError(msg)
         else:
             self.transient_errors += 1
