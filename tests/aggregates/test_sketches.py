@@ -206,7 +206,8 @@ def test_corrupt_bytes_raise_a_clear_error(sketch_type: type) -> None:
 
 def test_bloom_sizing_follows_the_formulas() -> None:
     bloom = BloomFilter(1_000_000, 0.001)
-    expected_bits = -1_000_000 * math.log(0.001) / math.log(2) ** 2
+    # Sized for 90% of the configured rate, so the measured rate stays within it.
+    expected_bits = -1_000_000 * math.log(0.001 * 0.9) / math.log(2) ** 2
     assert expected_bits <= bloom.num_bits < expected_bits * 1.001
     assert bloom.num_hashes == 10
 
@@ -218,7 +219,7 @@ def test_bloom_false_positive_rate_at_capacity() -> None:
     assert bloom.contains_many(added).all()  # no false negatives
     others = np.arange(10**9, 10**9 + 1_000_000, dtype=np.int64)
     rate = bloom.contains_many(others).mean()
-    assert rate < 0.001 * 1.25
+    assert rate <= 0.001  # within the configured rate at capacity (the requirement)
     assert abs(bloom.count() / 1_000_000 - 1) < 0.01
 
 
@@ -226,7 +227,7 @@ def test_bloom_false_positive_rate_for_strs() -> None:
     bloom = BloomFilter(50_000, 0.01)
     bloom.add_many([f"in-{i}" for i in range(50_000)])
     rate = bloom.contains_many([f"out-{i}" for i in range(100_000)]).mean()
-    assert rate < 0.01 * 1.25
+    assert rate <= 0.01
 
 
 @given(st.lists(st.one_of(st.integers(0, 60), st.text(max_size=3)), max_size=80))
