@@ -391,22 +391,20 @@ class IntervalJoinOperator(KeyedOperator):
                 continue
             expiry = self._expiry[side]
             counts = self._counts[side]
-            remove = self._buffers[side].remove
-            set_key = self.key_context.set_current_key  # type: ignore[union-attr]
-            removed = 0
+            expired: list[tuple[Any, int, int]] = []
+            while times and times[0] <= cut:
+                ts = heappop(times)
+                for key, seq in expiry.pop(ts):
+                    expired.append((key, ts, seq))
+                    left = counts[key] - 1
+                    if left:
+                        counts[key] = left
+                    else:
+                        del counts[key]
+            removed = len(expired)
             self.backend.begin_batch()
             try:
-                while times and times[0] <= cut:
-                    ts = heappop(times)
-                    for key, seq in expiry.pop(ts):
-                        set_key(key)
-                        remove(ts, seq)
-                        left = counts[key] - 1
-                        if left:
-                            counts[key] = left
-                        else:
-                            del counts[key]
-                        removed += 1
+                self._buffers[side].remove_entries(expired)
             finally:
                 self.backend.end_batch()
             self.buffered_per_side[side] -= removed

@@ -89,8 +89,9 @@ class KeyContext:
         try:
             return [cache[k][1] for k in keys]
         except (KeyError, TypeError):
+            get = cache.get
             entry_for = self.entry_for
-            return [entry_for(k)[1] for k in keys]
+            return [e[1] if (e := get(k)) is not None else entry_for(k)[1] for k in keys]
 
     @property
     def key_group(self) -> int:
@@ -234,6 +235,13 @@ class TimeOrderedState(ABC):
     @abstractmethod
     def remove(self, timestamp: int, seq: int) -> None:
         """Remove the current key's entry ``(timestamp, seq)`` (no error if absent); nothing is read."""
+
+    @abstractmethod
+    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
+        """Remove many entries of any keys, given as ``(key, timestamp, seq)``; nothing is read.
+
+        The bulk form of :meth:`remove` for cleanup: no current key is needed or changed.
+        """
 
     @abstractmethod
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:

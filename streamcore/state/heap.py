@@ -249,6 +249,24 @@ class HeapTimeOrderedState(TimeOrderedState):
         self.entries_scanned += len(lst)
         return [(e[0], e[2]) for e in lst]
 
+    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
+        """Remove ``(key, ts, seq)`` entries; the oldest entry of a key is checked first."""
+        data = self._data
+        get = data.get
+        for key, ts, seq in entries:
+            lst = get(key)
+            if lst is None:
+                continue
+            head = lst[0]
+            if head[1] == seq and head[0] == ts:
+                del lst[0]
+            else:
+                i = bisect_left(lst, (ts, seq))
+                if i < len(lst) and lst[i][0] == ts and lst[i][1] == seq:
+                    del lst[i]
+            if not lst:
+                del data[key]
+
     def remove_until(self, timestamp: int) -> None:
         """Remove entries with ``ts <= timestamp``."""
         key = self._kc.key

@@ -261,6 +261,24 @@ def test_time_ordered_state(env):
     assert buf.is_empty()
 
 
+def test_time_ordered_remove_by_sequence(env):
+    buf = env.backend.time_ordered_state("buf")
+    seqs = {}
+    for key in ("a", "b"):
+        env.key(key)
+        for ts in (3, 1, 3, 7):
+            seqs.setdefault(key, []).append((ts, buf.add(ts, f"{key}{ts}")))
+    env.key("a")
+    buf.remove(*seqs["a"][0])  # one of the two entries at ts 3
+    buf.remove(99, 12345)  # absent: no error
+    assert [ts for ts, _ in buf.scan_prefix()] == [1, 3, 7]
+    buf.remove_entries([("b", *seqs["b"][1]), ("b", *seqs["b"][3]), ("a", *seqs["a"][1]), ("zz", 1, 1)])
+    assert [ts for ts, _ in buf.scan_prefix()] == [3, 7]
+    env.key("b")
+    assert [ts for ts, _ in buf.scan_prefix()] == [3, 3]
+    assert env.kc.key == "b"
+
+
 def test_many_keys_across_key_groups(env):
     s = env.backend.get_state(ValueStateDescriptor("v"))
     groups = set()

@@ -291,6 +291,13 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         """Delete exactly the entry ``(timestamp, seq)``: one point tombstone, nothing read."""
         self._store.delete(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(seq))
 
+    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
+        """Delete ``(key, ts, seq)`` entries: point tombstones, nothing read."""
+        entry_for = self._kc.entry_for
+        delete = self._store.delete
+        for key, ts, seq in entries:
+            delete(entry_for(key)[1] + encode_ts(ts) + encode_seq(seq))
+
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
         if lower > upper:
