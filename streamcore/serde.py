@@ -49,6 +49,7 @@ __all__ = [
     "encode_key_group",
     "encode_seq",
     "encode_ts",
+    "encode_ts_seq",
     "json_dumps",
     "json_loads",
     "msgpack_dumps",
@@ -71,6 +72,7 @@ _END = b"\x00"
 _pack_q = struct.Struct(">Q").pack
 _unpack_q = struct.Struct(">Q").unpack_from
 _pack_h = struct.Struct(">H").pack
+_pack_qq = struct.Struct(">QQ").pack
 _pack_d = struct.Struct(">d").pack
 _unpack_d = struct.Struct(">d").unpack
 
@@ -88,6 +90,11 @@ def encode_ts(ts: int) -> bytes:
 def decode_ts(data: bytes, offset: int = 0) -> int:
     """Decode 8 bytes written by :func:`encode_ts` starting at ``offset``."""
     return _unpack_q(data, offset)[0] - _OFFSET
+
+
+def encode_ts_seq(ts: int, seq: int) -> bytes:
+    """``encode_ts(ts) + encode_seq(seq)`` in one pack (the suffix of every buffered entry)."""
+    return _pack_qq(ts + _OFFSET, seq)
 
 
 def encode_seq(seq: int) -> bytes:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcore.errors import SerializationError, StateBackendError
-from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts
+from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts, encode_ts_seq
 from streamcore.state.api import (
     InternalTimerService,
     KeyContext,
@@ -284,19 +284,19 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         except Exception as exc:
             raise _dumps_error(self._store.name, "", value, exc) from exc
         seq = self._backend.next_seq()
-        self._store.put(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(seq), data)
+        self._store.put(self._kc.key_bytes + encode_ts_seq(timestamp, seq), data)
         return seq
 
     def remove(self, timestamp: int, seq: int) -> None:
         """Delete exactly the entry ``(timestamp, seq)``: one point tombstone, nothing read."""
-        self._store.delete(self._kc.key_bytes + encode_ts(timestamp) + encode_seq(seq))
+        self._store.delete(self._kc.key_bytes + encode_ts_seq(timestamp, seq))
 
     def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
         """Delete ``(key, ts, seq)`` entries: point tombstones, nothing read."""
-        entry_for = self._kc.entry_for
+        key_bytes = self._kc.key_bytes_batch([e[0] for e in entries])
         delete = self._store.delete
-        for key, ts, seq in entries:
-            delete(entry_for(key)[1] + encode_ts(ts) + encode_seq(seq))
+        for kb, (_, ts, seq) in zip(key_bytes, entries, strict=True):
+            delete(kb + encode_ts_seq(ts, seq))
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
