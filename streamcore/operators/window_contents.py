@@ -47,11 +47,10 @@ _SMALL_GROUP = 3
 def _live_table(handle: Any) -> dict[Any, Any]:
     """The heap backend's ``{key: value}`` dict of the handle's current namespace.
 
-    The heap backend keeps one such dict per namespace and points each handle at the one
-    of its current namespace (see :mod:`streamcore.state.heap`); folding through it
+    Folding through it (:meth:`streamcore.state.heap.HeapValueState.namespace_table`)
     saves a key switch per value.
     """
-    return handle._table  # type: ignore[no-any-return]
+    return handle.namespace_table()  # type: ignore[no-any-return]
 
 
 def _drop(table: dict[Any, Any], keys: Sequence[Any]) -> None:
