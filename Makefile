@@ -22,8 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check streamcore tests benchmarks examples
 	$(BIN)/ruff format --check streamcore tests benchmarks examples
 
+BENCHMARKS := throughput state_backends prefix_vs_range join_throughput checkpoints catch_up windows kafka_throughput
+
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py
+	@for b in $(BENCHMARKS); do echo "== $$b"; $(BIN)/python benchmarks/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
