@@ -88,10 +88,17 @@ class KeyContext:
         cache = self._cache
         try:
             return [cache[k][1] for k in keys]
-        except (KeyError, TypeError):
+        except KeyError:
             get = cache.get
             entry_for = self.entry_for
-            return [e[1] if (e := get(k)) is not None else entry_for(k)[1] for k in keys]
+            try:
+                return [e[1] if (e := get(k)) is not None else entry_for(k)[1] for k in keys]
+            except TypeError:
+                pass  # an unhashable key: entry_for raises the clear KeyEncodingError
+        except TypeError:
+            pass
+        entry_for = self.entry_for
+        return [entry_for(k)[1] for k in keys]
 
     @property
     def key_group(self) -> int:
