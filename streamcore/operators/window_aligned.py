@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from itertools import compress
 from typing import Any
 
@@ -46,7 +47,7 @@ class AlignedWindowsMixin:
     _plain_fn: Any
     _contents: Any
     _fire: Callable[..., None]
-    _fail: Callable[[Exception], Exception]
+    _user_code_batch: Callable[[], AbstractContextManager[None]]
     _emit: Callable[[list[Any], list[int]], None]
     _evaluate: Callable[..., None]
     _clear_user_state: Callable[[Any], None]
@@ -207,16 +208,8 @@ class AlignedWindowsMixin:
         if (fh and fh[0][0] <= watermark) or (ch and ch[0][0] <= watermark):
             out: list[Any] = []
             out_ts: list[int] = []
-            self.backend.begin_batch()
-            try:
+            with self._user_code_batch():
                 self._fire_aligned(watermark, out, out_ts)
-            except Exception as exc:
-                err = self._fail(exc)
-                if err is exc:
-                    raise
-                raise err from exc
-            finally:
-                self.backend.end_batch()
             self._emit(out, out_ts)
         super().process_watermark(watermark)
 

@@ -16,7 +16,8 @@ state windows by :mod:`streamcore.operators.window_merging`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction
@@ -219,6 +220,20 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         fn = self.window_fn if self.window_fn is not None else self.agg
         return user_error(self, fn, "window function", exc)
 
+    @contextlib.contextmanager
+    def _user_code_batch(self) -> Iterator[None]:
+        """One write batch around user code; its errors become clear streamcore errors."""
+        self.backend.begin_batch()
+        try:
+            yield
+        except Exception as exc:
+            err = self._fail(exc)
+            if err is exc:
+                raise
+            raise err from exc
+        finally:
+            self.backend.end_batch()
+
     def _emit(self, out: list[Any], out_ts: list[int]) -> None:
         self.records_out += len(out)
         self.output.emit(out, out_ts)
@@ -232,8 +247,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         out: list[Any] = []
         out_ts: list[int] = []
         late: list[int] = []
-        self.backend.begin_batch()
-        try:
+        with self._user_code_batch():
             if self._aligned:
                 if timestamps is None:
                     msg = (
@@ -244,13 +258,6 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 self._batch_aligned(values, timestamps, keys, out, out_ts, late)
             else:
                 self._batch_general(values, timestamps, keys, out, out_ts, late)
-        except Exception as exc:
-            err = self._fail(exc)
-            if err is exc:
-                raise
-            raise err from exc
-        finally:
-            self.backend.end_batch()
         self._emit(out, out_ts)
         if late:
             self.late_records += len(late)
@@ -473,21 +480,13 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         set_key = self.key_context.set_current_key  # type: ignore[union-attr]
         out: list[Any] = []
         out_ts: list[int] = []
-        self.backend.begin_batch()
-        try:
+        with self._user_code_batch():
             timer = pop(now)
             while timer is not None:
                 ts, key, ns = timer
                 set_key(key)
                 self._on_timer(ts, ns, out, out_ts, False)
                 timer = pop(now)
-        except Exception as exc:
-            err = self._fail(exc)
-            if err is exc:
-                raise
-            raise err from exc
-        finally:
-            self.backend.end_batch()
         self._emit(out, out_ts)
 
     def flush_side_outputs(self) -> None:
