@@ -32,7 +32,8 @@ from streamcore.operators.base import StreamOperator
 from streamcore.runtime.source_task import SourceTask
 from streamcore.sinks.file import FileSink
 from streamcore.sources.base import SplitReader
-from streamcore.sources.kafka import DeadLetter, KafkaRecord, KafkaSource, resolve_time_offsets
+from streamcore.sources.kafka import DeadLetter, KafkaRecord, KafkaSource
+from streamcore.sources.kafka_reader import resolve_time_offsets
 from streamcore.testing.kafka_mock import MockKafkaCluster
 from streamcore.time import ManualClock, WatermarkStrategy
 
