@@ -93,31 +93,21 @@ def measure(
         import shutil
 
         shutil.copytree(work / "chk", run_dir / "chk")
-        env = _job(
-            run_dir,
-            keys=keys,
-            rounds=rounds,
-            churn=churn,
-            every=churn,
-            batch=batch,
-            incremental=incremental,
-            options=options,
-        )
+        job = {
+            "keys": keys,
+            "rounds": rounds,
+            "churn": churn,
+            "every": churn,
+            "batch": batch,
+            "options": options,
+        }
+        env = _job(run_dir, incremental=incremental, **job)
         result = env.execute("checkpoint-bench", restore_from="latest")
         history = [h for h in result.metrics["checkpoints"]["history"]][:rounds]
         results[incremental] = history
         if incremental:
             t1 = time.perf_counter()
-            again = _job(
-                run_dir,
-                keys=keys,
-                rounds=rounds,
-                churn=churn,
-                every=churn,
-                batch=batch,
-                incremental=True,
-                options=options,
-            )
+            again = _job(run_dir, incremental=True, **job)
             again.execute("checkpoint-bench", restore_from="latest")
             results["restore_s"] = time.perf_counter() - t1
     inc, full = results[True], results[False]

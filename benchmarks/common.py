@@ -15,6 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from streamcore.sinks.base import Sink  # noqa: E402  (after the path set-up above)
+
+
+class CountSink(Sink):
+    """Counts what it receives, and keeps it when asked (to compare outputs with a floor's)."""
+
+    def __init__(self, keep: bool = False) -> None:
+        self.count = 0
+        self.keep = keep
+        self.results: list[Any] = []
+
+    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
+        """Count (and keep) the batch."""
+        self.count += len(values)
+        if self.keep:
+            self.results.extend(values)
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the two flags every benchmark takes."""

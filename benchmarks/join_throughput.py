@@ -28,25 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import CountSink
+
 import streamcore as sc
 from streamcore.time import hours, minutes, seconds
 
 WINDOW = minutes(20)
-
-
-class CountSink(sc.Sink):
-    """Counts what it receives (and keeps it when asked, to compare outputs)."""
-
-    def __init__(self, keep: bool) -> None:
-        self.count = 0
-        self.keep = keep
-        self.results: list[Any] = []
-
-    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        """Count the batch."""
-        self.count += len(values)
-        if self.keep:
-            self.results.extend(values)
 
 
 def generate(

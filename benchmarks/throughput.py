@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 
-from common import best_of, parser, peak_rss_mb, report
+from common import CountSink, best_of, parser, peak_rss_mb, report
 
 import streamcore as sc
 
@@ -33,20 +33,12 @@ def m2(x):
     return x + 1
 
 
-class CountSink(sc.Sink):
-    def __init__(self):
-        self.n = 0
-
-    def write_batch(self, values, timestamps):
-        self.n += len(values)
-
-
 def stateless_engine(data):
     env = sc.StreamEnvironment()
     sink = CountSink()
     env.from_collection(data).map(m1).filter(keep).map(m2).sink_to(sink)
     env.execute("stateless")
-    return sink.n
+    return sink.count
 
 
 def stateless_floor(data):
@@ -90,7 +82,7 @@ def keyed_engine(records, backend="heap", state_dir=None):
     src = env.from_collection(records, timestamp=ts_of, watermarks=wm)
     src.key_by(key_of).process(BucketCount()).sink_to(sink)
     env.execute("keyed")
-    return sink.n
+    return sink.count
 
 
 def keyed_floor(records, batch=1024):

@@ -41,6 +41,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import CountSink
+
 import streamcore as sc
 import streamcore.operators.window_operator as window_operator
 from streamcore.aggregates import (
@@ -58,21 +60,6 @@ from streamcore.windowing import EventTimeSessionWindows, SlidingEventTimeWindow
 
 SIZE = seconds(10)
 DISORDER = 500
-
-
-class CountSink(sc.Sink):
-    """Counts what it receives, and keeps it when asked (to compare with the floor)."""
-
-    def __init__(self, keep: bool) -> None:
-        self.count = 0
-        self.keep = keep
-        self.results: list[Any] = []
-
-    def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
-        """Count (and keep) the batch."""
-        self.count += len(values)
-        if self.keep:
-            self.results.extend(values)
 
 
 def generate(n: int, keys: int, seed: int) -> list[dict[str, Any]]:
