@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError, TimestampError
@@ -31,6 +30,7 @@ from streamcore.functions import OutputTag, ProcessJoinFunction, function_name
 from streamcore.operators.base import OperatorRuntime, user_error
 from streamcore.operators.basic import SideOutputs
 from streamcore.operators.keyed import KeyedOperator
+from streamcore.state.time_index import TimeIndex
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -144,10 +144,10 @@ class IntervalJoinOperator(KeyedOperator):
     Cleanup, by time: a future element of the other side has ``ts >= watermark``, so a
     buffered element of side ``s`` at ``ts`` can still join while ``ts + hi_s >= watermark``
     (``hi_s`` is ``upper`` for the left side, ``-lower`` for the right). Each side keeps an
-    expiry index (timestamp -> keys buffered at it, plus a heap of the timestamps); when the
-    watermark advances, the timestamps it made unjoinable are popped and each of their keys
-    gets its entries deleted by their exact ``(ts, seq)``, so nothing is ever scanned to find
-    expired entries, and the tombstones lie below every later probe's range. An element that
+    expiry index, the sorted list of ``(ts, seq, key)`` of its buffered elements; when the
+    watermark advances, the prefix it made unjoinable is cut off and those entries are
+    deleted by their exact ``(ts, seq)``, so nothing is ever scanned to find expired
+    entries, and the tombstones lie below every later probe's range. An element that
     cannot join anything in the future is probed but not buffered. The final watermark (end
     of input) empties both buffers. The index also counts the buffered elements per key: a
     key the other side holds nothing for is not probed at all. It is the operator part of
@@ -215,19 +215,22 @@ class IntervalJoinOperator(KeyedOperator):
         self.probe_entries_scanned = 0
         self.buffered_per_side = [0, 0]
         self.removed_per_side = [0, 0]
-        # The expiry index of each side: timestamp -> keys buffered at it, and a heap of those
-        # timestamps. Cleanup pops the timestamps that the watermark made unjoinable.
-        self._expiry: tuple[dict[int, list[Any]], dict[int, list[Any]]] = ({}, {})
-        self._expiry_times: tuple[list[int], list[int]] = ([], [])
-        # Buffered elements per key of each side (exactly the index's entries per key): a key
-        # the other side holds nothing for is not probed at all.
+        # The expiry index of each side: ``(ts, seq, key)`` of every buffered element, in
+        # time order. Cleanup cuts off the prefix the watermark expired.
+        self._expiry = (TimeIndex(), TimeIndex())
+        # Buffered elements per key of each side: a key the other side holds nothing for is
+        # not probed at all. A heap buffer's own per-key table answers that (``_held``);
+        # otherwise (RocksDB) the operator counts in ``_counts``.
         self._counts: tuple[dict[Any, int], dict[Any, int]] = ({}, {})
+        self._held: tuple[Any, Any] = (None, None)
 
     # -- lifecycle ----------------------------------------------------------------------
     def setup(self, runtime: OperatorRuntime) -> None:
         """Create the two buffers (before a restore loads them)."""
         super().setup(runtime)
         self._buffers = tuple(self.backend.time_ordered_state(n) for n in BUFFER_NAMES)
+        views = tuple(b.entries_by_key() for b in self._buffers)
+        self._held = views if None not in views else (None, None)
 
     def open(self) -> None:
         """Build the context and open the join function."""
@@ -303,13 +306,12 @@ class IntervalJoinOperator(KeyedOperator):
             def probe(lo: int, hi: int) -> list[tuple[int, Any]]:
                 return [e for e in scan_key() if lo <= e[0] <= hi]
 
-        add = own.add
+        counting = self._held[side] is None
         counts = self._counts[side]
         count_get = counts.get
-        other_count_get = self._counts[1 - side].get
-        expiry = self._expiry[side]
-        expiry_get = expiry.get
-        expiry_times = self._expiry_times[side]
+        other_held = self._held[1 - side]
+        other_get = self._counts[1 - side].get if counting else other_held.get
+        n_in = len(values)
         kc = self.key_context
         assert kc is not None
         key_bytes = kc.key_bytes_batch(keys)
@@ -317,58 +319,62 @@ class IntervalJoinOperator(KeyedOperator):
         ctx = self.ctx
         append = out.append
         ts_append = out_ts.append
-        # An element can join future elements of the other side (ts >= watermark) only
-        # while ts + hi_off >= watermark: earlier ones probe but are not buffered.
-        keep_from = self.current_watermark - hi_off
         # Timestamps near the ends of the 64-bit range need clamped probe bounds.
         clamp = min(timestamps) + lo_off < MIN_TIMESTAMP or max(timestamps) + hi_off > MAX_TIMESTAMP
         scanned_before = other.entries_scanned
         probes = 0
         key_entries = 0
         matches = 0
-        buffered = 0
+        # Probe first, then buffer the whole batch: an element probes only the *other*
+        # buffer, so its own side's additions of this batch cannot change what it finds.
         for v, k, kb, ts in zip(values, keys, key_bytes, timestamps, strict=True):
+            held = other_get(k)
+            if not held:
+                continue
             kc.key = k
             kc.key_bytes = kb
-            held = other_count_get(k)
-            if held:
-                probes += 1
-                key_entries += held
-                lo = ts + lo_off
-                hi = ts + hi_off
-                if clamp:
-                    lo = max(lo, MIN_TIMESTAMP)
-                    hi = min(hi, MAX_TIMESTAMP)
-                rows = probe(lo, hi)
-                if rows:
-                    matches += len(rows)
-                    for ots, ov in rows:
-                        t = ts if ts >= ots else ots
-                        ctx.ts = t
-                        if is_left:
-                            ctx.left_ts = ts
-                            ctx.right_ts = ots
-                            res = pe(v, ov, ctx)
-                        else:
-                            ctx.left_ts = ots
-                            ctx.right_ts = ts
-                            res = pe(ov, v, ctx)
-                        if res is not None:
-                            for o in res:
-                                append(o)
-                                ts_append(t)
-            if ts >= keep_from:
-                entry = (k, add(ts, v))
+            probes += 1
+            key_entries += held if counting else len(held)
+            lo = ts + lo_off
+            hi = ts + hi_off
+            if clamp:
+                lo = max(lo, MIN_TIMESTAMP)
+                hi = min(hi, MAX_TIMESTAMP)
+            rows = probe(lo, hi)
+            if rows:
+                matches += len(rows)
+                for ots, ov in rows:
+                    t = ts if ts >= ots else ots
+                    ctx.ts = t
+                    if is_left:
+                        ctx.left_ts = ts
+                        ctx.right_ts = ots
+                        res = pe(v, ov, ctx)
+                    else:
+                        ctx.left_ts = ots
+                        ctx.right_ts = ts
+                        res = pe(ov, v, ctx)
+                    if res is not None:
+                        for o in res:
+                            append(o)
+                            ts_append(t)
+        # An element can join future elements of the other side (ts >= watermark) only
+        # while ts + hi_off >= watermark: earlier ones were probed but are not buffered.
+        keep_from = self.current_watermark - hi_off
+        if min(timestamps) < keep_from:
+            keep = [i for i, ts in enumerate(timestamps) if ts >= keep_from]
+            keys = [keys[i] for i in keep]
+            key_bytes = [key_bytes[i] for i in keep]
+            timestamps = [timestamps[i] for i in keep]
+            values = [values[i] for i in keep]
+        seqs = own.add_batch(keys, key_bytes, timestamps, values)
+        self._expiry[side].add_many(timestamps, seqs, keys)
+        if counting:
+            for k in keys:
                 counts[k] = count_get(k, 0) + 1
-                keys_at = expiry_get(ts)
-                if keys_at is None:
-                    expiry[ts] = [entry]
-                    heappush(expiry_times, ts)
-                else:
-                    keys_at.append(entry)
-                buffered += 1
+        buffered = len(seqs)
         self.probes += probes
-        self.probes_skipped += len(values) - probes
+        self.probes_skipped += n_in - probes
         self.probe_key_entries += key_entries
         self.matches += matches
         self.probe_entries_scanned += other.entries_scanned - scanned_before
@@ -381,45 +387,48 @@ class IntervalJoinOperator(KeyedOperator):
         Each is deleted by its exact ``(ts, seq)`` (a point tombstone on RocksDB): nothing is read.
         """
         for side in (0, 1):
-            times = self._expiry_times[side]
-            if not times:
+            index = self._expiry[side]
+            if not index:
                 continue
             # Elements with ts + hi < watermark can join nothing more; at the end of input, none can.
             hi = self._offsets[side][1]
-            cut = MAX_TIMESTAMP if watermark >= MAX_TIMESTAMP else max(watermark - hi - 1, MIN_TIMESTAMP)
-            if times[0] > cut:
-                continue
-            expiry = self._expiry[side]
-            counts = self._counts[side]
-            expired: list[tuple[Any, int, int]] = []
-            while times and times[0] <= cut:
-                ts = heappop(times)
-                for key, seq in expiry.pop(ts):
-                    expired.append((key, ts, seq))
+            if watermark >= MAX_TIMESTAMP:
+                expired = index.pop_all()
+            else:
+                cut = max(watermark - hi - 1, MIN_TIMESTAMP)
+                if index.first_ts() > cut:  # type: ignore[operator]
+                    continue
+                expired = index.pop_until(cut)
+            n = len(expired)
+            if self._held[side] is None:
+                counts = self._counts[side]
+                for _, _, key in expired:
                     left = counts[key] - 1
                     if left:
                         counts[key] = left
                     else:
                         del counts[key]
-            removed = len(expired)
             self.backend.begin_batch()
             try:
                 self._buffers[side].remove_entries(expired)
             finally:
                 self.backend.end_batch()
-            self.buffered_per_side[side] -= removed
-            self.removed_per_side[side] += removed
+            self.buffered_per_side[side] -= n
+            self.removed_per_side[side] += n
 
     # -- checkpoints ---------------------------------------------------------------------
     def snapshot_operator_state(self) -> Any:
         """The expiry index: per side, ``[[ts, [[key, seq], ...]], ...]`` in time order."""
-        return {
-            BUFFER_NAMES[side]: [
-                [ts, [[k, seq] for k, seq in self._expiry[side][ts]]]
-                for ts in sorted(self._expiry_times[side])
-            ]
-            for side in (0, 1)
-        }
+        image: dict[str, list[list[Any]]] = {}
+        for side in (0, 1):
+            rows: list[list[Any]] = []
+            for ts, seq, key in self._expiry[side]:
+                if rows and rows[-1][0] == ts:
+                    rows[-1][1].append([key, seq])
+                else:
+                    rows.append([ts, [[key, seq]]])
+            image[BUFFER_NAMES[side]] = rows
+        return image
 
     def restore_operator_state(self, image: Any) -> None:
         """Load the expiry index (after the keyed state) and recount the buffered elements.
@@ -431,23 +440,13 @@ class IntervalJoinOperator(KeyedOperator):
             rows = self.backend.snapshot(True).get("time_ordered", {})
             image = {name: [[r[1], [[r[0], r[2]]]] for r in rows.get(name, ())] for name in BUFFER_NAMES}
         for side in (0, 1):
-            expiry = self._expiry[side]
-            times = self._expiry_times[side]
-            expiry.clear()
-            times.clear()
-            for ts, entries in image[BUFFER_NAMES[side]]:
-                pairs = [(k, seq) for k, seq in entries]
-                known = expiry.get(ts)
-                if known is None:
-                    expiry[ts] = pairs
-                    times.append(ts)
-                else:
-                    known.extend(pairs)
-            heapify(times)
+            index = self._expiry[side]
+            index.load((ts, seq, k) for ts, entries in image[BUFFER_NAMES[side]] for k, seq in entries)
             counts = self._counts[side]
             counts.clear()
-            counts.update(Counter(k for entries in expiry.values() for k, _ in entries))
-            self.buffered_per_side[side] = sum(counts.values())
+            if self._held[side] is None:
+                counts.update(Counter(k for _, _, k in index))
+            self.buffered_per_side[side] = len(index)
 
     def metrics(self) -> dict[str, Any]:
         """Probes, entries scanned and matches (totals and per probe), late and buffered per side."""

@@ -13,7 +13,7 @@ contents, for example); the default namespace is ``None``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 from streamcore.errors import KeyEncodingError, NoCurrentKeyError, StateDescriptorConflictError
@@ -240,14 +240,35 @@ class TimeOrderedState(ABC):
         """
 
     @abstractmethod
+    def add_batch(
+        self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
+    ) -> list[int]:
+        """Buffer many values of any keys (parallel lists); returns their sequence numbers.
+
+        The bulk form of :meth:`add` for a batch of elements: no current key is needed or
+        changed. ``key_bytes`` are the keys' encodings from :meth:`KeyContext.key_bytes_batch`.
+        """
+
+    def entries_by_key(self) -> Mapping[Any, Sized] | None:
+        """A live mapping of every key with entries to a sized collection of them, or ``None``.
+
+        Backends that hold the buffer in memory (heap) return their own table, so callers
+        can ask "does this key hold anything, and how much?" for free; the others return
+        ``None`` and callers keep their own counts.
+        """
+        return None
+
+    @abstractmethod
     def remove(self, timestamp: int, seq: int) -> None:
         """Remove the current key's entry ``(timestamp, seq)`` (no error if absent); nothing is read."""
 
     @abstractmethod
-    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
-        """Remove many entries of any keys, given as ``(key, timestamp, seq)``; nothing is read.
+    def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
+        """Remove many entries of any keys, given as ``(timestamp, seq, key)``; nothing is read.
 
         The bulk form of :meth:`remove` for cleanup: no current key is needed or changed.
+        The tuple order is that of a time-ordered expiry index, so its expired prefix can
+        be passed as it is.
         """
 
     @abstractmethod

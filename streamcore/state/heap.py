@@ -227,6 +227,30 @@ class HeapTimeOrderedState(TimeOrderedState):
             insort(lst, entry)
         return seq
 
+    def entries_by_key(self) -> dict[Any, list[tuple[int, int, Any]]]:
+        """The table itself: key -> its entries (keys without entries are absent)."""
+        return self._data
+
+    def add_batch(
+        self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
+    ) -> list[int]:
+        """Buffer many values of any keys; returns their sequence numbers."""
+        first = self._seq + 1
+        seqs = list(range(first, first + len(values)))
+        self._seq += len(values)
+        data = self._data
+        get = data.get
+        for key, ts, seq, value in zip(keys, timestamps, seqs, values, strict=True):
+            entry = (ts, seq, value)
+            lst = get(key)
+            if lst is None:
+                data[key] = [entry]
+            elif lst[-1][0] <= ts:
+                lst.append(entry)
+            else:
+                insort(lst, entry)
+        return seqs
+
     def remove(self, timestamp: int, seq: int) -> None:
         """Remove the entry ``(timestamp, seq)`` of the current key."""
         key = self._kc.key
@@ -257,11 +281,11 @@ class HeapTimeOrderedState(TimeOrderedState):
         self.entries_scanned += len(lst)
         return [(e[0], e[2]) for e in lst]
 
-    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
-        """Remove ``(key, ts, seq)`` entries; the oldest entry of a key is checked first."""
+    def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
+        """Remove ``(ts, seq, key)`` entries; the oldest entry of a key is checked first."""
         data = self._data
         get = data.get
-        for key, ts, seq in entries:
+        for ts, seq, key in entries:
             lst = get(key)
             if lst is None:
                 continue

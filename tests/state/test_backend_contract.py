@@ -272,11 +272,31 @@ def test_time_ordered_remove_by_sequence(env):
     buf.remove(*seqs["a"][0])  # one of the two entries at ts 3
     buf.remove(99, 12345)  # absent: no error
     assert [ts for ts, _ in buf.scan_prefix()] == [1, 3, 7]
-    buf.remove_entries([("b", *seqs["b"][1]), ("b", *seqs["b"][3]), ("a", *seqs["a"][1]), ("zz", 1, 1)])
+    buf.remove_entries([(*seqs["b"][1], "b"), (*seqs["b"][3], "b"), (*seqs["a"][1], "a"), (1, 1, "zz")])
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 7]
     env.key("b")
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 3]
     assert env.kc.key == "b"
+
+
+def test_time_ordered_add_batch(env):
+    """The bulk add equals one add per element: same order, fresh sequence numbers, no current key used."""
+    buf = env.backend.time_ordered_state("buf")
+    env.key("a")
+    first = buf.add(5, "a5")
+    keys = ["a", "b", "a", "b", "a"]
+    kb = env.kc.key_bytes_batch(keys)
+    env.key("zz")
+    seqs = buf.add_batch(keys, kb, [7, 1, 3, 1, 7], ["a7", "b1", "a3", "b1'", "a7'"])
+    assert len(set(seqs)) == 5 and min(seqs) > first
+    assert env.kc.key == "zz" and buf.is_empty()
+    env.key("a")
+    assert buf.scan_prefix() == [(3, "a3"), (5, "a5"), (7, "a7"), (7, "a7'")]
+    env.key("b")
+    assert buf.range(1, 1) == [(1, "b1"), (1, "b1'")]
+    buf.remove_entries([(1, seqs[1], "b")])
+    assert buf.scan_prefix() == [(1, "b1'")]
+    assert buf.add_batch([], [], [], []) == []
 
 
 def test_many_keys_across_key_groups(env):

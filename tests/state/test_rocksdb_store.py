@@ -689,6 +689,26 @@ def test_build_options_presets_and_validation(tmp_path: Path) -> None:
     assert custom.preset == "custom" and custom.block_cache is None
 
 
+def test_short_lived_column_families_get_their_own_options(tmp_path: Path) -> None:
+    """Buffers (``~buffer`` segment) get the small-memtable variant; reopening keeps both kinds readable."""
+    for preset in ("default", "large-state"):
+        built = build_options(preset, block_cache_bytes=8 << 20)
+        assert built.buffer_options is not None and built.buffer_options is not built.options
+        assert built.for_column_family("join/~buffer/left") is built.buffer_options
+        assert built.for_column_family("join/counts") is built.options
+        assert built.for_column_family("join/~bufferish") is built.options
+    custom = build_options(rocksdict.Options(raw_mode=True))
+    assert custom.for_column_family("join/~buffer/left") is custom.options
+    path = tmp_path / "db"
+    with RocksDBDatabase(path) as db:
+        db.column_family("op/~buffer/left").put(b"k", b"buffered")
+        db.column_family("op/v").put(b"k", b"value")
+        db.flush()
+    with RocksDBDatabase(path) as db:
+        assert db.column_family("op/~buffer/left").get(b"k") == b"buffered"
+        assert db.column_family("op/v").get(b"k") == b"value"
+
+
 def test_user_options_and_large_state_preset_open(tmp_path: Path) -> None:
     with RocksDBDatabase(tmp_path / "custom", rocksdict.Options(raw_mode=True)) as db:
         db.column_family("s").put(b"k", b"v")

@@ -49,6 +49,7 @@ from streamcore.state.api import (
 )
 from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor
 from streamcore.state.rocksdb.db import RocksDBDatabase
+from streamcore.state.rocksdb.options import BUFFER_SEGMENT
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
 from streamcore.state.ttl import is_expired
 from streamcore.time import MAX_TIMESTAMP, Clock
@@ -79,6 +80,15 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
                 raise
             shutil.rmtree(path)
     return RocksDBDatabase(path, options)
+
+
+def _dumps_ok(dumps: Any, value: Any) -> bool:
+    """Whether ``dumps(value)`` succeeds (to name the culprit of a failed batch)."""
+    try:
+        dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def _dumps_error(name: str, uid: str, value: Any, exc: Exception) -> SerializationError:
@@ -287,15 +297,34 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         self._store.put(self._kc.key_bytes + encode_ts_seq(timestamp, seq), data)
         return seq
 
+    def add_batch(
+        self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
+    ) -> list[int]:
+        """Buffer many values of any keys; returns their sequence numbers."""
+        dumps = self._dumps
+        try:
+            data = [dumps(v) for v in values]
+        except Exception as exc:
+            bad = next((v for v in values if not _dumps_ok(dumps, v)), None)
+            raise _dumps_error(self._store.name, "", bad, exc) from exc
+        backend = self._backend
+        first = backend._seq + 1
+        seqs = list(range(first, first + len(values)))
+        backend._seq += len(values)
+        put = self._store.put
+        for kb, ts, seq, d in zip(key_bytes, timestamps, seqs, data, strict=True):
+            put(kb + encode_ts_seq(ts, seq), d)
+        return seqs
+
     def remove(self, timestamp: int, seq: int) -> None:
         """Delete exactly the entry ``(timestamp, seq)``: one point tombstone, nothing read."""
         self._store.delete(self._kc.key_bytes + encode_ts_seq(timestamp, seq))
 
-    def remove_entries(self, entries: list[tuple[Any, int, int]]) -> None:
-        """Delete ``(key, ts, seq)`` entries: point tombstones, nothing read."""
-        key_bytes = self._kc.key_bytes_batch([e[0] for e in entries])
+    def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
+        """Delete ``(ts, seq, key)`` entries: point tombstones, nothing read."""
+        key_bytes = self._kc.key_bytes_batch([e[2] for e in entries])
         delete = self._store.delete
-        for kb, (_, ts, seq) in zip(key_bytes, entries, strict=True):
+        for kb, (ts, seq, _) in zip(key_bytes, entries, strict=True):
             delete(kb + encode_ts_seq(ts, seq))
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
@@ -543,7 +572,9 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         )
 
     def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
-        return RocksDBTimeOrderedState(self.key_context, self._cf(f"~buffer/{name}"), serializer, self)
+        return RocksDBTimeOrderedState(
+            self.key_context, self._cf(f"{BUFFER_SEGMENT}/{name}"), serializer, self
+        )
 
     # -- batches -------------------------------------------------------------------------
     def begin_batch(self) -> None:
@@ -650,5 +681,5 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         for name, (_, store) in self._stores.items():
             out[name] = store.stats()
         for name, st in self._time_ordered.items():
-            out[f"~buffer/{name}"] = {**st._store.stats(), "entries_scanned": st.entries_scanned}  # type: ignore[attr-defined]
+            out[f"{BUFFER_SEGMENT}/{name}"] = {**st._store.stats(), "entries_scanned": st.entries_scanned}  # type: ignore[attr-defined]
         return out

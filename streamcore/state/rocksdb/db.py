@@ -146,7 +146,11 @@ class RocksDBDatabase:
             self._rdict = rocksdict.Rdict(
                 str(self._path),
                 opts,
-                column_families={n: opts for n in cf_names if n != _DEFAULT_CF},
+                column_families={
+                    n: self._options.for_column_family(_state_name(n) or n)
+                    for n in cf_names
+                    if n != _DEFAULT_CF
+                },
                 access_type=access,
             )
         except Exception as exc:
@@ -316,7 +320,7 @@ class RocksDBDatabase:
                 msg = f"no column family {name!r} in the read-only database {self._path}"
                 raise StateBackendError(msg)
             else:
-                cf = rdict.create_column_family(cf_name, self._options.options)
+                cf = rdict.create_column_family(cf_name, self._options.for_column_family(name))
                 self._cf_names.append(cf_name)
             handle = rdict.get_column_family_handle(cf_name)
         except StateBackendError:
