@@ -86,14 +86,17 @@ def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
 
 def create_topics(bootstrap: str, cluster: Any, suffix: str) -> dict[str, str]:
     names = {t: f"{t}-{suffix}" for t in TOPICS}
+    # The exactly-once sink's commit markers: one small record per transaction, one partition.
+    names["commits"] = f"{names['ad-clicks-joined']}.streamcore-commits"
+    partitions = {name: 1 if key == "commits" else PARTITIONS for key, name in names.items()}
     if cluster is not None:
-        for name in names.values():
-            cluster.create_topic(name, PARTITIONS)
+        for name, count in partitions.items():
+            cluster.create_topic(name, count)
         return names
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names.values()]).values():
+    for future in admin.create_topics([NewTopic(n, count, 1) for n, count in partitions.items()]).values():
         future.result(30)
     return names
 
@@ -149,7 +152,13 @@ def run_job(bootstrap: str, names: dict[str, str], work: Path) -> tuple[Any, Kaf
 
     imps = env.from_source(kafka(names["impressions"]), watermarks=aligned(seconds(5)), name="impressions")
     clks = env.from_source(kafka(names["clicks"]), watermarks=aligned(seconds(5)), name="clicks")
-    sink = KafkaSink(bootstrap, names["ad-clicks-joined"], key=lambda r: r["ad_id"], delivery="exactly_once")
+    sink = KafkaSink(
+        bootstrap,
+        names["ad-clicks-joined"],
+        key=lambda r: r["ad_id"],
+        delivery="exactly_once",
+        marker_topic=names["commits"],
+    )
     (
         clks.uid("clicks")
         .key_by(lambda c: c["ad_id"])

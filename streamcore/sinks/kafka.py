@@ -13,14 +13,28 @@ open transaction at a time, so the sink keeps a small pool of producers with sta
 ``transactional.id`` values ``<prefix>-0``, ``<prefix>-1``, ... (usually two alternate).
 Consumers must read with ``isolation.level=read_committed``.
 
-Recovery: a restored job re-initialises each ``transactional.id`` of the checkpoint
-(``init_transactions``). On a real broker that completes a transaction whose commit had
-started and aborts every other open one, which fences the producers of the crashed run.
-librdkafka cannot resume another process's transaction (Flink does it through Kafka
-client internals), so a crash in the short window between a checkpoint becoming durable
-and its transaction's commit loses that transaction's records; the restore logs a
-warning naming it. Transactions must also complete within ``transaction.timeout.ms``
-(librdkafka default 60 s), so keep checkpoints more frequent than that.
+Recovery: librdkafka cannot resume another process's transaction, and re-initialising a
+``transactional.id`` (which fences the crashed run's producers) makes the broker abort a
+transaction whose commit had not started. With ``write_ahead=True`` (the default) each
+transaction keeps its records in the checkpoint and produces a commit marker, so a
+restore tells a committed transaction from an aborted one and produces the aborted one
+again (:mod:`streamcore.sinks.kafka_commits`). A restore, in steps (the ``# Step N``
+comments in :meth:`KafkaSink.restore_state` follow them):
+
+1. Re-initialise every ``transactional.id`` of the restored checkpoint: the broker
+   completes a commit that had started and aborts every other open transaction,
+   including the one that was open when the checkpoint was taken.
+2. Read the commit markers of the checkpoint's pending transactions with a
+   ``read_committed`` consumer.
+3. A pending transaction whose marker is visible committed: nothing to do. Any other is
+   produced again, from the records in the checkpoint, in a fresh transaction that is
+   committed before the job continues. A crash during that either committed it (its
+   marker is found next time) or aborted it (it is produced again next time).
+
+With ``write_ahead=False`` a crash between a checkpoint becoming durable and its
+transaction's commit loses that transaction's records; the restore logs a warning naming
+it. Transactions must also complete within ``transaction.timeout.ms`` (librdkafka default
+60 s), so keep checkpoints more frequent than that.
 
 Delivery errors (a record the brokers refused, or could not take before
 ``message.timeout.ms``) fail the job with :class:`~streamcore.errors.ConnectorError`;
@@ -30,6 +44,7 @@ nothing is dropped silently.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -38,6 +53,16 @@ from streamcore.errors import ConfigurationError, ConnectorError, SerializationE
 from streamcore.functions import function_name
 from streamcore.kafka_client import check_client_config, import_confluent_kafka, kafka_errors
 from streamcore.serde import json_dumps
+from streamcore.sinks.kafka_commits import (
+    MARKER_TOPIC_SUFFIX,
+    CommitMarkers,
+    check_topic_name,
+    logged_batches,
+    marker_identity,
+    marker_partition,
+    marker_record,
+    pack_batch,
+)
 from streamcore.sinks.two_phase import TwoPhaseCommitSink
 
 __all__ = ["KafkaSink", "default_key_serializer"]
@@ -84,12 +109,24 @@ class KafkaSink(TwoPhaseCommitSink):
         transactional_id_prefix: exactly once only: prefix of the producers'
             ``transactional.id``; default ``streamcore-<topic>-<sink uid>``. Two jobs
             writing the same topic with equal sink uids need distinct prefixes.
+        write_ahead: exactly once only (default ``True`` there): keep each transaction's
+            records in the checkpoint and give it a commit marker, so that a restore
+            produces again a transaction the crash left uncommitted (module docstring).
+            Checkpoints then also hold the bytes written since the previous one.
+            ``False`` saves that, but a crash between a checkpoint and its commit loses
+            the transaction's records.
+        marker_topic: with ``write_ahead``: the topic that takes one small commit marker
+            per transaction, default ``<topic>.streamcore-commits``. It must exist, or
+            the brokers must auto-create it (librdkafka's mock cluster does, with 4
+            partitions); one partition is enough. Keep its retention longer than any
+            outage after which you restore, and do not compact it. Several sinks may
+            share it (markers are keyed by ``transactional_id_prefix``).
         write_timestamps: give each Kafka record its streamcore event timestamp (when it
             has one, >= 0); otherwise the producer's clock.
         config: more librdkafka producer settings (``{"linger.ms": 20}``); keys streamcore
             owns are refused.
         flush_timeout_s: how long a checkpoint or the end of input waits for outstanding
-            deliveries before it fails.
+            deliveries before it fails (also the limit of a restore's marker look-up).
 
     Raises:
         ConfigurationError: a bad argument, or a setting librdkafka rejects (when the job starts).
@@ -110,6 +147,8 @@ class KafkaSink(TwoPhaseCommitSink):
         key_serializer: Callable[[Any], bytes | None] = default_key_serializer,
         delivery: str = "at_least_once",
         transactional_id_prefix: str | None = None,
+        write_ahead: bool | None = None,
+        marker_topic: str | None = None,
         write_timestamps: bool = True,
         config: Mapping[str, Any] | None = None,
         flush_timeout_s: float = 30.0,
@@ -142,6 +181,34 @@ class KafkaSink(TwoPhaseCommitSink):
             if not isinstance(transactional_id_prefix, str) or not transactional_id_prefix:
                 msg = f"transactional_id_prefix must be a non-empty str, got {transactional_id_prefix!r}"
                 raise ConfigurationError(msg)
+        if write_ahead is not None and type(write_ahead) is not bool:
+            msg = f"write_ahead must be True, False or None (the default), got {write_ahead!r}"
+            raise ConfigurationError(msg)
+        if write_ahead and delivery != "exactly_once":
+            msg = "write_ahead only applies to delivery='exactly_once'"
+            raise ConfigurationError(msg)
+        uses_markers = delivery == "exactly_once" and write_ahead is not False
+        if marker_topic is not None and not uses_markers:
+            msg = (
+                "marker_topic only applies to delivery='exactly_once' with write_ahead=True "
+                "(the default there); drop it, or enable both"
+            )
+            raise ConfigurationError(msg)
+        if uses_markers:
+            if marker_topic is None:
+                marker_topic = f"{topic}{MARKER_TOPIC_SUFFIX}"
+                why = check_topic_name(
+                    marker_topic, f"the default marker_topic (derived from topic {topic!r})"
+                )
+                hint = "; pass marker_topic=... with a legal name"
+            else:
+                why = check_topic_name(marker_topic, "marker_topic")
+                hint = ""
+            if why is not None:
+                raise ConfigurationError(why + hint)
+            if marker_topic == topic:
+                msg = f"marker_topic must differ from topic {topic!r}: markers would mix with the records"
+                raise ConfigurationError(msg)
         if type(write_timestamps) is not bool:
             msg = f"write_timestamps must be True or False, got {write_timestamps!r}"
             raise ConfigurationError(msg)
@@ -160,6 +227,8 @@ class KafkaSink(TwoPhaseCommitSink):
         self.delivery = delivery
         self.exactly_once = delivery == "exactly_once"
         self.transactional_id_prefix = transactional_id_prefix
+        self.write_ahead = uses_markers
+        self.marker_topic = marker_topic if uses_markers else None
         self.write_timestamps = write_timestamps
         self.config = check_client_config(config, OWNED_PRODUCER_KEYS, "KafkaSink")
         self.flush_timeout_s = float(flush_timeout_s)
@@ -171,6 +240,9 @@ class KafkaSink(TwoPhaseCommitSink):
         self._free: list[str] = []
         self._seq = 0
         self._prefix: str | None = None
+        self._run = ""  # random per open(): names this run's transactions in their markers
+        self._marker_partition: int | None = None
+        self._markers = CommitMarkers(bootstrap_servers, self.config, self.flush_timeout_s)
         self._errors: list[str] = []
         self._error_count = 0
         self._fatal: str | None = None
@@ -179,6 +251,9 @@ class KafkaSink(TwoPhaseCommitSink):
         self.commit_ms_total = 0.0
         self.commit_ms_last = 0.0
         self.recovered = 0
+        self.replayed = 0
+        self.records_replayed = 0
+        self.confirmed = 0
 
     # -- producers --------------------------------------------------------------------------
     def _on_delivery(self, err: Any, msg: Any) -> None:
@@ -252,8 +327,17 @@ class KafkaSink(TwoPhaseCommitSink):
             )
             raise SerializationError(msg) from exc
 
-    def _produce(self, producer: Any, values: list[Any], timestamps: list[int] | None) -> None:
+    def _produce(
+        self, producer: Any, values: list[Any], timestamps: list[int] | None
+    ) -> tuple[list[bytes], list[Any] | None]:
+        """Serialize and produce a batch; returns the ``(values, keys)`` bytes produced."""
         payloads, keys = self._serialize(values)
+        self._produce_serialized(producer, payloads, keys, timestamps)
+        return payloads, keys
+
+    def _produce_serialized(
+        self, producer: Any, payloads: list[Any], keys: list[Any] | None, timestamps: list[int] | None
+    ) -> None:
         topic = self.topic
         produce = producer.produce
         retry = self._produce_when_room
@@ -320,6 +404,7 @@ class KafkaSink(TwoPhaseCommitSink):
         self._prefix = self.transactional_id_prefix or f"streamcore-{self.topic}-{operator_uid}".translate(
             _UNSAFE_ID
         )
+        self._run = secrets.token_hex(6)
         super().open(operator_uid)
 
     def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
@@ -330,9 +415,17 @@ class KafkaSink(TwoPhaseCommitSink):
             self._produce(self._producer, values, timestamps)
 
     def snapshot_state(self, checkpoint_id: int) -> Any:
-        """At least once: flush. Exactly once: pre-commit the transaction, begin the next."""
+        """At least once: flush. Exactly once: pre-commit the transaction, begin the next.
+
+        The image holds the pending transactions with their logged records; the open one
+        only by name (it is aborted on restore), so it costs nothing.
+        """
         if self.exactly_once:
-            return super().snapshot_state(checkpoint_id)
+            image = super().snapshot_state(checkpoint_id)
+            current = image["current"]
+            if current is not None and "log" in current:
+                image["current"] = {k: v for k, v in current.items() if k != "log"}
+            return image
         if self._producer is not None:
             self._flush(self._producer, f"checkpoint {checkpoint_id}")
         return None
@@ -343,9 +436,48 @@ class KafkaSink(TwoPhaseCommitSink):
             super().notify_checkpoint_complete(checkpoint_id)
 
     def restore_state(self, image: Any) -> None:
-        """Exactly once: commit the restored checkpoint's pending transactions, abort the open one."""
-        if self.exactly_once:
-            super().restore_state(image)
+        """Exactly once: make the restored checkpoint's pending transactions committed, abort the open one.
+
+        Runs before :meth:`open`, in the steps of the module docstring. A pending
+        transaction without a marker in the image (written with ``write_ahead=False``)
+        can only be left to the broker: the warning names it.
+
+        Raises:
+            ConnectorError: the cluster cannot be reached, the markers cannot be read
+                within ``flush_timeout_s``, or producing a transaction again failed (a
+                restart tries again: nothing is lost or doubled by trying twice).
+        """
+        if not self.exactly_once or not image:
+            return
+        pending = [transaction for _cid, transaction in image.get("pending", ())]
+        current = image.get("current")
+        # Step 1: fence every producer of the crashed run that the checkpoint names.
+        for transaction in [*pending, current]:
+            if transaction is not None:
+                self._reinit(transaction)
+        if current is not None:
+            self.aborted += 1
+        # Step 2: which pending transactions are visibly committed?
+        logged = [t for t in pending if t.get("marker") and t.get("log")]
+        seen = self._markers.committed(logged) if logged else set()
+        # Step 3: produce again every one that is not.
+        logged_ids = {id(t) for t in logged}
+        for transaction in pending:
+            if id(transaction) in logged_ids:
+                if marker_identity(transaction) in seen:
+                    self.confirmed += 1
+                else:
+                    self._replay(transaction)
+            elif transaction.get("records"):
+                logger.warning(
+                    "KafkaSink %s: transaction %r (%d records, written with write_ahead=False) was pending "
+                    "when the previous run stopped; the broker completes its commit if it had started, "
+                    "otherwise it aborts it and those records are lost",
+                    self.topic,
+                    transaction["tid"],
+                    transaction["records"],
+                )
+            self.committed += 1
 
     def finish(self) -> None:
         """End of input: flush (at least once) or pre-commit the last transaction (exactly once)."""
@@ -355,7 +487,7 @@ class KafkaSink(TwoPhaseCommitSink):
             self._flush(self._producer, "the end of input")
 
     def close(self) -> None:
-        """Commit or abort as the two-phase-commit base decides, then close every producer."""
+        """Commit or abort as the two-phase-commit base decides, then close every client."""
         try:
             if self.exactly_once:
                 super().close()
@@ -368,39 +500,107 @@ class KafkaSink(TwoPhaseCommitSink):
             for producer in producers:
                 if producer is not None:
                     _close_quietly(producer, self.topic)
+            try:
+                self._markers.close()
+            except StreamcoreError as exc:
+                logger.warning("KafkaSink %s: %s", self.topic, exc)
 
     # -- transactions (exactly once) -----------------------------------------------------------
     def begin_transaction(self) -> Any:
         """Begin a transaction on a producer with none open; the handle names its id and a sequence number."""
-        if self._free:
-            tid = self._free.pop()
-        else:
-            assert self._prefix is not None
-            tid = f"{self._prefix}-{len(self._producers)}"
-            while tid in self._producers:
-                tid = f"{tid}x"
-            self._producers[tid] = self._new_producer(tid)
+        tid = self._free_producer()
         with kafka_errors(f"beginning a transaction on {tid!r}"):
             self._producers[tid].begin_transaction()
         self._seq += 1
         self._open_txn[tid] = self._seq
+        if self.write_ahead:
+            return {"tid": tid, "seq": self._seq, "records": 0, "log": []}
         return {"tid": tid, "seq": self._seq, "records": 0}
 
+    def _free_producer(self) -> str:
+        """The id of a producer with no open transaction, created (and initialised) if none is free."""
+        if self._free:
+            return self._free.pop()
+        assert self._prefix is not None
+        tid = f"{self._prefix}-{len(self._producers)}"
+        while tid in self._producers:
+            tid = f"{tid}x"
+        self._producers[tid] = self._new_producer(tid)
+        return tid
+
     def write_transaction(self, transaction: Any, values: list[Any], timestamps: list[int] | None) -> None:
-        """Produce the batch on the transaction's producer."""
-        self._produce(self._producers[transaction["tid"]], values, timestamps)
+        """Produce the batch on the transaction's producer (and log it, with ``write_ahead``)."""
+        payloads, keys = self._produce(self._producers[transaction["tid"]], values, timestamps)
         transaction["records"] += len(values)
+        log = transaction.get("log")
+        if log is not None:
+            log.append(pack_batch(payloads, keys, timestamps if self.write_timestamps else None))
 
     def pre_commit(self, transaction: Any) -> None:
-        """Flush: every record of the transaction is acknowledged (still invisible to read_committed)."""
-        self._flush(self._producers[transaction["tid"]], f"pre-commit of {transaction['tid']!r}")
+        """Produce the commit marker (``write_ahead``, if it has records), then flush.
+
+        Afterwards every record of the transaction is acknowledged (still invisible to
+        ``read_committed`` consumers).
+        """
+        tid = transaction["tid"]
+        producer = self._producers[tid]
+        if "log" in transaction and transaction["records"] and "marker" not in transaction:
+            assert self.marker_topic is not None and self._prefix is not None
+            partition = self._marker_partition_of(producer)
+            transaction["marker"] = {
+                "topic": self.marker_topic,
+                "partition": partition,
+                "from": self._markers.high_watermark(self.marker_topic, partition),
+                "prefix": self._prefix,
+                "run": self._run,
+            }
+            self._produce_marker(producer, transaction)
+        self._flush(producer, f"pre-commit of {tid!r}")
+
+    def _marker_partition_of(self, producer: Any) -> int:
+        """The marker partition of this sink; the topic's metadata is read once per run."""
+        if self._marker_partition is not None:
+            return self._marker_partition
+        assert self.marker_topic is not None and self._prefix is not None
+        topic = self.marker_topic
+        deadline = time.monotonic() + self.flush_timeout_s
+        while True:
+            # A producer's metadata request lets brokers that allow it auto-create the topic.
+            with kafka_errors(f"reading the metadata of commit-marker topic {topic!r}"):
+                meta = producer.list_topics(topic, timeout=self.flush_timeout_s)
+            tmeta = meta.topics.get(topic)
+            if tmeta is not None and tmeta.error is None and tmeta.partitions:
+                self._marker_partition = marker_partition(self._prefix, len(tmeta.partitions))
+                return self._marker_partition
+            if time.monotonic() > deadline:
+                why = tmeta.error.str() if tmeta is not None and tmeta.error is not None else "no partitions"
+                msg = (
+                    f"the commit-marker topic {topic!r} of KafkaSink({self.topic!r}) is not available on "
+                    f"{self.bootstrap_servers} ({why}): create it (one partition is enough) or let the "
+                    "brokers auto-create topics; or pass write_ahead=False and accept losing a "
+                    "transaction when the job dies between a checkpoint and its commit"
+                )
+                raise ConnectorError(msg)
+            time.sleep(0.1)
+
+    def _produce_marker(self, producer: Any, transaction: Any) -> None:
+        prefix, run, seq = marker_identity(transaction)
+        key, value = marker_record(prefix, run, seq, transaction["records"])
+        marker = transaction["marker"]
+        topic, partition = marker["topic"], marker["partition"]
+        with kafka_errors(f"producing the commit marker of {transaction['tid']!r} to {topic!r}"):
+            try:
+                producer.produce(topic, value, key, partition=partition)
+            except BufferError:
+                self._flush(producer, f"the commit marker of {transaction['tid']!r}")
+                producer.produce(topic, value, key, partition=partition)
 
     def commit(self, transaction: Any) -> None:
-        """Commit; another run's transaction is completed through ``init_transactions`` (module doc)."""
+        """Commit; a handle of another run is only re-initialised (the broker completes or aborts it)."""
         tid, seq = transaction["tid"], transaction["seq"]
         producer = self._producers.get(tid)
         if producer is None:
-            self._recover(tid, transaction, "commit")
+            self._reinit(transaction)
             return
         if self._open_txn.get(tid) != seq:
             return  # committed already
@@ -417,7 +617,7 @@ class KafkaSink(TwoPhaseCommitSink):
         tid, seq = transaction["tid"], transaction["seq"]
         producer = self._producers.get(tid)
         if producer is None:
-            self._recover(tid, transaction, "abort")
+            self._reinit(transaction)
             return
         if self._open_txn.get(tid) != seq:
             return
@@ -453,25 +653,54 @@ class KafkaSink(TwoPhaseCommitSink):
                 )
                 raise ConnectorError(msg) from exc
 
-    def _recover(self, tid: str, transaction: Any, outcome: str) -> None:
-        """Re-initialise ``tid`` after a restart: the broker completes or aborts what it left open."""
+    def _reinit(self, transaction: Any) -> None:
+        """Re-initialise a crashed run's ``transactional.id``: fences its producer; the broker
+        completes a commit that had started and aborts any other open transaction."""
+        tid = transaction["tid"]
+        if tid in self._producers:
+            return
         self._producers[tid] = self._new_producer(tid)
         self._free.append(tid)
         self._seq = max(self._seq, int(transaction.get("seq", 0)))
         self.recovered += 1
-        if outcome == "commit" and transaction.get("records"):
-            logger.warning(
-                "KafkaSink %s: transaction %r (%d records) was pending when the previous run stopped; "
-                "its commit is completed by the broker if it had started, otherwise the broker aborts it "
-                "and those records are lost (librdkafka cannot resume another run's transaction)",
-                self.topic,
-                tid,
-                transaction["records"],
-            )
+
+    def _replay(self, transaction: Any) -> None:
+        """Produce a logged transaction and its marker again, in a fresh transaction; commit it."""
+        tid = transaction["tid"]
+        producer = self._producers[tid]
+        logger.info(
+            "KafkaSink %s: transaction %r (seq %d, %d records) did not commit before the previous run "
+            "stopped; producing it again from the checkpoint",
+            self.topic,
+            tid,
+            transaction["seq"],
+            transaction["records"],
+        )
+        with kafka_errors(f"beginning the replay of transaction {tid!r}"):
+            producer.begin_transaction()
+        try:
+            for payloads, keys, timestamps in logged_batches(transaction):
+                self._produce_serialized(producer, payloads, keys, timestamps)
+                self.records_replayed += len(payloads)
+            self._produce_marker(producer, transaction)
+            self._flush(producer, f"the replay of {tid!r}")
+        except BaseException:
+            try:
+                producer.abort_transaction(self.flush_timeout_s)
+            except Exception:
+                pass
+            raise
+        self._end_transaction(producer, tid, commit=True)
+        self.replayed += 1
 
     # -- metrics ---------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
-        """Records and bytes out, delivery errors, transactions and their commit time."""
+        """Records and bytes out, delivery errors, transactions and their commit time.
+
+        At a restore, ``transactions_recovered`` counts re-initialised transactional ids;
+        of the pending transactions, ``transactions_confirmed`` had their commit marker
+        visible and ``transactions_replayed`` were produced again from the checkpoint.
+        """
         in_flight = 0
         for producer in (self._producer, *self._producers.values()):
             if producer is not None:
@@ -487,6 +716,9 @@ class KafkaSink(TwoPhaseCommitSink):
             "transactions_committed": self.committed,
             "transactions_aborted": self.aborted,
             "transactions_recovered": self.recovered,
+            "transactions_confirmed": self.confirmed,
+            "transactions_replayed": self.replayed,
+            "records_replayed": self.records_replayed,
             "commit_ms_last": round(self.commit_ms_last, 3),
             "commit_ms_total": round(self.commit_ms_total, 3),
         }

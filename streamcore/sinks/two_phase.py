@@ -7,7 +7,9 @@ covers is *committed* (made visible). After a crash the job restores the latest
 completed checkpoint: its pending transactions are committed again, which must be
 idempotent, and the transaction that was open when the checkpoint was taken is aborted;
 records after the checkpoint are replayed by the sources into new transactions. So
-every record becomes visible exactly once.
+every record becomes visible exactly once. A system that cannot commit another
+process's transaction (Kafka through librdkafka) overrides :meth:`restore_state` to
+find out whether it committed and to redo it if not: see :mod:`streamcore.sinks.kafka`.
 
 End of a bounded input: :meth:`TwoPhaseCommitSink.finish` pre-commits the last
 transaction, and the final checkpoint the coordinator takes at the end of the job

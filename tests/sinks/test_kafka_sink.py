@@ -16,11 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,72 +24,11 @@ import streamcore as sc
 from streamcore.errors import ConfigurationError, ConnectorError, SerializationError, StreamcoreError
 from streamcore.sinks.kafka import KafkaSink, default_key_serializer
 from streamcore.sources.kafka import KafkaSource
-from streamcore.testing.kafka_mock import MockKafkaCluster
+from tests.sinks.kafka_support import FAST, REAL_BOOTSTRAP, ROOT, needs_real_broker, read_all, sink
 
 pytestmark = pytest.mark.kafka
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-TopicPartition = confluent_kafka.TopicPartition
-
-FAST = {"fetch.wait.max.ms": 10, "reconnect.backoff.max.ms": 200}
-ROOT = Path(__file__).resolve().parents[2]
-REAL_BOOTSTRAP = os.environ.get("STREAMCORE_KAFKA_BOOTSTRAP")
-needs_real_broker = pytest.mark.skipif(
-    not REAL_BOOTSTRAP,
-    reason=(
-        "needs a real Kafka broker: librdkafka's mock cluster shows aborted transactions to read_committed "
-        "consumers; set STREAMCORE_KAFKA_BOOTSTRAP=host:port to run it"
-    ),
-)
-
-
-@pytest.fixture
-def cluster() -> Iterator[MockKafkaCluster]:
-    with MockKafkaCluster(num_brokers=3) as mock:
-        yield mock
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[KafkaSink]]:
-    """Sinks opened by a test, closed before the cluster."""
-    made: list[KafkaSink] = []
-    yield made
-    for s in made:
-        s.close()
-
-
-def read_all(bootstrap: str, topic: str, partitions: int, isolation: str = "read_uncommitted") -> list[Any]:
-    """Every record of ``topic`` up to its current end, as confluent-kafka Messages."""
-    consumer = confluent_kafka.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "sink-tests",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            **FAST,
-        }
-    )
-    try:
-        marks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in range(partitions)
-        }
-        # Empty partitions are never fetched, so their position stays unknown: skip them.
-        tps = [TopicPartition(topic, p) for p, (low, high) in marks.items() if high > low]
-        consumer.assign([TopicPartition(topic, tp.partition, marks[tp.partition][0]) for tp in tps])
-        out: list[Any] = []
-        deadline = time.monotonic() + 15
-        while tps and time.monotonic() < deadline:
-            positions = consumer.position(tps)
-            if all(tp.offset >= marks[tp.partition][1] for tp in positions):
-                break
-            out.extend(m for m in consumer.consume(500, 0.05) if m.error() is None)
-        return out
-    finally:
-        consumer.close()
-
-
-def sink(cluster: MockKafkaCluster, topic: str = "out", **kw: Any) -> KafkaSink:
-    return KafkaSink(cluster.bootstrap_servers, topic, **kw)
 
 
 # -- at least once ---------------------------------------------------------------------------------
@@ -288,35 +223,14 @@ def test_default_key_serializer():
 
 
 # -- against a real broker --------------------------------------------------------------------------
-@pytest.fixture
-def real_topics() -> Iterator[Any]:
-    assert REAL_BOOTSTRAP
-    admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": REAL_BOOTSTRAP})
-    created: list[str] = []
-
-    def make(partitions: int = 2) -> str:
-        name = f"streamcore-test-{uuid.uuid4().hex[:10]}"
-        futures = admin.create_topics([confluent_kafka.admin.NewTopic(name, partitions, 1)])
-        futures[name].result(30)
-        created.append(name)
-        return name
-
-    yield make
-    if created:
-        for f in admin.delete_topics(created).values():
-            try:
-                f.result(30)
-            except Exception:
-                pass
-
-
 @needs_real_broker
 def test_read_committed_sees_only_committed_transactions(real_topics):
     assert REAL_BOOTSTRAP
-    topic = real_topics(1)
+    topic, markers = real_topics(1), real_topics(1)
     prefix = f"tx-{uuid.uuid4().hex[:8]}"
-    before = KafkaSink(REAL_BOOTSTRAP, topic, delivery="exactly_once", transactional_id_prefix=prefix)
-    after = KafkaSink(REAL_BOOTSTRAP, topic, delivery="exactly_once", transactional_id_prefix=prefix)
+    kw = {"delivery": "exactly_once", "transactional_id_prefix": prefix, "marker_topic": markers}
+    before = KafkaSink(REAL_BOOTSTRAP, topic, **kw)
+    after = KafkaSink(REAL_BOOTSTRAP, topic, **kw)
     try:
         before.open("out")
         before.write_batch(["committed"], None)
@@ -347,7 +261,7 @@ KAFKA_CRASH_JOB = textwrap.dedent(
     from streamcore.sinks.kafka import KafkaSink
     from streamcore.sources.kafka import KafkaSource
 
-    bootstrap, topic_in, topic_out, work, kill_at = sys.argv[1:6]
+    bootstrap, topic_in, topic_out, markers, work, kill_at = sys.argv[1:7]
     kill_at, seen = int(kill_at), 0
 
     def parse(v):
@@ -362,7 +276,7 @@ KAFKA_CRASH_JOB = textwrap.dedent(
     src = KafkaSource(bootstrap, topic_in, "crash", stopping_offsets="latest")
     (env.from_source(src, name="kafka").uid("kafka").map(parse).uid("parse")
         .sink_to(KafkaSink(bootstrap, topic_out, delivery="exactly_once",
-                           transactional_id_prefix=topic_out)).uid("out"))
+                           transactional_id_prefix=topic_out, marker_topic=markers)).uid("out"))
     env.execute("kafka-crash", restore_from="latest")
     """
 )
@@ -371,7 +285,7 @@ KAFKA_CRASH_JOB = textwrap.dedent(
 @needs_real_broker
 def test_sigkill_crash_exactly_once_into_kafka(real_topics, tmp_path):
     assert REAL_BOOTSTRAP
-    topic_in, topic_out = real_topics(3), real_topics(3)
+    topic_in, topic_out, markers = real_topics(3), real_topics(3), real_topics(1)
     producer = confluent_kafka.Producer({"bootstrap.servers": REAL_BOOTSTRAP})
     try:
         for i in range(3_000):
@@ -382,7 +296,7 @@ def test_sigkill_crash_exactly_once_into_kafka(real_topics, tmp_path):
     script = tmp_path / "job.py"
     script.write_text(KAFKA_CRASH_JOB)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, str(script), REAL_BOOTSTRAP, topic_in, topic_out, str(tmp_path)]
+    args = [sys.executable, str(script), REAL_BOOTSTRAP, topic_in, topic_out, markers, str(tmp_path)]
     crashed = subprocess.run([*args, "1700"], capture_output=True, text=True, env=env, timeout=120)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     done = subprocess.run([*args, "0"], capture_output=True, text=True, env=env, timeout=120)
