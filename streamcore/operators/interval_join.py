@@ -149,9 +149,9 @@ class IntervalJoinOperator(KeyedOperator):
     deleted by their exact ``(ts, seq)``, so nothing is ever scanned to find expired
     entries, and the tombstones lie below every later probe's range. An element that
     cannot join anything in the future is probed but not buffered. The final watermark (end
-    of input) empties both buffers. The index also counts the buffered elements per key: a
-    key the other side holds nothing for is not probed at all. It is the operator part of
-    snapshots (its rows carry keys, so they can be split by key group).
+    of input) empties both buffers. A key the other side holds nothing for is not probed at all
+    (per-key counts). Index and counts are rebuilt from the buffers on restore, so
+    checkpoints never carry them.
 
     Metrics: ``probes`` (reads of the other buffer; ``probes_skipped`` counts elements whose
     key the other side holds nothing for), ``entries_scanned`` (entries the probes read),
@@ -417,31 +417,18 @@ class IntervalJoinOperator(KeyedOperator):
             self.removed_per_side[side] += n
 
     # -- checkpoints ---------------------------------------------------------------------
-    def snapshot_operator_state(self) -> Any:
-        """The expiry index: per side, ``[[ts, [[key, seq], ...]], ...]`` in time order."""
-        image: dict[str, list[list[Any]]] = {}
-        for side in (0, 1):
-            rows: list[list[Any]] = []
-            for ts, seq, key in self._expiry[side]:
-                if rows and rows[-1][0] == ts:
-                    rows[-1][1].append([key, seq])
-                else:
-                    rows.append([ts, [[key, seq]]])
-            image[BUFFER_NAMES[side]] = rows
-        return image
-
     def restore_operator_state(self, image: Any) -> None:
-        """Load the expiry index (after the keyed state) and recount the buffered elements.
+        """Rebuild the expiry index and the per-key counts from the restored buffers.
 
-        An image without the index (written by something else) rebuilds it from the buffers'
-        canonical rows: a full read, done once at restore.
+        The index is derived state: every buffered entry's ``(ts, seq, key)`` is in the
+        buffers' keys, so checkpoints do not carry it (a RocksDB checkpoint stays
+        incremental however large the buffers), and a restore that keeps only some key
+        groups rebuilds exactly their part. ``image`` (the index written by earlier
+        versions, if any) is ignored.
         """
-        if not isinstance(image, dict) or not all(name in image for name in BUFFER_NAMES):
-            rows = self.backend.snapshot(True).get("time_ordered", {})
-            image = {name: [[r[1], [[r[0], r[2]]]] for r in rows.get(name, ())] for name in BUFFER_NAMES}
         for side in (0, 1):
             index = self._expiry[side]
-            index.load((ts, seq, k) for ts, entries in image[BUFFER_NAMES[side]] for k, seq in entries)
+            index.load(self._buffers[side].index_entries())
             counts = self._counts[side]
             counts.clear()
             if self._held[side] is None:

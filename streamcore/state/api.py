@@ -294,6 +294,14 @@ class TimeOrderedState(ABC):
     def count(self) -> int:
         """Entries of every key (for metrics and tests)."""
 
+    @abstractmethod
+    def index_entries(self) -> list[tuple[int, int, Any]]:
+        """``(ts, seq, key)`` of every entry of every key, in no particular order; values are not decoded.
+
+        What an expiry index holds: callers rebuild theirs from it after a restore
+        instead of storing it in checkpoints. A full read.
+        """
+
 
 class InternalTimerService(ABC):
     """Event- and processing-time timers of one keyed operator, per (timestamp, key, namespace).

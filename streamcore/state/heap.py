@@ -319,6 +319,10 @@ class HeapTimeOrderedState(TimeOrderedState):
         """Entries of every key."""
         return sum(len(lst) for lst in self._data.values())
 
+    def index_entries(self) -> list[tuple[int, int, Any]]:
+        """``(ts, seq, key)`` of every entry."""
+        return [(ts, seq, key) for key, lst in self._data.items() for ts, seq, _ in lst]
+
     def snapshot(self) -> list[list[Any]]:
         """``[[key, ts, seq, value], ...]``."""
         return [[key, ts, seq, v] for key, lst in self._data.items() for ts, seq, v in lst]

@@ -68,7 +68,7 @@ def build_job(env: sc.StreamEnvironment, data: list[int], shape: str, keys: int,
     src = env.from_collection(
         data,
         timestamp=lambda v: v,
-        watermarks=WatermarkStrategy.for_bounded_out_of_orderness(5) if shape == "timers" else None,
+        watermarks=WatermarkStrategy.for_bounded_out_of_orderness(5) if shape in ("timers", "join") else None,
         name="numbers",
     )
     keyed = src.key_by(lambda v: v % keys)
@@ -84,6 +84,17 @@ def build_job(env: sc.StreamEnvironment, data: list[int], shape: str, keys: int,
         )
     elif shape == "timers":
         out = keyed.process(TimerFn()).uid("timers")
+    elif shape == "join":
+        # Multiples of 8 join the other values of the same key within [-7, +3] of event time
+        # (the "timers" data are multiples of 4: 16n + 8 joins 16n + 4).
+        lefts = src.filter(lambda v: v % 8 == 0).uid("lefts").key_by(lambda v: v // 16 % keys)
+        rights = src.filter(lambda v: v % 8 != 0).uid("rights").key_by(lambda v: v // 16 % keys)
+        out = (
+            lefts.interval_join(rights)
+            .between(-7, 3)
+            .process(lambda left, right, ctx: ((left, right, ctx.timestamp()),))
+            .uid("join")
+        )
     else:  # pragma: no cover
         raise ValueError(shape)
     out.sink_to(sink).uid("out")

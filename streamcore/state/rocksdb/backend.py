@@ -377,6 +377,21 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         """Entries of every key (a full count: for tests and small states)."""
         return self._store.count_range(b"", None)
 
+    def index_entries(self) -> list[tuple[int, int, Any]]:
+        """``(ts, seq, key)`` of every entry, decoded from the stored keys (one scan, in key order)."""
+        out = []
+        append = out.append
+        last_kb = b""
+        key: Any = None
+        for k, _ in self._store.iter_range(b"", None):
+            kb = k[:-16]
+            if kb != last_kb:
+                key, _off = decode_key(k, 2)
+                last_kb = kb
+            n = len(kb)
+            append((decode_ts(k, n), decode_ts(k, n + 8) + 2**63, key))
+        return out
+
     def snapshot(self) -> list[list[Any]]:
         """``[[key, ts, seq, value], ...]`` (canonical rows)."""
         rows = []
