@@ -559,6 +559,9 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self._seq = int.from_bytes(raw, "big") if raw else 0
         self._seq_saved = self._seq
         self._depth = 0
+        # Canonical rows of a restored image, per state, waiting for the state's descriptor:
+        # only the descriptor knows the serializer to write them with.
+        self._restored_rows: dict[str, dict[str, Any]] = {}
 
     def next_seq(self) -> int:
         """A sequence number above every one stored (list elements, buffered entries)."""
@@ -571,6 +574,9 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
     def _create_state(self, descriptor: StateDescriptor) -> Any:
         store = self._cf(descriptor.name)
         self._stores[descriptor.name] = (descriptor.kind, store)
+        restored = self._restored_rows.pop(descriptor.name, None)
+        if restored is not None:
+            self._write_rows(store, restored["storage"], restored["rows"], descriptor.serializer.dumps)
         kc, uid = self.key_context, self.operator_uid
         kind = descriptor.kind
         if kind == "value":
@@ -626,11 +632,19 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         return removed
 
     def snapshot(self, canonical: bool = True) -> dict[str, Any]:
-        """Canonical rows (savepoints), or a marker that the state is in the database files."""
+        """Canonical rows (savepoints), or a marker that the state is in the database files.
+
+        Restored states the operator has not registered (yet) are carried as their
+        canonical rows either way: in the database they would need a serializer only
+        their descriptor knows.
+        """
         if not canonical:
-            return {"native": "rocksdb", "states": sorted(self._stores)}
+            image: dict[str, Any] = {"native": "rocksdb", "states": sorted(self._stores)}
+            if self._restored_rows:
+                image["restored_rows"] = dict(self._restored_rows)
+            return image
         self.cleanup_expired()
-        states: dict[str, Any] = {}
+        states: dict[str, Any] = dict(self._restored_rows)
         for name, (desc, _) in self._states.items():
             storage, store = self._stores[name]
             states[name] = {"kind": desc.kind, "storage": storage, "rows": self._rows(storage, store, desc)}
@@ -662,31 +676,47 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         return rows
 
     def restore(self, image: dict[str, Any]) -> None:
-        """Load a canonical image; a native marker means the database already holds the state."""
-        if not image or "native" in image:
+        """Load a canonical image; a native marker means the database already holds the state.
+
+        Keyed states are written when the operator registers them (:meth:`get_state`),
+        with their descriptor's serializer; a state registered already is written now.
+        """
+        if not image:
             return
-        kc = self.key_context
+        if "native" in image:
+            self._restored_rows.update(image.get("restored_rows") or {})
+            return
         self.db.begin_batch()
         try:
             for name, st in image.get("states", {}).items():
-                storage = st["storage"]
-                store = self._cf(name)
-                self._stores.setdefault(name, (storage, store))
-                for _kg, key, ns, payload in st["rows"]:
-                    prefix = kc.entry_for(key)[1] + encode_key(ns)
-                    dumps = DEFAULT_SERIALIZER.dumps
-                    if storage in ("value", "reducing"):
-                        store.put(prefix, dumps(payload))
-                    elif storage == "list":
-                        for item in payload:
-                            store.put(prefix + encode_seq(self.next_seq()), dumps(item))
-                    else:
-                        for uk, v in payload:
-                            store.put(prefix + encode_key(uk), dumps(v))
+                registered = self._states.get(name)
+                if registered is None:
+                    self._restored_rows[name] = st
+                else:
+                    storage, store = self._stores[name]
+                    self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
             for name, timers in image.get("timers", {}).items():
                 self.timer_service(name).restore(timers)  # type: ignore[attr-defined]
             for name, rows in image.get("time_ordered", {}).items():
                 self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
+        finally:
+            self.end_batch()
+
+    def _write_rows(self, store: RocksDBStore, storage: str, rows: list[list[Any]], dumps: Any) -> None:
+        """Write canonical rows of one state (``[kg, key, ns, payload]``) into ``store``."""
+        entry_for = self.key_context.entry_for
+        self.begin_batch()
+        try:
+            for _kg, key, ns, payload in rows:
+                prefix = entry_for(key)[1] + encode_key(ns)
+                if storage in ("value", "reducing"):
+                    store.put(prefix, dumps(payload))
+                elif storage == "list":
+                    for item in payload:
+                        store.put(prefix + encode_seq(self.next_seq()), dumps(item))
+                else:
+                    for uk, v in payload:
+                        store.put(prefix + encode_key(uk), dumps(v))
         finally:
             self.end_batch()
 
