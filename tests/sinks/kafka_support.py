@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -60,3 +62,29 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str = "read
 def sink(cluster: MockKafkaCluster, topic: str = "out", **kw: Any) -> KafkaSink:
     """A KafkaSink writing ``topic`` of the mock ``cluster``."""
     return KafkaSink(cluster.bootstrap_servers, topic, **kw)
+
+
+def run_twice(
+    script_text: str, bootstrap: str, topics: tuple[str, str, str], work: Path, crash_arg: str, n: int = 3_000
+) -> tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str]]:
+    """Fill ``topics[0]`` (3 partitions) with ``n`` numbers, run a job script that dies, then run it again.
+
+    The script gets ``bootstrap topic_in topic_out marker_topic work_dir arg``; ``arg`` is
+    ``crash_arg`` the first time and ``"0"`` (no crash) the second.
+    """
+    import confluent_kafka
+
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
+    try:
+        for i in range(n):
+            producer.produce(topics[0], b"%d" % i, partition=i % 3)
+        producer.flush(30)
+    finally:
+        producer.close()
+    script = work / "job.py"
+    script.write_text(script_text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, str(script), bootstrap, *topics, str(work)]
+    crashed = subprocess.run([*args, crash_arg], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([*args, "0"], capture_output=True, text=True, env=env, timeout=120)
+    return crashed, done

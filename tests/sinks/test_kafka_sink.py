@@ -11,10 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import uuid
 
@@ -24,7 +21,7 @@ import streamcore as sc
 from streamcore.errors import ConfigurationError, ConnectorError, SerializationError, StreamcoreError
 from streamcore.sinks.kafka import KafkaSink, default_key_serializer
 from streamcore.sources.kafka import KafkaSource
-from tests.sinks.kafka_support import FAST, REAL_BOOTSTRAP, ROOT, needs_real_broker, read_all, sink
+from tests.sinks.kafka_support import FAST, REAL_BOOTSTRAP, needs_real_broker, read_all, run_twice, sink
 
 pytestmark = pytest.mark.kafka
 
@@ -286,20 +283,9 @@ KAFKA_CRASH_JOB = textwrap.dedent(
 def test_sigkill_crash_exactly_once_into_kafka(real_topics, tmp_path):
     assert REAL_BOOTSTRAP
     topic_in, topic_out, markers = real_topics(3), real_topics(3), real_topics(1)
-    producer = confluent_kafka.Producer({"bootstrap.servers": REAL_BOOTSTRAP})
-    try:
-        for i in range(3_000):
-            producer.produce(topic_in, b"%d" % i, partition=i % 3)
-        producer.flush(30)
-    finally:
-        producer.close()
-    script = tmp_path / "job.py"
-    script.write_text(KAFKA_CRASH_JOB)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, str(script), REAL_BOOTSTRAP, topic_in, topic_out, markers, str(tmp_path)]
-    crashed = subprocess.run([*args, "1700"], capture_output=True, text=True, env=env, timeout=120)
+    topics = (topic_in, topic_out, markers)
+    crashed, done = run_twice(KAFKA_CRASH_JOB, REAL_BOOTSTRAP, topics, tmp_path, "1700")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    done = subprocess.run([*args, "0"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     values = [
         json.loads(m.value()) for m in read_all(REAL_BOOTSTRAP, topic_out, 3, isolation="read_committed")

@@ -14,9 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 import uuid
 from typing import Any
@@ -27,7 +24,7 @@ from streamcore.errors import ConfigurationError, ConnectorError
 from streamcore.serde import msgpack_dumps, msgpack_loads
 from streamcore.sinks.kafka import KafkaSink
 from streamcore.sinks.kafka_commits import logged_records, marker_partition
-from tests.sinks.kafka_support import REAL_BOOTSTRAP, ROOT, needs_real_broker, read_all, sink
+from tests.sinks.kafka_support import REAL_BOOTSTRAP, needs_real_broker, read_all, run_twice, sink
 
 pytestmark = pytest.mark.kafka
 
@@ -263,20 +260,9 @@ def test_death_between_checkpoint_and_commit_loses_and_duplicates_nothing(broker
         bootstrap = REAL_BOOTSTRAP
         make = request.getfixturevalue("real_topics")
         topic_in, topic_out, markers = make(3), make(3), make(1)
-    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap})
-    try:
-        for i in range(3_000):
-            producer.produce(topic_in, b"%d" % i, partition=i % 3)
-        producer.flush(30)
-    finally:
-        producer.close()
-    script = tmp_path / "job.py"
-    script.write_text(DIES_BEFORE_COMMIT_JOB)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, str(script), bootstrap, topic_in, topic_out, markers, str(tmp_path)]
-    crashed = subprocess.run([*args, "2"], capture_output=True, text=True, env=env, timeout=120)
+    topics = (topic_in, topic_out, markers)
+    crashed, done = run_twice(DIES_BEFORE_COMMIT_JOB, bootstrap, topics, tmp_path, "2")
     assert crashed.returncode == 3, crashed.stderr
-    done = subprocess.run([*args, "0"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     sink_metrics = json.loads(done.stdout.splitlines()[-1])
     # The mock keeps the crashed transaction visible; a real broker aborts it at the restore.
