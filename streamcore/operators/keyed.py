@@ -19,8 +19,11 @@ from streamcore.time import MIN_TIMESTAMP
 
 __all__ = ["KeyedOperator", "KeyedTimerService"]
 
-#: how many batches between two TTL cleanup passes over the whole state.
-CLEANUP_EVERY_BATCHES = 256
+#: how many batches between two incremental TTL cleanups.
+CLEANUP_EVERY_BATCHES = 16
+#: entries of TTL'd state examined per cleanup (a few milliseconds; a full pass over the
+#: state is spread over many cleanups, as Flink's incremental cleanup does).
+CLEANUP_BUDGET = 4_096
 
 
 class KeyedTimerService(TimerService):
@@ -131,10 +134,10 @@ class KeyedOperator(StreamOperator):
         )
 
     def after_batch(self) -> None:
-        """Periodic housekeeping (TTL cleanup) between batches."""
+        """Periodic housekeeping between batches: incremental TTL cleanup, a bounded pause."""
         self._batches += 1
-        if self._batches % CLEANUP_EVERY_BATCHES == 0 and self.backend.registered_states:
-            self.backend.cleanup_expired()
+        if self._batches % CLEANUP_EVERY_BATCHES == 0 and self.backend.has_ttl_states():
+            self.backend.cleanup_expired(CLEANUP_BUDGET)
 
     # -- timers ------------------------------------------------------------------------
     def process_watermark(self, watermark: int) -> None:

@@ -435,8 +435,19 @@ class KeyedStateBackend(ABC):
         """Commit the writes grouped since :meth:`begin_batch`."""
 
     @abstractmethod
-    def cleanup_expired(self) -> int:
-        """Remove every expired TTL entry; returns how many were removed."""
+    def cleanup_expired(self, budget: int | None = None) -> int:
+        """Remove expired TTL entries; returns how many were removed.
+
+        ``budget=None`` examines every entry of every TTL'd state (before a savepoint).
+        With a budget, at most about that many entries are examined, continuing where the
+        previous call stopped and wrapping around at the end (Flink's incremental cleanup):
+        housekeeping then costs a bounded pause however large the state, and a full pass
+        over the state is spread over many calls. Reads never return expired values either way.
+        """
+
+    def has_ttl_states(self) -> bool:
+        """Whether any registered state has a TTL (else :meth:`cleanup_expired` has nothing to do)."""
+        return any(d.ttl is not None for d, _ in self._states.values())
 
     @abstractmethod
     def snapshot(self, canonical: bool = True) -> dict[str, Any]:

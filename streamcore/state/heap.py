@@ -443,6 +443,8 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         super().__init__(operator_uid, key_context, clock)
         self._tables: dict[str, tuple[str, dict[Any, dict[Any, Any]]]] = {}
         self._handles: list[_HeapHandle] = []
+        # Incremental TTL cleanup: per state, the keys of each namespace left to examine this pass.
+        self._ttl_todo: dict[str, list[tuple[Any, list[Any]]]] = {}
 
     def _create_state(self, descriptor: StateDescriptor) -> Any:
         # A restore may have loaded this state's rows before the operator registered it.
@@ -465,8 +467,10 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         return HeapTimeOrderedState(self.key_context)
 
     # -- housekeeping ---------------------------------------------------------------
-    def cleanup_expired(self) -> int:
-        """Drop expired TTL entries and empty namespaces."""
+    def cleanup_expired(self, budget: int | None = None) -> int:
+        """Drop expired TTL entries (all, or about ``budget`` keys from a cursor) and empty namespaces."""
+        if budget is not None:
+            return self._cleanup_some(budget)
         removed = 0
         for name, (desc, _) in self._states.items():
             kind, tables = self._tables[name]
@@ -476,6 +480,45 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                     removed += _drop_expired(kind, table, now)
             for ns in [ns for ns, t in tables.items() if not t and ns is not None]:
                 del tables[ns]
+        self._ttl_todo.clear()
+        for h in self._handles:
+            h.set_namespace(h._ns)
+        return removed
+
+    def _cleanup_some(self, budget: int) -> int:
+        """Examine about ``budget`` keys of TTL'd states, from each state's to-do list.
+
+        A state's to-do list is a snapshot of its entries, refilled when it runs out, so a
+        full pass is spread over calls; entries added meanwhile wait for the next pass.
+        """
+        ttl_states = [(n, d) for n, (d, _) in self._states.items() if d.ttl is not None]
+        if not ttl_states:
+            return 0
+        share = max(1, budget // len(ttl_states))
+        removed = 0
+        for name, desc in ttl_states:
+            assert desc.ttl is not None
+            kind, tables = self._tables[name]
+            todo = self._ttl_todo.get(name)
+            if not todo:
+                todo = self._ttl_todo[name] = [(ns, list(t)) for ns, t in tables.items()]
+            now = self.ttl_now(desc.ttl.time)
+            left = share
+            while left > 0 and todo:
+                ns, keys = todo[-1]
+                chunk = keys[-left:]
+                del keys[-left:]
+                if not keys:
+                    todo.pop()
+                left -= len(chunk)
+                table = tables.get(ns)
+                if table is None:
+                    continue
+                for key in chunk:
+                    if key in table:
+                        removed += _drop_expired_key(kind, table, key, now)
+                if not table and ns is not None:
+                    del tables[ns]
         for h in self._handles:
             h.set_namespace(h._ns)
         return removed
@@ -526,26 +569,33 @@ class HeapKeyedStateBackend(KeyedStateBackend):
 
 
 def _drop_expired(kind: str, table: dict[Any, Any], now: int) -> int:
-    removed = 0
     if kind == "value":
         dead = [k for k, raw in table.items() if is_expired(raw, now)]
         for k in dead:
             del table[k]
         return len(dead)
-    for key in list(table):
-        coll = table[key]
-        if kind == "list":
-            live = [r for r in coll if not is_expired(r, now)]
-            removed += len(coll) - len(live)
-            if live:
-                table[key] = live
-            else:
-                del table[key]
+    return sum(_drop_expired_key(kind, table, key, now) for key in list(table))
+
+
+def _drop_expired_key(kind: str, table: dict[Any, Any], key: Any, now: int) -> int:
+    """Drop the expired entries of one key of a namespace table; returns how many."""
+    if kind == "value":
+        if is_expired(table[key], now):
+            del table[key]
+            return 1
+        return 0
+    coll = table[key]
+    if kind == "list":
+        live = [r for r in coll if not is_expired(r, now)]
+        removed = len(coll) - len(live)
+        if live:
+            table[key] = live
         else:
-            dead = [k for k, raw in coll.items() if is_expired(raw, now)]
-            for k in dead:
-                del coll[k]
-            removed += len(dead)
-            if not coll:
-                del table[key]
-    return removed
+            del table[key]
+        return removed
+    dead = [k for k, raw in coll.items() if is_expired(raw, now)]
+    for k in dead:
+        del coll[k]
+    if not coll:
+        del table[key]
+    return len(dead)

@@ -186,6 +186,42 @@ def test_cleanup_removes_expired_entries_of_every_key(env):
     assert image["states"]["v"]["rows"] == []
 
 
+@pytest.mark.parametrize("budget", [1, 7, 64])
+def test_incremental_cleanup_examines_a_budget_and_goes_round(env, budget):
+    """With a budget each call removes at most about that many; repeated calls remove every expired entry."""
+    v = env.backend.get_state(ValueStateDescriptor("v", ttl=10))
+    m = env.backend.get_state(MapStateDescriptor("m", ttl=10))
+    plain = env.backend.get_state(ValueStateDescriptor("plain"))
+    assert env.backend.has_ttl_states()
+    for k in range(40):
+        env.key(k)
+        v.update(k)
+        m.put("a", k)
+        plain.update(k)
+    env.clock.advance(20)
+    for k in range(40, 45):  # alive: written after the others expired
+        env.key(k)
+        v.update(k)
+    removed = []
+    for _ in range(200):
+        n = env.backend.cleanup_expired(budget)
+        assert n <= max(budget, 2)  # each of the two TTL'd states gets at least one entry
+        removed.append(n)
+        if sum(removed) == 80:
+            break
+    assert sum(removed) == 80
+    rows = env.backend.snapshot(canonical=True)["states"]
+    assert sorted(r[1] for r in rows["v"]["rows"]) == list(range(40, 45))
+    assert rows["m"]["rows"] == [] and len(rows["plain"]["rows"]) == 40
+    assert env.backend.cleanup_expired(budget) == 0
+
+
+def test_no_ttl_states_means_no_cleanup(env):
+    env.backend.get_state(ValueStateDescriptor("plain"))
+    assert not env.backend.has_ttl_states()
+    assert env.backend.cleanup_expired(10) == 0
+
+
 def test_timers_dedup_order_delete(env):
     t = env.backend.timer_service()
     for key, ts in [("b", 30), ("a", 10), ("a", 10), ("c", 20), ("a", 40)]:

@@ -562,6 +562,8 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         # Canonical rows of a restored image, per state, waiting for the state's descriptor:
         # only the descriptor knows the serializer to write them with.
         self._restored_rows: dict[str, dict[str, Any]] = {}
+        # Where incremental TTL cleanup goes on, per state (the key after the last one examined).
+        self._ttl_cursors: dict[str, bytes] = {}
 
     def next_seq(self) -> int:
         """A sequence number above every one stored (list elements, buffered entries)."""
@@ -610,12 +612,13 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self.db.commit_batch()
 
     # -- housekeeping --------------------------------------------------------------------------
-    def cleanup_expired(self) -> int:
-        """Scan TTL'd states and delete expired entries (in one batch)."""
+    def cleanup_expired(self, budget: int | None = None) -> int:
+        """Delete expired entries of TTL'd states (in one batch): all, or about ``budget`` from a cursor."""
         removed = 0
         ttl_states = [(n, d) for n, (d, _) in self._states.items() if d.ttl is not None]
         if not ttl_states:
             return 0
+        share = None if budget is None else max(1, budget // len(ttl_states))
         self.db.begin_batch()
         try:
             for name, desc in ttl_states:
@@ -623,10 +626,15 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
                 now = self.ttl_now(desc.ttl.time)
                 _, store = self._stores[name]
                 loads = desc.serializer.loads
-                for k, v in list(store.iter_range(b"", None)):
+                start = b"" if share is None else self._ttl_cursors.get(name, b"")
+                entries = list(store.iter_range(start, None, limit=share))
+                for k, v in entries:
                     if is_expired(loads(v), now):
                         store.delete(k)
                         removed += 1
+                # Next call goes on after the last key examined; a short read reached the end.
+                done = share is None or len(entries) < share
+                self._ttl_cursors[name] = b"" if done else entries[-1][0] + b"\x00"
         finally:
             self.db.commit_batch()
         return removed
