@@ -111,6 +111,7 @@ class JobExecutor:
         self.plan: PhysicalPlan | None = None
         self.records_since_checkpoint = 0
         self._proc_time_ops: list[StreamOperator] = []
+        self._discovering: list[SourceTask] = []
 
     # -- snapshots (used by the checkpoint coordinator) ----------------------------------
     def snapshot_all(self, checkpoint_id: int, canonical: bool = False) -> dict[str, Any]:
@@ -157,6 +158,7 @@ class JobExecutor:
             if self.coordinator is not None:
                 self.coordinator.attach(plan.sources, self.clock)
             self._proc_time_ops = [op for op in plan.operators if op.keyed]
+            self._discovering = [s for s in plan.sources if s.source.discovery_interval_ms is not None]
             if self.checkpointing is not None:
                 self.checkpointing.attach(self)
             self.control.running.set()
@@ -230,6 +232,10 @@ class JobExecutor:
         now = self.clock.now_ms()
         for op in self._proc_time_ops:
             op.on_processing_time(now)
+        for src in self._discovering:
+            first = len(src.readers)
+            if src.discover(now) and self.coordinator is not None:
+                self.coordinator.add_splits(src, first, now)
         if self.coordinator is not None:
             self.coordinator.tick(now)
         if self.checkpointing is not None:

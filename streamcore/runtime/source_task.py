@@ -49,6 +49,7 @@ class SourceTask:
         self.paused_ms: list[int] = []
         self.records_out = 0
         self.finished = False
+        self._next_discovery: int | None = None  # clock time of the next split discovery
         self._idle_emitted = False
         self._idleness = strategy.idleness_ms if strategy is not None else None
 
@@ -68,7 +69,43 @@ class SourceTask:
         self.idle = [False] * n
         self.paused = [False] * n
         self.paused_ms = [0] * n
-        self.finished = n == 0
+        self.finished = n == 0 and self.source.discovery_interval_ms is None
+        interval = self.source.discovery_interval_ms
+        self._next_discovery = None if interval is None or self.source.bounded else now + interval
+
+    def discover(self, now: int) -> int:
+        """Every ``discovery_interval_ms``: add the readers of splits that appeared; returns how many.
+
+        A new split starts with no watermark, so the source's watermark waits for it (or
+        for its idleness) as it does for every split.
+        """
+        due = self._next_discovery
+        if due is None or now < due or self.finished:
+            return 0
+        interval = self.source.discovery_interval_ms
+        assert interval is not None
+        self._next_discovery = now + interval
+        return self._add_readers(self.source.discover_readers(list(self.readers)), now)
+
+    def _add_readers(self, new: list[SplitReader], now: int) -> int:
+        """Append discovered readers with fresh watermark, idleness and pause state."""
+        known = {r.split_id for r in self.readers}
+        ids = [r.split_id for r in new]
+        if len(set(ids)) != len(ids) or known & set(ids):
+            msg = (
+                f"source {self.uid!r} discovered splits {ids} that repeat known ids; split ids must be unique"
+            )
+            raise ConfigurationError(msg)
+        for _ in new:
+            if self.generators is not None and self.strategy is not None:
+                self.generators.append(self.strategy.create_generator())
+            self.split_wm.append(MIN_TIMESTAMP)
+            self.last_active.append(now)
+            self.idle.append(False)
+            self.paused.append(False)
+            self.paused_ms.append(0)
+        self.readers.extend(new)
+        return len(new)
 
     def pollable(self) -> list[int]:
         """Indices of splits that may be polled now (not finished, not paused)."""
@@ -124,8 +161,8 @@ class SourceTask:
             self.output.emit_watermark(wm)
 
     def all_finished(self) -> bool:
-        """Whether every split has ended."""
-        return all(r.finished for r in self.readers)
+        """Whether every split has ended (never, while new splits may still be discovered)."""
+        return self._next_discovery is None and all(r.finished for r in self.readers)
 
     def finish(self) -> None:
         """End of input: emit ``MAX_TIMESTAMP``."""
@@ -161,6 +198,11 @@ class SourceTask:
         """
         by_id = {r.split_id: i for i, r in enumerate(self.readers)}
         unknown = set(image["splits"]) - set(by_id)
+        if unknown and self._next_discovery is not None:
+            # Splits the checkpointed run discovered: look for them now rather than fail.
+            self._add_readers(self.source.discover_readers(list(self.readers)), self.clock.now_ms())
+            by_id = {r.split_id: i for i, r in enumerate(self.readers)}
+            unknown = set(image["splits"]) - set(by_id)
         if unknown:
             msg = (
                 f"source {self.uid!r}: the checkpoint has splits {sorted(unknown)} that the source "

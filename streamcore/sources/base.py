@@ -62,13 +62,28 @@ class SplitReader(ABC):
 
 
 class Source(ABC):
-    """Configuration of a source; builds readers for every split of one job run."""
+    """Configuration of a source; builds readers for every split of one job run.
+
+    A source whose splits can grow while it runs (Kafka partitions added to a topic) sets
+    ``discovery_interval_ms``; the runtime then calls :meth:`discover_readers` that often
+    and reads the new splits too.
+    """
 
     bounded: bool = True
+    #: how often the runtime asks for new splits (``None``: never).
+    discovery_interval_ms: int | None = None
 
     @abstractmethod
     def create_readers(self) -> list[SplitReader]:
         """One reader per split, positioned at the start."""
+
+    def discover_readers(self, readers: list[SplitReader]) -> list[SplitReader]:
+        """Readers for splits that appeared since ``readers`` (this run's readers) were created.
+
+        Called on the job's thread every ``discovery_interval_ms``. A failure to look is
+        not fatal: return ``[]`` (and log) to try again at the next interval.
+        """
+        return []
 
     def describe(self) -> str:
         """A one-line description for logs and the CLI."""

@@ -360,6 +360,29 @@ class SourceRateCoordinator:
             self._apply_restore(image, now)
 
     # -- the hot path ------------------------------------------------------------------
+    def add_splits(self, task: Any, first: int, now: int) -> None:
+        """Splits ``first..`` of ``task`` were discovered while running: coordinate them with their group."""
+        states = self._by_task.get(id(task))
+        strategy = task.strategy
+        alignment = strategy.alignment if strategy is not None else None
+        if states is None or alignment is None:
+            return
+        group = self._groups[alignment.group]
+        for i in range(first, len(task.readers)):
+            split = _Split(f"{task.uid}/{task.readers[i].split_id}", task, i, group, now)
+            group.members.append(split)
+            self._splits.append(split)
+            if not split.finished:
+                group.running += 1
+            states.append(split)
+        log.info(
+            "rate coordination: %d new splits of %s in group %s",
+            len(task.readers) - first,
+            task.uid,
+            alignment.group,
+            extra={"group": alignment.group},
+        )
+
     def may_poll(self, task: Any, index: int) -> bool:
         """Whether split ``index`` of ``task`` may be polled now (O(1); called per batch).
 

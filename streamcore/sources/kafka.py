@@ -164,6 +164,10 @@ class KafkaSource(Source):
         max_buffered: records buffered in Python (over all unpaused partitions) before
             fetching pauses; bounds memory when one partition is read slowly.
         timeout_s: time limit of metadata and offset look-ups when the readers are created.
+        partition_discovery_s: how often an unbounded source looks for partitions added to
+            its topics (default every 5 minutes, as Flink's KafkaSource); new partitions are
+            read from their earliest offset. ``None`` disables it; bounded sources read the
+            partitions that existed when they started.
 
     Raises:
         ConfigurationError: a bad argument (checked here), or a setting librdkafka rejects
@@ -194,6 +198,7 @@ class KafkaSource(Source):
         fetch_records: int = 2_000,
         max_buffered: int = 50_000,
         timeout_s: float = 10.0,
+        partition_discovery_s: float | None = 300.0,
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
             msg = f"bootstrap_servers must be a non-empty 'host:port,...' str, got {bootstrap_servers!r}"
@@ -231,6 +236,13 @@ class KafkaSource(Source):
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
             msg = f"timeout_s must be a number of seconds > 0, got {timeout_s!r}"
             raise ConfigurationError(msg)
+        if partition_discovery_s is not None and (
+            isinstance(partition_discovery_s, bool)
+            or not isinstance(partition_discovery_s, (int, float))
+            or partition_discovery_s <= 0
+        ):
+            msg = f"partition_discovery_s must be seconds > 0 or None, got {partition_discovery_s!r}"
+            raise ConfigurationError(msg)
         self.bootstrap_servers = bootstrap_servers
         self.topics = topic_list
         self.group_id = group_id
@@ -247,6 +259,11 @@ class KafkaSource(Source):
         self.max_buffered = max_buffered
         self.timeout_s = float(timeout_s)
         self.bounded = self.stopping_offsets is not None
+        self.discovery_interval_ms = (
+            None
+            if self.bounded or partition_discovery_s is None
+            else max(1, round(partition_discovery_s * 1000))
+        )
 
     def consumer_config(self) -> dict[str, Any]:
         """The full librdkafka configuration of the source's consumer."""
@@ -274,6 +291,11 @@ class KafkaSource(Source):
         except BaseException:
             shared.close()
             raise
+
+    def discover_readers(self, readers: list[SplitReader]) -> list[SplitReader]:
+        """Readers of partitions added to the topics since ``readers`` were created (from earliest)."""
+        shared = next((r.shared for r in readers if isinstance(r, KafkaPartitionReader)), None)
+        return [] if shared is None else list(shared.discover())
 
     def describe(self) -> str:
         """``kafka(topics, bounded|unbounded)``."""

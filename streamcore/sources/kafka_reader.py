@@ -110,6 +110,49 @@ class _SharedConsumer:
         self.open_readers = len(self.readers)
         return list(self.readers)
 
+    def discover(self) -> list[KafkaPartitionReader]:
+        """Readers of partitions the topics gained since the readers were created, from their earliest offset.
+
+        A failed look-up is logged and retried at the next discovery, never fatal.
+        """
+        if self.consumer is None:
+            return []
+        TopicPartition = self.ck.TopicPartition
+        try:
+            new = [
+                (topic, p)
+                for topic in self.source.topics
+                for p in self._partitions(topic)
+                if (topic, p) not in self.by_tp
+            ]
+            starts = {}
+            for tp in new:
+                with kafka_errors(f"reading the offsets of {tp[0]}-{tp[1]}"):
+                    starts[tp] = self.consumer.get_watermark_offsets(
+                        TopicPartition(*tp), timeout=self.source.timeout_s
+                    )[0]
+        except ConnectorError as exc:
+            logger.warning(
+                "partition discovery of %s failed, trying again later: %s", self.source.topics, exc
+            )
+            return []
+        readers = []
+        for tp in new:
+            reader = KafkaPartitionReader(self, tp[0], tp[1], starts[tp], None)
+            self.readers.append(reader)
+            self.by_tp[tp] = reader
+            self.by_partition[tp[1]] = reader
+            readers.append(reader)
+        if readers:
+            self.open_readers += len(readers)
+            logger.info("discovered partitions %s", [r.split_id for r in readers])
+            if self.assigned:
+                with kafka_errors(f"assigning the new partitions {[r.split_id for r in readers]}"):
+                    self.consumer.incremental_assign(
+                        [TopicPartition(r.topic, r.partition, r.next_offset) for r in readers]
+                    )
+        return readers
+
     def _partitions(self, topic: str) -> list[int]:
         src = self.source
         with kafka_errors(

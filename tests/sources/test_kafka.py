@@ -709,3 +709,74 @@ def test_job_error_from_a_source_failure_is_a_streamcore_error(cluster, produce)
     with pytest.raises(StreamcoreError) as info:
         run(env, stream)
     assert isinstance(info.value, (DeserializationError, JobError))
+
+
+# -- partition discovery ----------------------------------------------------------------------------
+def _hide_partitions_at_first_look(monkeypatch, hidden: set[int]) -> None:
+    """Each consumer's first metadata look-up misses ``hidden`` partitions, as if they were added later.
+
+    (The mock cannot add partitions to a topic: CreatePartitions is not implemented.)
+    """
+    from streamcore.sources import kafka_reader
+
+    original = kafka_reader._SharedConsumer._partitions
+    looked: set[int] = set()
+
+    def partitions(self, topic):
+        found = original(self, topic)
+        if id(self) not in looked:
+            looked.add(id(self))
+            return [p for p in found if p not in hidden]
+        return found
+
+    monkeypatch.setattr(kafka_reader._SharedConsumer, "_partitions", partitions)
+
+
+def _collect_until(env: sc.StreamEnvironment, out: list[Any], n: int, **kw: Any) -> Any:
+    handle = env.execute_async("discovery", **kw)
+    deadline = time.monotonic() + 30
+    while len(out) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return handle
+
+
+def test_partitions_added_while_running_are_discovered_and_checkpointed(
+    cluster, produce, monkeypatch, tmp_path
+):
+    cluster.create_topic("t", 4)
+    produce("t", [(i % 4, b"%d" % i, 1_000 + i) for i in range(400)])
+    _hide_partitions_at_first_look(monkeypatch, {2, 3})
+    out: list[int] = []
+
+    def build() -> sc.StreamEnvironment:
+        env = sc.StreamEnvironment(batch_size=16)
+        src = source(cluster, partition_discovery_s=0.05)
+        env.from_source(src, name="kafka").uid("kafka").map(int).uid("parse").sink_to(out.append).uid("out")
+        return env
+
+    handle = _collect_until(build(), out, 400)
+    first = handle.stop(savepoint=tmp_path / "sp", timeout=30)
+    assert sorted(out) == list(range(400))  # partitions 2 and 3 were found and read from earliest
+    assert set(first.metrics["kafka"]["splits"]) == {f"t-{p}" for p in range(4)}
+    # The savepoint holds all four positions; the restored run's first look again misses 2 and 3,
+    # and the restore finds them rather than failing.
+    produce("t", [(i % 4, b"%d" % i, 2_000 + i) for i in range(400, 800)])
+    handle = _collect_until(build(), out, 800, restore_from=str(first.savepoint))
+    second = handle.stop(timeout=30)
+    assert sorted(out) == list(range(800))
+    assert {k: v["position"] for k, v in second.metrics["kafka"]["splits"].items()} == {
+        f"t-{p}": 200 for p in range(4)
+    }
+
+
+def test_bad_partition_discovery_interval_is_refused(cluster):
+    for bad in (0, -1, "5", True):
+        with pytest.raises(ConfigurationError, match="partition_discovery_s"):
+            KafkaSource(cluster.bootstrap_servers, "t", partition_discovery_s=bad)
+    assert (
+        KafkaSource(cluster.bootstrap_servers, "t", partition_discovery_s=None).discovery_interval_ms is None
+    )
+    assert (
+        KafkaSource(cluster.bootstrap_servers, "t", stopping_offsets="latest").discovery_interval_ms is None
+    )
+    assert KafkaSource(cluster.bootstrap_servers, "t").discovery_interval_ms == 300_000
