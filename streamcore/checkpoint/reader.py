@@ -158,7 +158,7 @@ def read_operator_image(path: str | Path, operator_uid: str) -> Any:
     keyed = image.get("keyed") if isinstance(image, dict) else None
     if isinstance(keyed, dict) and "native" in keyed:
         image = dict(image)
-        image["keyed"] = _native_canonical(meta, directory, operator_uid, entry)
+        image["keyed"] = _native_canonical(meta, directory, operator_uid, entry, keyed.get("restored_rows"))
     return image
 
 
@@ -191,7 +191,7 @@ def read_state(
     if not isinstance(keyed, dict):
         _no_state(operator_uid, state_name, [])
     if "native" in keyed:
-        keyed = _native_canonical(meta, directory, operator_uid, entry)
+        keyed = _native_canonical(meta, directory, operator_uid, entry, keyed.get("restored_rows"))
     states = keyed.get("states", {})
     if state_name not in states:
         _no_state(operator_uid, state_name, sorted(states))
@@ -234,7 +234,11 @@ class _RawBytes:
 
 
 def _native_canonical(
-    meta: dict[str, Any], directory: Path, uid: str, entry: dict[str, Any]
+    meta: dict[str, Any],
+    directory: Path,
+    uid: str,
+    entry: dict[str, Any],
+    restored_rows: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Canonical rows of one operator from a native RocksDB checkpoint, read from a temporary copy."""
     from streamcore.state.api import KeyContext
@@ -266,6 +270,9 @@ def _native_canonical(
             image = backend.snapshot(canonical=True)
             for name, info in described["states"].items():
                 image["states"][name]["kind"] = info["kind"]
+            # States restored into this run but not registered by it are carried as canonical rows.
+            for name, st in (restored_rows or {}).items():
+                image["states"].setdefault(name, st)
             return image
         finally:
             db.close()

@@ -134,9 +134,9 @@ class KeyedOperator(StreamOperator):
         )
 
     def after_batch(self) -> None:
-        """Periodic housekeeping between batches: incremental TTL cleanup, a bounded pause."""
+        """Periodic housekeeping between batches: incremental TTL cleanup and empty namespaces (heap)."""
         self._batches += 1
-        if self._batches % CLEANUP_EVERY_BATCHES == 0 and self.backend.has_ttl_states():
+        if self._batches % CLEANUP_EVERY_BATCHES == 0 and self.backend.has_states():
             self.backend.cleanup_expired(CLEANUP_BUDGET)
 
     # -- timers ------------------------------------------------------------------------

@@ -440,10 +440,15 @@ class KeyedStateBackend(ABC):
 
         ``budget=None`` examines every entry of every TTL'd state (before a savepoint).
         With a budget, at most about that many entries are examined, continuing where the
-        previous call stopped and wrapping around at the end (Flink's incremental cleanup):
+        previous call stopped and wrapping around at the end (Flink's incremental cleanup);
+        the heap backend also drops the empty namespace tables fired windows leave behind:
         housekeeping then costs a bounded pause however large the state, and a full pass
         over the state is spread over many calls. Reads never return expired values either way.
         """
+
+    def has_states(self) -> bool:
+        """Whether any keyed state is registered."""
+        return bool(self._states)
 
     def has_ttl_states(self) -> bool:
         """Whether any registered state has a TTL (else :meth:`cleanup_expired` has nothing to do)."""

@@ -443,6 +443,8 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         super().__init__(operator_uid, key_context, clock)
         self._tables: dict[str, tuple[str, dict[Any, dict[Any, Any]]]] = {}
         self._handles: list[_HeapHandle] = []
+        # Kinds of restored states, for snapshots taken before (or without) their registration.
+        self._restored_kinds: dict[str, str] = {}
         # Incremental TTL cleanup: per state, the keys of each namespace left to examine this pass.
         self._ttl_todo: dict[str, list[tuple[Any, list[Any]]]] = {}
 
@@ -486,13 +488,21 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         return removed
 
     def _cleanup_some(self, budget: int) -> int:
-        """Examine about ``budget`` keys of TTL'd states, from each state's to-do list.
+        """Drop empty namespaces of every state; examine about ``budget`` keys of TTL'd states.
 
-        A state's to-do list is a snapshot of its entries, refilled when it runs out, so a
-        full pass is spread over calls; entries added meanwhile wait for the next pass.
+        Namespaces (windows) are few next to keys, so all are checked each call: a fired
+        window leaves an empty table behind. A TTL'd state's to-do list is a snapshot of its
+        keys, refilled when it runs out, so a full pass is spread over calls; keys added
+        meanwhile wait for the next pass.
         """
+        for _kind, tables in self._tables.values():
+            empty = [ns for ns, t in tables.items() if not t and ns is not None]
+            for ns in empty:
+                del tables[ns]
         ttl_states = [(n, d) for n, (d, _) in self._states.items() if d.ttl is not None]
         if not ttl_states:
+            for h in self._handles:
+                h.set_namespace(h._ns)
             return 0
         share = max(1, budget // len(ttl_states))
         removed = 0
@@ -528,14 +538,17 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         self.cleanup_expired()
         kg_of = self.key_context.key_group_of
         states: dict[str, Any] = {}
-        for name, (desc, _) in self._states.items():
+        kinds = {name: desc.kind for name, (desc, _) in self._states.items()}
+        # Restored states not registered (yet) are carried too, with the kind of their image.
+        kinds.update((n, k) for n, k in self._restored_kinds.items() if n not in kinds)
+        for name, desc_kind in kinds.items():
             kind, tables = self._tables[name]
             rows = []
             for ns, table in tables.items():
                 for key, value in table.items():
                     payload = [[k, v] for k, v in value.items()] if kind == "map" else value
                     rows.append([kg_of(key), key, ns, payload])
-            states[name] = {"kind": desc.kind, "storage": kind, "rows": rows}
+            states[name] = {"kind": desc_kind, "storage": kind, "rows": rows}
         return {
             "states": states,
             "timers": {n: svc.snapshot() for n, svc in self._timer_services.items()},  # type: ignore[attr-defined]
@@ -545,6 +558,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
     def restore(self, image: dict[str, Any]) -> None:
         """Load an image of either backend; states are created from the image's kinds."""
         for name, st in image.get("states", {}).items():
+            self._restored_kinds[name] = st.get("kind", st["storage"])
             if name not in self._tables:
                 self._tables[name] = (st["storage"], {})
             kind, tables = self._tables[name]

@@ -98,3 +98,48 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["checkpoints"])
     assert exit_info.value.code == 2
+
+
+class _LazyCount(sc.KeyedProcessFunction):
+    """Registers its state only when a value >= 0 arrives (in process_element, not open)."""
+
+    def open(self, ctx: Any) -> None:
+        self.n = None
+
+    def process_element(self, value: int, ctx: Any) -> Any:
+        if value >= 0:
+            if self.n is None:
+                self.n = ctx.get_state(sc.ValueStateDescriptor("n"))
+            self.n.update((self.n.value() or 0) + 1)
+        return None
+
+
+def _lazy_job(tmp: Path, backend: str, data: list[int], chk: str, restore: Any = None) -> Path:
+    env = sc.StreamEnvironment(state_backend=backend, state_dir=tmp / f"state-{chk}", batch_size=5)
+    env.enable_checkpointing(tmp / chk, every_records=5, retain=10)
+    env.checkpoint_config = replace(env.checkpoint_config, asynchronous=False)
+    env.from_collection(data, name="numbers").key_by(lambda v: abs(v) % 3).process(_LazyCount()).uid(
+        "lazy"
+    ).sink_to(RecordingSink()).uid("out")
+    env.execute("lazy-job", restore_from=restore)
+    return list_checkpoints_complete(tmp / chk)[-1]
+
+
+def list_checkpoints_complete(directory: Path) -> list[Path]:
+    from streamcore.checkpoint.storage import CheckpointStorage
+
+    return [c.path for c in CheckpointStorage(directory).list() if c.complete]
+
+
+def test_reader_shows_restored_state_the_run_never_registered(tmp_path: Path) -> None:
+    """Heap checkpoint -> RocksDB run that never asks for state "n": its native checkpoints still hold it."""
+    first = _lazy_job(tmp_path, "heap", list(range(30)), "chk1")
+    before = sorted(read_state(first, "lazy", "n"))
+    assert before == [(0, None, 10), (1, None, 10), (2, None, 10)]
+    # The restored sources continue at position 30: the second run reads only the -1s.
+    second = _lazy_job(tmp_path, "rocksdb", list(range(30)) + [-1] * 20, "chk2", restore=str(first))
+    assert "n" in read_operator_image(second, "lazy")["keyed"]["states"]
+    assert sorted(read_state(second, "lazy", "n")) == before
+    more = list(range(30)) + [-1] * 20 + [0, 1, 2, -1, -1]
+    third = _lazy_job(tmp_path, "rocksdb", more, "chk3", restore=str(second))
+    assert sorted(read_state(third, "lazy", "n")) == [(0, None, 11), (1, None, 11), (2, None, 11)]

@@ -707,3 +707,29 @@ def test_accumulator_cache_writes_back_reloads_and_leaves_no_rows(
     assert sorted(h.out.values) == ([3, 3, 7, 30, 300] if lateness else [3, 3, 30, 300])
     h.assert_empty()
     h.close()
+
+
+def test_fired_windows_leave_no_empty_namespace_tables_on_heap(monkeypatch) -> None:
+    """Housekeeping between batches drops the empty per-window tables (no TTL needed for that)."""
+    from streamcore.state.heap import HeapKeyedStateBackend
+
+    left: list[dict[str, int]] = []
+    close = HeapKeyedStateBackend.close
+
+    def counting_close(self: Any) -> None:
+        left.append({n: len(t) for n, (_, t) in self._tables.items()})
+        close(self)
+
+    monkeypatch.setattr(HeapKeyedStateBackend, "close", counting_close)
+    env = sc.StreamEnvironment(batch_size=10)
+    src = env.from_collection(
+        list(range(20_000)),
+        timestamp=lambda v: v * 10,
+        watermarks=sc.WatermarkStrategy.for_bounded_out_of_orderness(0),
+    )
+    src.key_by(lambda v: v % 3).window(sc.TumblingEventTimeWindows.of(50)).reduce(lambda a, b: a + b).sink_to(
+        lambda r: None
+    )
+    env.execute("namespaces")
+    # 4,000 windows fired; a cleanup every 16 batches of 10 records leaves at most a few behind.
+    assert left and all(n < 100 for n in left[0].values()), left

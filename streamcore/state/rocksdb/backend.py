@@ -692,7 +692,13 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         if not image:
             return
         if "native" in image:
-            self._restored_rows.update(image.get("restored_rows") or {})
+            for name, st in (image.get("restored_rows") or {}).items():
+                registered = self._states.get(name)
+                if registered is None:
+                    self._restored_rows[name] = st
+                else:
+                    storage, store = self._stores[name]
+                    self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
             return
         self.db.begin_batch()
         try:
