@@ -26,9 +26,11 @@ produces the logged records and the same marker again in a fresh transaction, an
 commits it before the job goes on. :class:`CommitMarkers` does the reading:
 :meth:`~CommitMarkers.committed` reads each marker partition from the lowest stored
 start up to its high watermark taken *after* the crashed producers were fenced (every
-marker of theirs is below it), and waits until the consumer's position passes that
-offset. A ``read_committed`` consumer stops at the partition's last stable offset, so a
-marker is only missing once no transaction open before it can still hide it.
+marker of theirs is below it), and waits until the consumer's position, or the end of
+partition it reports, passes that offset (the position alone may stay before a trailing
+transaction control record). A ``read_committed`` consumer stops at the partition's last
+stable offset, so a marker is only missing once no transaction open before it can still
+hide it.
 
 Handles stay msgpack-able (checkpoints store them): ``{"tid", "seq", "records", "log"}``
 and, after a pre-commit with records, ``"marker": {"topic", "partition", "from",
@@ -289,8 +291,16 @@ class CommitMarkers:
                         ident = parse_marker(m.key(), m.value())
                         if ident is not None:
                             found.add(ident)
-                    elif error_name(err) != "_PARTITION_EOF":
+                    elif error_name(err) == "_PARTITION_EOF":
+                        # The end a read_committed reader can see (the last stable offset). It is
+                        # the safer stop: the position may stay before a trailing control record.
+                        tp = (m.topic(), m.partition())
+                        if tp in todo and (m.offset() or 0) >= todo[tp]:
+                            del todo[tp]
+                    else:
                         _raise_unless_transient(err, m)
+                if not todo:
+                    break
                 with kafka_errors("reading the position in the commit-marker topic"):
                     positions = reader.position([ck.TopicPartition(*tp) for tp in todo])
                 for pos in positions:
