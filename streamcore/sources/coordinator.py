@@ -337,15 +337,8 @@ class SourceRateCoordinator:
                     f"{alignment.update_interval} ms); give every source of a group the same alignment"
                 )
                 raise ConfigurationError(msg)
-            states: list[_Split] = []
-            for i, reader in enumerate(task.readers):
-                split = _Split(f"{task.uid}/{reader.split_id}", task, i, group, now)
-                group.members.append(split)
-                self._splits.append(split)
-                if not split.finished:
-                    group.running += 1
-                states.append(split)
-            self._by_task[id(task)] = states
+            self._by_task[id(task)] = []
+            self._join_group(task, 0, group, now)
         self._next_due = now
         if self._groups:
             log.info(
@@ -367,14 +360,7 @@ class SourceRateCoordinator:
         alignment = strategy.alignment if strategy is not None else None
         if states is None or alignment is None:
             return
-        group = self._groups[alignment.group]
-        for i in range(first, len(task.readers)):
-            split = _Split(f"{task.uid}/{task.readers[i].split_id}", task, i, group, now)
-            group.members.append(split)
-            self._splits.append(split)
-            if not split.finished:
-                group.running += 1
-            states.append(split)
+        self._join_group(task, first, self._groups[alignment.group], now)
         log.info(
             "rate coordination: %d new splits of %s in group %s",
             len(task.readers) - first,
@@ -382,6 +368,17 @@ class SourceRateCoordinator:
             alignment.group,
             extra={"group": alignment.group},
         )
+
+    def _join_group(self, task: Any, first: int, group: _Group, now: int) -> None:
+        """Coordinate splits ``first..`` of ``task`` as members of ``group``."""
+        states = self._by_task[id(task)]
+        for i in range(first, len(task.readers)):
+            split = _Split(f"{task.uid}/{task.readers[i].split_id}", task, i, group, now)
+            group.members.append(split)
+            self._splits.append(split)
+            if not split.finished:
+                group.running += 1
+            states.append(split)
 
     def may_poll(self, task: Any, index: int) -> bool:
         """Whether split ``index`` of ``task`` may be polled now (O(1); called per batch).

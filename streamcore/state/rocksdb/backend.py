@@ -692,29 +692,27 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         if not image:
             return
         if "native" in image:
-            for name, st in (image.get("restored_rows") or {}).items():
-                registered = self._states.get(name)
-                if registered is None:
-                    self._restored_rows[name] = st
-                else:
-                    storage, store = self._stores[name]
-                    self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
+            self._load_states(image.get("restored_rows") or {})
             return
         self.db.begin_batch()
         try:
-            for name, st in image.get("states", {}).items():
-                registered = self._states.get(name)
-                if registered is None:
-                    self._restored_rows[name] = st
-                else:
-                    storage, store = self._stores[name]
-                    self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
+            self._load_states(image.get("states", {}))
             for name, timers in image.get("timers", {}).items():
                 self.timer_service(name).restore(timers)  # type: ignore[attr-defined]
             for name, rows in image.get("time_ordered", {}).items():
                 self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
         finally:
             self.end_batch()
+
+    def _load_states(self, states: dict[str, Any]) -> None:
+        """Write the canonical rows of registered states; keep the others until they register."""
+        for name, st in states.items():
+            registered = self._states.get(name)
+            if registered is None:
+                self._restored_rows[name] = st
+            else:
+                storage, store = self._stores[name]
+                self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
 
     def _write_rows(self, store: RocksDBStore, storage: str, rows: list[list[Any]], dumps: Any) -> None:
         """Write canonical rows of one state (``[kg, key, ns, payload]``) into ``store``."""
