@@ -108,6 +108,17 @@ def check_client_config(config: Any, owned: Mapping[str, str], who: str) -> dict
     return out
 
 
+def check_seconds(value: Any, name: str, *, optional: bool = False) -> float | None:
+    """``value`` as seconds > 0 (``None`` allowed when ``optional``), or a clear ConfigurationError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        allowed = "a number of seconds > 0" + (" or None" if optional else "")
+        msg = f"{name} must be {allowed}, got {value!r}"
+        raise ConfigurationError(msg)
+    return float(value)
+
+
 def error_name(err: Any) -> str:
     """The symbolic name of a ``KafkaError`` (``"UNKNOWN"`` if it has none)."""
     try:

@@ -51,7 +51,7 @@ from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError, SerializationError, StreamcoreError
 from streamcore.functions import function_name
-from streamcore.kafka_client import check_client_config, import_confluent_kafka, kafka_errors
+from streamcore.kafka_client import check_client_config, check_seconds, import_confluent_kafka, kafka_errors
 from streamcore.serde import json_dumps
 from streamcore.sinks.kafka_commits import (
     MARKER_TOPIC_SUFFIX,
@@ -212,13 +212,7 @@ class KafkaSink(TwoPhaseCommitSink):
         if type(write_timestamps) is not bool:
             msg = f"write_timestamps must be True or False, got {write_timestamps!r}"
             raise ConfigurationError(msg)
-        if (
-            isinstance(flush_timeout_s, bool)
-            or not isinstance(flush_timeout_s, (int, float))
-            or flush_timeout_s <= 0
-        ):
-            msg = f"flush_timeout_s must be a number of seconds > 0, got {flush_timeout_s!r}"
-            raise ConfigurationError(msg)
+        check_seconds(flush_timeout_s, "flush_timeout_s")
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.key = key

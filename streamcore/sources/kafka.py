@@ -29,9 +29,7 @@ from streamcore.errors import (
     ConfigurationError,
 )
 from streamcore.functions import OutputTag
-from streamcore.kafka_client import (
-    check_client_config,
-)
+from streamcore.kafka_client import check_client_config, check_seconds
 from streamcore.sources.base import Source, SplitReader
 from streamcore.sources.kafka_reader import (
     DeadLetter,
@@ -233,16 +231,8 @@ class KafkaSource(Source):
             if type(n) is not int or n < 1:
                 msg = f"{name} must be an int >= 1, got {n!r}"
                 raise ConfigurationError(msg)
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-            msg = f"timeout_s must be a number of seconds > 0, got {timeout_s!r}"
-            raise ConfigurationError(msg)
-        if partition_discovery_s is not None and (
-            isinstance(partition_discovery_s, bool)
-            or not isinstance(partition_discovery_s, (int, float))
-            or partition_discovery_s <= 0
-        ):
-            msg = f"partition_discovery_s must be seconds > 0 or None, got {partition_discovery_s!r}"
-            raise ConfigurationError(msg)
+        check_seconds(timeout_s, "timeout_s")
+        check_seconds(partition_discovery_s, "partition_discovery_s", optional=True)
         self.bootstrap_servers = bootstrap_servers
         self.topics = topic_list
         self.group_id = group_id
