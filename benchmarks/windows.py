@@ -54,7 +54,6 @@ from streamcore.aggregates import (
     Sum,
     combine,
 )
-from streamcore.operators.window import window_all
 from streamcore.time import MIN_TIMESTAMP, minutes, seconds
 from streamcore.windowing import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
 
@@ -182,7 +181,7 @@ def all_windows_job(n: int) -> tuple[float, int]:
     env = sc.StreamEnvironment()
     stream = env.from_collection(records, timestamp=lambda r: r[1], name="values")
     sink = CountSink(True)
-    window_all(stream, TumblingEventTimeWindows.of(n + 1)).aggregate(HyperLogLog(lambda r: r[0], 14)).sink_to(
+    stream.window_all(TumblingEventTimeWindows.of(n + 1)).aggregate(HyperLogLog(lambda r: r[0], 14)).sink_to(
         sink
     )
     elapsed = _cpu(lambda: env.execute("hll"))

@@ -12,7 +12,15 @@ time and watermarks, interval joins, windows and checkpoints.
 
 from streamcore import aggregates, errors, serde, time, windowing
 from streamcore.checkpoint.restore import RestoreFrom
-from streamcore.datastream import ConnectedStreams, DataStream, DataStreamSink, KeyedStream
+from streamcore.datastream import (
+    AllWindowedStream,
+    ConnectedStreams,
+    DataStream,
+    DataStreamSink,
+    IntervalJoinBuilder,
+    KeyedStream,
+    WindowedStream,
+)
 from streamcore.environment import StreamEnvironment
 from streamcore.errors import StreamcoreError
 from streamcore.functions import (
@@ -23,12 +31,10 @@ from streamcore.functions import (
     ProcessFunction,
     ProcessJoinFunction,
 )
-from streamcore.operators.window import (
-    AllWindowedStream,
+from streamcore.operators.window_functions import (
     AllWindowFunction,
     ProcessAllWindowFunction,
     ProcessWindowFunction,
-    WindowedStream,
     WindowFunction,
 )
 from streamcore.runtime.executor import JobResult
@@ -101,6 +107,7 @@ __all__ = [
     "GeneratorSource",
     "GlobalWindow",
     "GlobalWindows",
+    "IntervalJoinBuilder",
     "JobHandle",
     "JobResult",
     "KafkaSink",

@@ -1,10 +1,11 @@
-"""The logical dataflow graph, and turning it into physical operators for one run.
+"""The logical dataflow graph: nodes with operator factories, edges, and stable uids.
 
-The fluent API only records :class:`Transformation` nodes; nothing runs until
-``execute``. Each run builds fresh operator objects from the nodes' factories, so an
-environment can execute several times. Every operator gets a stable ``uid`` (the
-name of its state in checkpoints): the one set with ``.uid(...)``, or one derived
-from its name and position among equally named nodes.
+The fluent API (:mod:`streamcore.datastream`) only records :class:`Transformation`
+nodes; nothing runs until ``execute``. Each run builds fresh operator objects from the
+nodes' factories (:func:`streamcore.runtime.executor.build_plan`), so an environment can
+execute several times. Every operator gets a stable ``uid`` (the name of its state in
+checkpoints): the one set with ``.uid(...)``, or one derived from its name and position
+among equally named nodes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from streamcore.errors import GraphError
 from streamcore.operators.base import StreamOperator
+from streamcore.time import Clock
 
-__all__ = ["PhysicalPlan", "StreamGraph", "Transformation", "validate_uid"]
+__all__ = ["GraphOwner", "PhysicalPlan", "StreamGraph", "Transformation", "validate_uid"]
 
 _UID_RE = re.compile(r"^[A-Za-z0-9_.:@+-][A-Za-z0-9_.:@+ -]{0,199}$")
 
@@ -102,6 +104,20 @@ class StreamGraph:
                 uid = f"{base}-{counts[base]}"
             seen[uid] = n
             n.resolved_uid = uid
+
+
+class GraphOwner(Protocol):
+    """What the fluent API needs of its environment: the graph it adds to, the clock, a way to run.
+
+    :class:`streamcore.environment.StreamEnvironment` is the one implementation; the API
+    depends on this protocol instead, so the environment can sit above it.
+    """
+
+    graph: StreamGraph
+    clock: Clock
+
+    def execute(self, job_name: str = ..., restore_from: Any = None) -> Any:
+        """Run the job built on :attr:`graph`."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ when they are dropped (purged); an *evictor* drops elements before evaluation.
 
 Everything here is immutable configuration shared by every key and window; the per
 window data (contents, trigger state, timers) lives in the window operator's keyed
-state (:mod:`streamcore.operators.window`).
+state (:mod:`streamcore.operators.window_operator`).
 
 Time is int milliseconds. A :class:`TimeWindow` covers ``[start, end)``; its
 ``max_timestamp()`` is ``end - 1``, the event time at which it fires. Window starts use
@@ -53,6 +53,7 @@ __all__ = [
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
     "WindowAssigner",
+    "count_window_assigner",
     "merge_time_windows",
 ]
 
@@ -756,3 +757,21 @@ class GlobalWindows(WindowAssigner):
         if self._trigger is None:
             return "GlobalWindows.create()"
         return f"GlobalWindows(trigger={self._trigger!r}, evictor={self._evictor!r})"
+
+
+def count_window_assigner(size: int, slide: int | None = None) -> GlobalWindows:
+    """The assigner of ``count_window(size, slide)``: the global window with a count trigger.
+
+    Tumbling (``slide=None``): fires and purges every ``size`` elements of a key.
+    Sliding: fires every ``slide`` elements with the last ``size`` elements (fewer at first).
+    A partial window at the end of the input is not emitted (as in Flink).
+    """
+    if type(size) is not int or size < 1:
+        msg = f"count_window() size must be an int >= 1, got {size!r}"
+        raise ConfigurationError(msg)
+    if slide is None:
+        return GlobalWindows(PurgingTrigger.of(CountTrigger.of(size)))
+    if type(slide) is not int or slide < 1:
+        msg = f"count_window() slide must be an int >= 1, got {slide!r}"
+        raise ConfigurationError(msg)
+    return GlobalWindows(CountTrigger.of(slide), CountEvictor.of(size))

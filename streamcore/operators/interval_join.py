@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError, TimestampError
 from streamcore.functions import OutputTag, ProcessJoinFunction, function_name
@@ -33,10 +33,7 @@ from streamcore.operators.keyed import KeyedOperator
 from streamcore.state.time_index import TimeIndex
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
 
-if TYPE_CHECKING:
-    from streamcore.datastream import DataStream, KeyedStream
-
-__all__ = ["SCAN_MODES", "IntervalJoinBuilder", "IntervalJoinContext", "IntervalJoinOperator"]
+__all__ = ["SCAN_MODES", "IntervalJoinContext", "IntervalJoinOperator", "check_bound"]
 
 #: how a probe reads the other side's buffer: the exact time range, or every entry of the key.
 SCAN_MODES = ("range", "prefix")
@@ -45,7 +42,8 @@ SCAN_MODES = ("range", "prefix")
 BUFFER_NAMES = ("left", "right")
 
 
-def _check_bound(value: Any, what: str) -> int:
+def check_bound(value: Any, what: str) -> int:
+    """Validate one interval-join bound: an int of milliseconds in the 64-bit range."""
     if type(value) is not int:
         msg = (
             f"interval join {what} must be an int of milliseconds (use streamcore.time.minutes(...) "
@@ -178,8 +176,8 @@ class IntervalJoinOperator(KeyedOperator):
             msg = f"an interval join has two inputs, got {len(key_selectors)} key selectors"
             raise ConfigurationError(msg)
         super().__init__(name, uid, key_selectors, list(late_tags))
-        lower = _check_bound(lower, "lower bound")
-        upper = _check_bound(upper, "upper bound")
+        lower = check_bound(lower, "lower bound")
+        upper = check_bound(upper, "upper bound")
         # Normalise once: from here on both bounds are inclusive.
         if not lower_inclusive:
             lower += 1
@@ -457,118 +455,3 @@ class IntervalJoinOperator(KeyedOperator):
             }
         )
         return m
-
-
-class IntervalJoinBuilder:
-    """Configures ``left.interval_join(right)``; :meth:`process` adds the join to the graph.
-
-    ``between(lower, upper)`` is required. Bounds are int milliseconds relative to the left
-    element: a right element joins when ``left.ts + lower <= right.ts <= left.ts + upper``.
-    """
-
-    def __init__(self, left: KeyedStream, right: KeyedStream) -> None:
-        self._left = left
-        self._right = right
-        self._bounds: tuple[int, int] | None = None
-        self._lower_inclusive = True
-        self._upper_inclusive = True
-        self._late: list[str | None] = [None, None]
-        self._scan = "range"
-
-    def between(self, lower: int, upper: int) -> IntervalJoinBuilder:
-        """Join right elements with ``left.ts + lower <= right.ts <= left.ts + upper``.
-
-        Raises:
-            ConfigurationError: a bound is not an int, or ``lower > upper``.
-        """
-        lower = _check_bound(lower, "lower bound")
-        upper = _check_bound(upper, "upper bound")
-        if lower > upper:
-            msg = f"between({lower}, {upper}): the lower bound must not exceed the upper bound"
-            raise ConfigurationError(msg)
-        self._bounds = (lower, upper)
-        return self
-
-    def lower_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
-        """Exclude ``right.ts == left.ts + lower``."""
-        self._lower_inclusive = not exclusive
-        return self
-
-    def upper_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
-        """Exclude ``right.ts == left.ts + upper``."""
-        self._upper_inclusive = not exclusive
-        return self
-
-    def _tag(self, tag: OutputTag, what: str) -> str:
-        if not isinstance(tag, OutputTag):
-            msg = f"{what}() takes an OutputTag, got {type(tag).__name__}"
-            raise ConfigurationError(msg)
-        return tag.name
-
-    def side_output_left_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
-        """Send late left elements to side output ``tag`` instead of dropping them."""
-        self._late[0] = self._tag(tag, "side_output_left_late_data")
-        return self
-
-    def side_output_right_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
-        """Send late right elements to side output ``tag`` instead of dropping them."""
-        self._late[1] = self._tag(tag, "side_output_right_late_data")
-        return self
-
-    def scan(self, mode: str) -> IntervalJoinBuilder:
-        """``"range"`` (default): probes seek the exact time range; ``"prefix"``: read the whole key."""
-        if mode not in SCAN_MODES:
-            msg = f"scan() takes one of {SCAN_MODES}, got {mode!r}"
-            raise ConfigurationError(msg)
-        self._scan = mode
-        return self
-
-    def process(self, fn: ProcessJoinFunction | Callable[[Any, Any, Any], Any]) -> DataStream:
-        """Add the join with function ``fn`` and return the stream of its outputs.
-
-        ``fn`` is a :class:`ProcessJoinFunction` or a callable ``fn(left, right, ctx)``;
-        either returns or yields the outputs of a pair (or calls ``ctx.emit``).
-
-        Raises:
-            ConfigurationError: no ``between``, bounds empty after exclusivity, or a bad ``fn``.
-        """
-        from streamcore.datastream import DataStream
-
-        if self._bounds is None:
-            msg = "interval join: call between(lower, upper) before process()"
-            raise ConfigurationError(msg)
-        if not isinstance(fn, ProcessJoinFunction) and not callable(fn):
-            msg = f"interval join process() takes a ProcessJoinFunction or callable, got {type(fn).__name__}"
-            raise ConfigurationError(msg)
-        lower, upper = self._bounds
-        eff_lower = lower if self._lower_inclusive else lower + 1
-        eff_upper = upper if self._upper_inclusive else upper - 1
-        if eff_lower > eff_upper:
-            msg = (
-                f"interval join between({lower}, {upper}) with exclusive bounds is empty "
-                f"({eff_lower} > {eff_upper} once inclusive); widen the interval or make a bound inclusive"
-            )
-            raise ConfigurationError(msg)
-        left, right = self._left, self._right
-        key_selectors = [left.key_selector, right.key_selector]
-        late = (self._late[0], self._late[1])
-        lower_inclusive, upper_inclusive, scan = self._lower_inclusive, self._upper_inclusive, self._scan
-
-        def factory(name: str, uid: str) -> IntervalJoinOperator:
-            return IntervalJoinOperator(
-                name,
-                uid,
-                fn,
-                key_selectors,
-                lower,
-                upper,
-                lower_inclusive=lower_inclusive,
-                upper_inclusive=upper_inclusive,
-                late_tags=late,
-                scan=scan,
-            )
-
-        env = left._env
-        inputs = left._inputs(0) + right._inputs(1)
-        node = env.graph.add("interval_join", "interval_join", inputs, factory)
-        return DataStream(env, [(node, None)])

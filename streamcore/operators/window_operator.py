@@ -1,7 +1,38 @@
 """The window operator: assigns elements to windows per key, keeps contents, fires by trigger.
 
-Semantics are documented in :mod:`streamcore.operators.window`. Two paths share one
-state layout (contents per key, with the window as namespace):
+Users build it with ``key_by(...).window(assigner)`` (:class:`streamcore.datastream.WindowedStream`):
+
+>>> import streamcore as sc
+>>> from streamcore.windowing import TumblingEventTimeWindows
+>>> from streamcore.aggregates import Sum
+>>> env = sc.StreamEnvironment()
+>>> clicks = env.from_collection([("a", 1), ("b", 3), ("a", 12)], timestamp=lambda c: c[1])
+>>> (clicks.key_by(lambda c: c[0]).window(TumblingEventTimeWindows.of(10))
+...     .aggregate(Sum(lambda c: 1), lambda key, window, n: (key, window.start, n))
+...     .execute_and_collect())
+[('a', 0, 1), ('b', 0, 1), ('a', 10, 1)]
+
+Semantics (Flink's): an element goes to every window its assigner gives it. An
+event-time window fires when the watermark reaches ``window.max_timestamp()``
+(``end - 1``); results carry that timestamp. Its state is kept until the watermark
+reaches ``max_timestamp() + allowed_lateness``: an element arriving in between is added
+and fires the window again at once, emitting an *updated* result for that key and
+window (downstream sees the earlier result and then the update). An element is late
+when every window it belongs to is past that point: it goes to the late-data side
+output, or is dropped and counted (``late_records``). Session windows merge, with
+their contents (``merge`` of accumulators, concatenation of element lists) and timers.
+
+Processing-time windows fire on the job clock, with the window's ``max_timestamp()``
+as the result's timestamp; the end of a bounded input does not fire them. Count
+windows live in the global window, whose results carry ``MAX_TIMESTAMP``; a partial
+count window at the end of the input is not emitted. Both as in Flink.
+
+``aggregate(f)`` emits ``f.get_result(acc)`` only; pass a window function
+(``aggregate(f, lambda key, window, result: ...)``) to attach the key and the window.
+Keyed operators before a window drop elements behind their own watermark, so assign
+watermarks after such operators when the window should see late elements.
+
+Two paths share one state layout (contents per key, with the window as namespace):
 
 * the *aligned* fast path (:mod:`streamcore.operators.window_aligned`), for tumbling and
   sliding event-time windows with the default trigger: batches are folded per window

@@ -1,10 +1,10 @@
-"""The keyed state contract that every backend implements.
+"""The keyed state contract that every backend implements: the key context and the backend.
 
-Layers (see STYLE.md): a *backend* owns storage for one operator; *handles*
-(:class:`ValueState`, :class:`ListState`, :class:`MapState`, :class:`ReducingState`,
-:class:`TimeOrderedState`) are bound to the current key through a shared
-:class:`KeyContext`, which the operator sets before calling user code. Operator code
-is identical on every backend.
+Layers: a *backend* owns storage for one operator; *handles*
+(:mod:`streamcore.state.handles`: :class:`ValueState`, :class:`ListState`,
+:class:`MapState`, :class:`ReducingState`, :class:`TimeOrderedState`) are bound to the
+current key through a shared :class:`KeyContext`, which the operator sets before calling
+user code. Operator code is identical on every backend.
 
 Namespaces separate several instances of one state under the same key (a window's
 contents, for example); the default namespace is ``None``.
@@ -13,13 +13,21 @@ contents, for example); the default namespace is ``None``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sized
 from typing import Any
 
 from streamcore.errors import KeyEncodingError, NoCurrentKeyError, StateDescriptorConflictError
 from streamcore.keygroups import key_group_for_encoded
 from streamcore.serde import encode_key, encode_key_group
 from streamcore.state.descriptors import StateDescriptor, ValueStateDescriptor
+from streamcore.state.handles import (
+    InternalTimerService,
+    ListState,
+    MapState,
+    ReducingState,
+    TimeOrderedState,
+    ValueState,
+)
+from streamcore.state.ttl import wrap_with_ttl
 from streamcore.time import MIN_TIMESTAMP, Clock
 
 __all__ = [
@@ -120,232 +128,6 @@ class KeyContext:
             raise NoCurrentKeyError(msg)
 
 
-class ValueState(ABC):
-    """One value per key and namespace."""
-
-    @abstractmethod
-    def value(self) -> Any:
-        """The current key's value, or the descriptor's default."""
-
-    @abstractmethod
-    def update(self, value: Any) -> None:
-        """Set the current key's value (``None`` clears it)."""
-
-    @abstractmethod
-    def clear(self) -> None:
-        """Remove the current key's value."""
-
-
-class ListState(ABC):
-    """A list of values per key and namespace."""
-
-    @abstractmethod
-    def get(self) -> list[Any]:
-        """A copy of the current key's list (empty when nothing is stored)."""
-
-    @abstractmethod
-    def add(self, value: Any) -> None:
-        """Append one value."""
-
-    def add_all(self, values: Iterable[Any]) -> None:
-        """Append several values."""
-        for v in values:
-            self.add(v)
-
-    @abstractmethod
-    def update(self, values: Iterable[Any]) -> None:
-        """Replace the list."""
-
-    @abstractmethod
-    def clear(self) -> None:
-        """Remove the list."""
-
-
-class MapState(ABC):
-    """A map per key and namespace; user keys follow the stream-key encoding rules."""
-
-    @abstractmethod
-    def get(self, user_key: Any) -> Any:
-        """The value under ``user_key``, or ``None``."""
-
-    @abstractmethod
-    def put(self, user_key: Any, value: Any) -> None:
-        """Store ``value`` under ``user_key``."""
-
-    def put_all(self, mapping: dict[Any, Any]) -> None:
-        """Store every entry of ``mapping``."""
-        for k, v in mapping.items():
-            self.put(k, v)
-
-    @abstractmethod
-    def remove(self, user_key: Any) -> None:
-        """Remove ``user_key`` (no error if absent)."""
-
-    def contains(self, user_key: Any) -> bool:
-        """Whether ``user_key`` is present."""
-        return self.get(user_key) is not None
-
-    @abstractmethod
-    def items(self) -> Iterator[tuple[Any, Any]]:
-        """The current key's entries."""
-
-    def keys(self) -> Iterator[Any]:
-        """The current key's user keys."""
-        return (k for k, _ in self.items())
-
-    def values(self) -> Iterator[Any]:
-        """The current key's values."""
-        return (v for _, v in self.items())
-
-    def is_empty(self) -> bool:
-        """Whether the current key's map is empty."""
-        return next(iter(self.items()), None) is None
-
-    @abstractmethod
-    def clear(self) -> None:
-        """Remove the whole map of the current key."""
-
-
-class ReducingState(ABC):
-    """One value per key, folded with the descriptor's reduce function on ``add``."""
-
-    @abstractmethod
-    def get(self) -> Any:
-        """The folded value, or ``None``."""
-
-    @abstractmethod
-    def add(self, value: Any) -> None:
-        """Fold ``value`` into the current value."""
-
-    @abstractmethod
-    def clear(self) -> None:
-        """Remove the value."""
-
-
-class TimeOrderedState(ABC):
-    """Per-key entries ordered by timestamp; duplicates of one timestamp are all kept.
-
-    Used by interval joins and windows. ``entries_scanned`` counts every entry a
-    range read touched, so tests and benchmarks can prove a probe reads no more than
-    it must.
-    """
-
-    entries_scanned: int
-
-    @abstractmethod
-    def add(self, timestamp: int, value: Any) -> int:
-        """Buffer ``value`` at ``timestamp`` under the current key; returns the entry's sequence number.
-
-        ``(timestamp, seq)`` identifies the entry: :meth:`remove` deletes exactly it.
-        """
-
-    @abstractmethod
-    def add_batch(
-        self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
-    ) -> list[int]:
-        """Buffer many values of any keys (parallel lists); returns their sequence numbers.
-
-        The bulk form of :meth:`add` for a batch of elements: no current key is needed or
-        changed. ``key_bytes`` are the keys' encodings from :meth:`KeyContext.key_bytes_batch`.
-        """
-
-    def entries_by_key(self) -> Mapping[Any, Sized] | None:
-        """A live mapping of every key with entries to a sized collection of them, or ``None``.
-
-        Backends that hold the buffer in memory (heap) return their own table, so callers
-        can ask "does this key hold anything, and how much?" for free; the others return
-        ``None`` and callers keep their own counts.
-        """
-        return None
-
-    @abstractmethod
-    def remove(self, timestamp: int, seq: int) -> None:
-        """Remove the current key's entry ``(timestamp, seq)`` (no error if absent); nothing is read."""
-
-    @abstractmethod
-    def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
-        """Remove many entries of any keys, given as ``(timestamp, seq, key)``; nothing is read.
-
-        The bulk form of :meth:`remove` for cleanup: no current key is needed or changed.
-        The tuple order is that of a time-ordered expiry index, so its expired prefix can
-        be passed as it is.
-        """
-
-    @abstractmethod
-    def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
-        """Entries of the current key with ``lower <= ts <= upper``, in timestamp order."""
-
-    @abstractmethod
-    def scan_prefix(self) -> list[tuple[int, Any]]:
-        """Every entry of the current key, in timestamp order (the naive probe)."""
-
-    @abstractmethod
-    def remove_until(self, timestamp: int) -> None:
-        """Remove the current key's entries with ``ts <= timestamp``.
-
-        Nothing is read: on RocksDB this is one range tombstone, below every later range read.
-        """
-
-    @abstractmethod
-    def is_empty(self) -> bool:
-        """Whether the current key has no entries."""
-
-    @abstractmethod
-    def count(self) -> int:
-        """Entries of every key (for metrics and tests)."""
-
-    @abstractmethod
-    def index_entries(self) -> list[tuple[int, int, Any]]:
-        """``(ts, seq, key)`` of every entry of every key, in no particular order; values are not decoded.
-
-        What an expiry index holds: callers rebuild theirs from it after a restore
-        instead of storing it in checkpoints. A full read.
-        """
-
-
-class InternalTimerService(ABC):
-    """Event- and processing-time timers of one keyed operator, per (timestamp, key, namespace).
-
-    Registering the same timer twice keeps one. Timers pop in timestamp order.
-    """
-
-    @abstractmethod
-    def register_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
-        """Register an event-time timer for the current key."""
-
-    @abstractmethod
-    def delete_event_time_timer(self, timestamp: int, namespace: Any = None) -> None:
-        """Delete an event-time timer of the current key (no error if absent)."""
-
-    @abstractmethod
-    def register_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
-        """Register a processing-time timer for the current key."""
-
-    @abstractmethod
-    def delete_processing_time_timer(self, timestamp: int, namespace: Any = None) -> None:
-        """Delete a processing-time timer of the current key (no error if absent)."""
-
-    @abstractmethod
-    def pop_event_timer(self, watermark: int) -> tuple[int, Any, Any] | None:
-        """Remove and return the earliest event-time timer ``<= watermark`` as (ts, key, ns)."""
-
-    @abstractmethod
-    def pop_processing_timer(self, now: int) -> tuple[int, Any, Any] | None:
-        """Remove and return the earliest processing-time timer ``<= now`` as (ts, key, ns)."""
-
-    @abstractmethod
-    def next_processing_time(self) -> int | None:
-        """The earliest processing-time timer, if any."""
-
-    @abstractmethod
-    def num_event_timers(self) -> int:
-        """How many event-time timers are registered."""
-
-    @abstractmethod
-    def num_processing_timers(self) -> int:
-        """How many processing-time timers are registered."""
-
-
 class KeyedStateBackend(ABC):
     """Keyed state of one operator: named states, timers, time-ordered buffers.
 
@@ -385,8 +167,6 @@ class KeyedStateBackend(ABC):
         if descriptor.ttl is None:
             handle = self._create_state(descriptor)
         else:
-            from streamcore.state.ttl import wrap_with_ttl
-
             # TTL'd value and reducing state store [expires_at, value] in a plain value state.
             inner = descriptor
             if descriptor.kind in ("value", "reducing"):

@@ -3,22 +3,27 @@
 A TTL'd entry is stored as ``[expires_at, value]`` (per value for value and reducing
 state, per element for list state, per entry for map state), so the stored form is
 identical on heap and RocksDB and survives savepoints. Expired entries are invisible
-on read and deleted when read; :meth:`KeyedStateBackend.cleanup_expired` removes the
+on read and deleted when read; :meth:`streamcore.state.api.KeyedStateBackend.cleanup_expired` removes the
 rest in bulk.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from streamcore.state.api import ListState, MapState, ReducingState, ValueState
 from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.handles import ListState, MapState, ReducingState, ValueState
 
-if TYPE_CHECKING:
-    from streamcore.state.api import KeyedStateBackend
+__all__ = ["TtlTimeSource", "is_expired", "wrap_with_ttl"]
 
-__all__ = ["is_expired", "wrap_with_ttl"]
+
+class TtlTimeSource(Protocol):
+    """Where TTL handles read the time (the keyed backend): the clock or the operator's watermark."""
+
+    def ttl_now(self, time: str) -> int:
+        """The current time in the TTL's time domain, ``"processing"`` or ``"event"``."""
+        ...
 
 
 def is_expired(raw: Any, now: int) -> bool:
@@ -29,7 +34,7 @@ def is_expired(raw: Any, now: int) -> bool:
 class _TtlBase:
     __slots__ = ("_backend", "_inner", "_time", "_ttl", "_update_on_read")
 
-    def __init__(self, inner: Any, descriptor: StateDescriptor, backend: KeyedStateBackend) -> None:
+    def __init__(self, inner: Any, descriptor: StateDescriptor, backend: TtlTimeSource) -> None:
         assert descriptor.ttl is not None
         self._inner = inner
         self._backend = backend
@@ -49,7 +54,7 @@ class TtlValueState(_TtlBase, ValueState):
 
     __slots__ = ("_default",)
 
-    def __init__(self, inner: Any, descriptor: Any, backend: KeyedStateBackend) -> None:
+    def __init__(self, inner: Any, descriptor: Any, backend: TtlTimeSource) -> None:
         super().__init__(inner, descriptor, backend)
         self._default = descriptor.default
 
@@ -83,7 +88,7 @@ class TtlReducingState(_TtlBase, ReducingState):
 
     __slots__ = ("_reduce",)
 
-    def __init__(self, inner: Any, descriptor: Any, backend: KeyedStateBackend) -> None:
+    def __init__(self, inner: Any, descriptor: Any, backend: TtlTimeSource) -> None:
         super().__init__(inner, descriptor, backend)
         self._reduce = descriptor.reduce_fn
 
@@ -200,6 +205,6 @@ _WRAPPERS = {
 }
 
 
-def wrap_with_ttl(handle: Any, descriptor: StateDescriptor, backend: KeyedStateBackend) -> Any:
+def wrap_with_ttl(handle: Any, descriptor: StateDescriptor, backend: TtlTimeSource) -> Any:
     """Wrap a backend's plain handle (storing ``[expires_at, value]``) in its TTL handle."""
     return _WRAPPERS[descriptor.kind](handle, descriptor, backend)

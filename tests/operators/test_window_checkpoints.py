@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from streamcore import serde
 from streamcore.aggregates import BloomDistinct, Count, DistinctCount, HyperLogLog, Sum, TopN, combine
-from streamcore.operators.window import count_window_assigner
 from streamcore.operators.window_functions import plain
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.time import MIN_TIMESTAMP
@@ -22,6 +21,7 @@ from streamcore.windowing import (
     EventTimeSessionWindows,
     SlidingEventTimeWindows,
     TumblingEventTimeWindows,
+    count_window_assigner,
 )
 from tests.operators.test_windows import event_streams
 from tests.operators.window_support import LATE, ROCKSDB_SETTINGS, Harness, run_ops, source_ops

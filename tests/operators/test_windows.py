@@ -15,13 +15,11 @@ from hypothesis import strategies as st
 import streamcore as sc
 from streamcore.aggregates import Avg, Count, DistinctCount, Max, Min, Sum, TopN, combine
 from streamcore.errors import ConfigurationError, KeyEncodingError, TimestampError, UserFunctionError
-from streamcore.operators.window import (
+from streamcore.operators.window_functions import (
     AllWindowFunction,
     ProcessAllWindowFunction,
     ProcessWindowFunction,
     WindowFunction,
-    count_window_all,
-    window_all,
 )
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.sinks.base import CollectSink
@@ -406,21 +404,21 @@ def test_window_function_and_all_window_functions() -> None:
         ("a", 10, 1),
         ("b", 0, 1),
     ]
-    assert window_all(stream(), tumbling).process(AllProcess()).execute_and_collect() == [
+    assert stream().window_all(tumbling).process(AllProcess()).execute_and_collect() == [
         (0, ["a", "b"]),
         (10, ["a"]),
     ]
-    assert window_all(stream(), tumbling).aggregate(Count(), AllApply()).execute_and_collect() == [
+    assert stream().window_all(tumbling).aggregate(Count(), AllApply()).execute_and_collect() == [
         (0, 2),
         (10, 1),
     ]
-    assert window_all(stream(), tumbling).reduce(
+    assert stream().window_all(tumbling).reduce(
         lambda a, b: a, lambda w, r: (w.end, r)
     ).execute_and_collect() == [
         (10, ("a", 1)),
         (20, ("a", 11)),
     ]
-    assert window_all(stream(), tumbling).apply(lambda w, els: len(els)).execute_and_collect() == [2, 1]
+    assert stream().window_all(tumbling).apply(lambda w, els: len(els)).execute_and_collect() == [2, 1]
 
 
 # -- count windows -------------------------------------------------------------------------------
@@ -453,7 +451,7 @@ def check_count_windows(backend: str, keys: list[str], size: int, slide: Any, ba
             expected[(k, tuple(seen[-size:]))] += 1
         if slide is not None and len(seen) % slide == 0:
             expected[(k, tuple(seen[-size:]))] += 1
-    from streamcore.operators.window import count_window_assigner
+    from streamcore.windowing import count_window_assigner
 
     with tempfile.TemporaryDirectory() as d:
         h = Harness(
@@ -483,7 +481,8 @@ def test_count_window_through_the_api_and_window_all() -> None:
     assert sorted(out) == [0 + 2, 1 + 3, 4 + 6, 5 + 7]  # 8 and 9 are partial windows
     env = sc.StreamEnvironment(batch_size=4)
     out = (
-        count_window_all(env.from_collection(list(range(7))), 3, 2)
+        env.from_collection(list(range(7)))
+        .count_window_all(3, 2)
         .apply(lambda w, els: tuple(els))
         .execute_and_collect()
     )
