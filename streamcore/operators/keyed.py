@@ -133,7 +133,7 @@ class KeyedOperator(StreamOperator):
             [x for x, k in zip(keys, keep, strict=True) if k],
         )
 
-    def after_batch(self) -> None:
+    def cleanup_state_incrementally(self) -> None:
         """Periodic housekeeping between batches: incremental TTL cleanup and empty namespaces (heap)."""
         self._batches += 1
         if self._batches % CLEANUP_EVERY_BATCHES == 0 and self.backend.has_states():

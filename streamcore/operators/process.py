@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 
-class KeyedContext:
+class KeyedProcessContext:
     """The context of keyed functions: timestamp, current key, timers, state, side outputs."""
 
     __slots__ = ("_backend", "_kc", "_op", "_side", "_timers", "ts")
@@ -73,7 +73,7 @@ class _KeyedFunctionOperator(KeyedOperator):
 
     def open(self) -> None:
         """Build the context and open the user function."""
-        self.ctx = KeyedContext(self)
+        self.ctx = KeyedProcessContext(self)
         try:
             self.fn.open(self.ctx)
         except StreamcoreError:
@@ -131,7 +131,7 @@ class _KeyedFunctionOperator(KeyedOperator):
         self.records_out += len(out)
         self.output.emit(out, out_ts)
         self.ctx._side.flush()
-        self.after_batch()
+        self.cleanup_state_incrementally()
 
     def on_event_timer(self, timestamp: int, namespace: Any, out: list[Any], out_ts: list[Any]) -> None:
         """Call the function's ``on_timer`` with the timer's timestamp as the context timestamp."""

@@ -296,7 +296,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
             if self.late_tag is not None:
                 assert timestamps is not None
                 self.output.emit_side(self.late_tag, [values[i] for i in late], [timestamps[i] for i in late])
-        self.after_batch()
+        self.cleanup_state_incrementally()
 
     def _cleanup_time(self, window: Any) -> int:
         """When a window's state goes: ``max_timestamp + allowed_lateness`` (event time)."""
