@@ -107,10 +107,10 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
             if st.get("ttl"):
                 extra.append("ttl")
             out.write(f"    {name}: {st['kind']}{' (' + ', '.join(extra) + ')' if extra else ''}\n")
-    if report["rocksdb_files"]:
-        files = report["rocksdb_files"]
+    if report["native_files"]:
+        files = report["native_files"]
         shared = [f for f in files if "shared" in f]
-        out.write(f"rocksdb files: {len(files)} ({len(shared)} shared)\n")
+        out.write(f"{report['backend']} files: {len(files)} ({len(shared)} shared)\n")
         for f in files:
             where = f"shared/{f['shared']}" if "shared" in f else "private"
             out.write(f"  {f['name']:<24} {_size(f['size']):>10}  {where}\n")

@@ -66,6 +66,7 @@ class StreamEnvironment:
         self.graph = StreamGraph()
         self.checkpoint_config: Any = None
         self.rate_coordination: Any = None
+        self._batch_listeners: list[Callable[[Any], None]] = []
 
     # -- sources -------------------------------------------------------------------------
     def from_source(
@@ -204,7 +205,9 @@ class StreamEnvironment:
         if restore_from is not None:
             from streamcore.checkpoint.restore import plan_restore
 
-            restore = plan_restore(restore_from, self.checkpoint_config, job_name, self.state_backend)
+            restore = plan_restore(
+                restore_from, self.checkpoint_config, job_name, self.state_backend, self._exactly_once_sinks()
+            )
         coordinator = None
         if self.rate_coordination is not None and self.rate_coordination.enabled:
             from streamcore.sources.coordinator import SourceRateCoordinator
@@ -221,7 +224,26 @@ class StreamEnvironment:
             restore=restore,
             coordinator=coordinator,
             control=control,
+            batch_listeners=self._batch_listeners,
         )
+
+    def _exactly_once_sinks(self) -> list[str]:
+        """Uids of the graph's exactly-once sinks (a restore must not duplicate their output)."""
+        self.graph.resolve_uids()
+        return [n.resolved_uid for n in self.graph.nodes if n.kind == "sink" and n.attrs["sink"].exactly_once]
+
+    def add_batch_listener(self, listener: Callable[[Any], None]) -> StreamEnvironment:
+        """Call ``listener(task)`` between batches of every run (instrumentation, e.g. sampling state size).
+
+        ``task`` is the running :class:`streamcore.runtime.task.Task`: ``task.operator(uid)``
+        and ``task.sources`` give live operators and split states. Keep it cheap: it runs
+        after every batch on the job's thread.
+        """
+        if not callable(listener):
+            msg = f"add_batch_listener() takes a callable task -> None, got {type(listener).__name__}"
+            raise ConfigurationError(msg)
+        self._batch_listeners.append(listener)
+        return self
 
     def execute(self, job_name: str = "streamcore-job", restore_from: Any = None) -> JobResult:
         """Run the job in this thread until its bounded sources end.

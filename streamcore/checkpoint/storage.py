@@ -57,7 +57,7 @@ __all__ = [
     "write_durable",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "_metadata"
 SHARED_DIR = "shared"
 SAVEPOINTS_DIR = "savepoints"
@@ -167,6 +167,11 @@ def decode_metadata(data: bytes, path: Path | str) -> dict[str, Any]:
     if not isinstance(meta, dict) or "kind" not in meta:
         msg = f"checkpoint metadata {path} has no checkpoint description"
         raise CorruptCheckpointError(msg)
+    if version == 1:
+        # Version 1 named the native files after RocksDB, their only producer, and kept no watermarks.
+        rocks = meta.pop("rocksdb", None)
+        meta["native"] = {"backend": "rocksdb", **rocks} if rocks else None
+        meta.setdefault("watermarks", {})
     return meta
 
 

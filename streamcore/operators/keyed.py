@@ -13,7 +13,7 @@ from typing import Any
 
 from streamcore.errors import KeyEncodingError, KeySelectorError, StreamcoreError
 from streamcore.functions import TimerService, function_name
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.state.api import KeyContext, KeyedStateBackend
 from streamcore.time import MIN_TIMESTAMP
 
@@ -64,6 +64,7 @@ class KeyedOperator(StreamOperator):
     """Base of keyed operators (process, co-process, interval join, windows)."""
 
     keyed = True
+    stateful = True
 
     def __init__(
         self,
@@ -199,9 +200,9 @@ class KeyedOperator(StreamOperator):
         """Emit side outputs buffered by user code (subclasses with a context override)."""
 
     # -- checkpoints -------------------------------------------------------------------
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """The keyed backend's image plus the operator's own state."""
-        return {"keyed": self.backend.snapshot(canonical), "operator": self.snapshot_operator_state()}
+        return {"keyed": self.backend.snapshot(ctx.canonical), "operator": self.snapshot_operator_state()}
 
     def restore_state(self, image: Any) -> None:
         """Load an image written by :meth:`snapshot_state`."""
@@ -216,6 +217,15 @@ class KeyedOperator(StreamOperator):
 
     def restore_operator_state(self, image: Any) -> None:
         """Load what :meth:`snapshot_operator_state` returned."""
+
+    def describe_state(self) -> dict[str, Any] | None:
+        """What the keyed backend has registered (state kinds, timers, buffers)."""
+        return self.backend.describe()
+
+    def restore_watermarks(self, state: list[Any]) -> None:
+        """Restore the watermarks; event-time TTL reads the operator's watermark too."""
+        super().restore_watermarks(state)
+        self.backend.event_time = self.current_watermark
 
     def metrics(self) -> dict[str, Any]:
         """Counters plus per-state figures of the backend."""

@@ -60,7 +60,7 @@ from streamcore.errors import (
     TimestampError,
 )
 from streamcore.functions import _Function
-from streamcore.operators.base import user_error
+from streamcore.operators.base import SnapshotContext, user_error
 from streamcore.operators.keyed import KeyedOperator
 from streamcore.operators.window_aligned import AlignedWindowsMixin
 from streamcore.operators.window_contents import ACC_STATE, AccumulatorContents, ElementContents
@@ -525,7 +525,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         self._ctx._side.flush()
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """Keyed state (accumulators serialized) plus the fast path's index of pending windows."""
         if self._contents.cache_entries:
             self.backend.begin_batch()
@@ -533,7 +533,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 self._contents.flush()
             finally:
                 self.backend.end_batch()
-        image = super().snapshot_state(canonical)
+        image = super().snapshot_state(ctx)
         keyed = image.get("keyed")
         states = keyed.get("states") if isinstance(keyed, dict) else None
         if states and ACC_STATE in states and self._contents.live:

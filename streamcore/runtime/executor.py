@@ -1,27 +1,34 @@
 """The scheduler loop: one thread polls source splits in turn and pushes each batch
-synchronously through the operators.
+synchronously through the operators of a :class:`~streamcore.runtime.task.Task`.
 
 Backpressure is structural: a split is read only after the previous batch has gone
 all the way through. Between batches (when nothing is in flight) the executor fires
-processing-time timers, serves checkpoint and savepoint requests and checks for a
-stop request, so a checkpoint is a consistent cut by construction.
+processing-time timers, discovers new splits, lets the rate coordinator decide, asks the
+checkpoint coordinator whether a checkpoint is due (and acts on its answers: resets the
+record counter, notifies operators of completed checkpoints), serves savepoint requests
+and checks for a stop request, so a checkpoint is a consistent cut by construction.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamcore.errors import JobError, StreamcoreError
-from streamcore.graph import PhysicalPlan, StreamGraph
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.graph import StreamGraph
+from streamcore.operators.base import StreamOperator
 from streamcore.runtime.source_task import SourceTask
+from streamcore.runtime.task import Task
 from streamcore.state.factory import StateBackendFactory
 from streamcore.time import Clock, SystemClock
 
-__all__ = ["JobControl", "JobExecutor", "JobResult", "build_plan"]
+__all__ = ["JobControl", "JobExecutor", "JobResult"]
+
+logger = logging.getLogger("streamcore.runtime")
 
 
 @dataclass
@@ -42,41 +49,51 @@ class JobResult:
 
 
 class JobControl:
-    """Requests from other threads to a running job (stop, savepoint); served between batches."""
+    """Requests from other threads to a running job (stop, savepoints); served between batches.
+
+    A savepoint request is ``(directory, done, result)``: the job appends the savepoint's
+    path (or the exception) to ``result`` and sets ``done``. ``stop_savepoint`` is the
+    result list of the savepoint a stop asked for, if any.
+    """
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
-        self.drain = False
         self.savepoint_requests: list[tuple[str, threading.Event, list[Any]]] = []
+        self.stop_savepoint: list[Any] | None = None
         self.lock = threading.Lock()
         self.running = threading.Event()
 
+    def request_savepoint(self, directory: str) -> tuple[threading.Event, list[Any]]:
+        """Queue a savepoint into ``directory``; returns the event set when it is done, and its result."""
+        done = threading.Event()
+        result: list[Any] = []
+        with self.lock:
+            self.savepoint_requests.append((directory, done, result))
+        return done, result
 
-def build_plan(graph: StreamGraph, runtime: OperatorRuntime) -> PhysicalPlan:
-    """Instantiate every node of ``graph`` and wire the edges."""
-    graph.resolve_uids()
-    built: dict[int, Any] = {}
-    sources: list[SourceTask] = []
-    operators: list[StreamOperator] = []
-    by_uid: dict[str, Any] = {}
-    for node in graph.nodes:
-        if node.kind == "source":
-            task = SourceTask(
-                node.name, node.resolved_uid, node.source, node.watermarks, node.timestamp_fn, runtime.clock
-            )
-            sources.append(task)
-            built[node.id] = task
-        else:
-            assert node.factory is not None
-            op = node.factory(node.name, node.resolved_uid)
-            op.setup(runtime)
-            for producer, side, tag in node.inputs:
-                upstream = built[producer.id]
-                upstream.output.connect(op, side, op.add_input_edge(), tag)
-            operators.append(op)
-            built[node.id] = op
-        by_uid[node.resolved_uid] = built[node.id]
-    return PhysicalPlan(sources, operators, by_uid)
+    def request_stop(self, savepoint_directory: str | None = None) -> list[Any]:
+        """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
+
+        Returns the list the savepoint's path (or its exception) is appended to.
+        """
+        result: list[Any] = []
+        with self.lock:
+            if savepoint_directory is not None:
+                self.stop_savepoint = result
+                self.savepoint_requests.append((savepoint_directory, threading.Event(), result))
+            self.stop_requested.set()
+        return result
+
+    def take_savepoint_requests(self, *, stopping: bool) -> list[tuple[str, threading.Event, list[Any]]]:
+        """Queued savepoint requests, oldest first; the stop's own only when ``stopping``."""
+        with self.lock:
+            take = [r for r in self.savepoint_requests if stopping or r[2] is not self.stop_savepoint]
+            self.savepoint_requests = [r for r in self.savepoint_requests if r not in take]
+        return take
+
+
+BatchListener = Callable[[Task], None]
+"""Called between batches with the running task (instrumentation: benchmarks sample state size)."""
 
 
 class JobExecutor:
@@ -96,80 +113,76 @@ class JobExecutor:
         coordinator: Any = None,
         control: JobControl | None = None,
         idle_sleep_ms: int = 1,
+        batch_listeners: list[BatchListener] | None = None,
     ) -> None:
-        self.graph = graph
         self.job_name = job_name
         self.clock = clock
         self.batch_size = batch_size
-        self.max_parallelism = max_parallelism
-        self.state_factory = state_factory
         self.checkpointing = checkpointing
         self.restore = restore
         self.coordinator = coordinator
         self.control = control or JobControl()
         self.idle_sleep_ms = idle_sleep_ms
-        self.plan: PhysicalPlan | None = None
+        self.batch_listeners = list(batch_listeners or ())
+        self.task = Task(
+            graph,
+            job_name,
+            clock=clock,
+            max_parallelism=max_parallelism,
+            state_factory=state_factory,
+            rate_coordinator=coordinator,
+        )
         self.records_since_checkpoint = 0
+        self._savepoints_taken = 0
         self._proc_time_ops: list[StreamOperator] = []
         self._discovering: list[SourceTask] = []
 
-    # -- snapshots (used by the checkpoint coordinator) ----------------------------------
-    def snapshot_all(self, checkpoint_id: int, canonical: bool = False) -> dict[str, Any]:
-        """Snapshot of every source position and operator state: call only between batches.
-
-        ``canonical`` asks keyed backends for backend-independent rows (savepoints).
-        """
-        assert self.plan is not None
-        for op in self.plan.operators:
-            op.checkpoint_id = checkpoint_id  # type: ignore[attr-defined]
-        return {
-            "sources": {s.uid: s.snapshot_state() for s in self.plan.sources},
-            "operators": {op.uid: op.snapshot_state(canonical) for op in self.plan.operators},
-            "coordinator": self.coordinator.snapshot() if self.coordinator is not None else None,
-        }
-
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        """Tell operators (sinks commit) and sources (offsets commit) that ``checkpoint_id`` is durable."""
-        assert self.plan is not None
-        for op in self.plan.operators:
-            op.notify_checkpoint_complete(checkpoint_id)
-        for src in self.plan.sources:
-            src.notify_checkpoint_complete(checkpoint_id)
-
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
-        """Open, restore, run to the end or to a stop request, close. Returns the result."""
+        """Open, restore, run to the end or to a stop request, close. Returns the result.
+
+        Raises:
+            StreamcoreError: the job failed (user function, checkpoint, bad input...); other
+                exceptions are wrapped in :class:`JobError`. A failure to close an operator or
+                source is raised when the job itself succeeded, and logged otherwise.
+        """
         start = time.perf_counter()
-        runtime = OperatorRuntime(self.clock, self.max_parallelism, self.state_factory, self.job_name)
+        task = self.task
         stopped = False
         savepoint_path = None
+        failed = True
         try:
+            factory = task.state_factory
             if self.restore is not None:
-                self.restore.prepare(self.state_factory)  # rebuilds <state_dir>/db from the checkpoint
-            self.state_factory.open(fresh=self.restore is None or not self.restore.needs_state_dir)
-            self.plan = build_plan(self.graph, runtime)
-            plan = self.plan
-            for s in plan.sources:
-                s.open()
+                self.restore.prepare(factory.snapshot_strategy)  # native files back into the working dir
+            factory.open(fresh=self.restore is None or not self.restore.needs_native)
+            task.build()
+            task.open_sources()
             if self.restore is not None:
-                self.restore.apply(self)
-            for op in plan.operators:
-                op.open()
+                self.restore.apply(task)
+            task.open_operators()
             if self.coordinator is not None:
-                self.coordinator.attach(plan.sources, self.clock)
-            self._proc_time_ops = [op for op in plan.operators if op.keyed]
-            self._discovering = [s for s in plan.sources if s.source.discovery_interval_ms is not None]
+                self.coordinator.attach(task.sources, self.clock)
+            self._proc_time_ops = [op for op in task.operators if op.keyed]
+            self._discovering = [s for s in task.sources if s.source.discovery_interval_ms is not None]
             if self.checkpointing is not None:
-                self.checkpointing.attach(self)
+                restored = self.restore
+                self.checkpointing.attach(
+                    factory.snapshot_strategy.backend,
+                    self.clock.now_ms(),
+                    restored.meta if restored is not None else None,
+                    restored.path if restored is not None else None,
+                )
             self.control.running.set()
-            stopped = self._loop(plan)
+            stopped = self._loop()
             if stopped:
-                savepoint_path = self._serve_stop()
+                savepoint_path = self._serve_savepoints(stopping=True)
             else:
-                for op in plan.operators:
-                    op.finish()
+                task.finish()
                 if self.checkpointing is not None:
-                    self.checkpointing.on_job_finished(self)
+                    for cid in self.checkpointing.on_job_finished(task, self.clock.now_ms()):
+                        task.notify_checkpoint_complete(cid)
+            failed = False
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -179,38 +192,38 @@ class JobExecutor:
             try:
                 final_metrics = self.metrics()
             finally:
-                self._close()
+                self._close(raise_errors=not failed)
         duration = time.perf_counter() - start
-        plan = self.plan
         return JobResult(
             self.job_name,
             duration,
-            sum(s.records_out for s in plan.sources) if plan else 0,
+            task.records_read(),
             final_metrics,
             stopped=stopped,
             savepoint=savepoint_path,
             checkpoints=list(self.checkpointing.completed_ids) if self.checkpointing is not None else [],
         )
 
-    def _loop(self, plan: PhysicalPlan) -> bool:
+    def _loop(self) -> bool:
         """Poll until every source finished (returns False) or a stop was requested (True)."""
         batch_size = self.batch_size
         control = self.control
         between = self._between_batches
         coordinator = self.coordinator
+        sources = self.task.sources
         while True:
             if control.stop_requested.is_set():
                 return True
             progressed = 0
             active = False
-            for src in plan.sources:
+            for src in sources:
                 if src.finished:
                     continue
                 active = True
-                for i in src.pollable():
-                    if coordinator is not None and not coordinator.may_poll(src, i):
+                for split in src.pollable():
+                    if coordinator is not None and not coordinator.may_poll(split):
                         continue
-                    n = src.poll(i, batch_size)
+                    n = src.poll(split, batch_size)
                     progressed += n
                     self.records_since_checkpoint += n
                     between()
@@ -230,67 +243,84 @@ class JobExecutor:
 
     def _between_batches(self) -> None:
         now = self.clock.now_ms()
+        task = self.task
         for op in self._proc_time_ops:
             op.on_processing_time(now)
         for src in self._discovering:
-            first = len(src.readers)
-            if src.discover(now) and self.coordinator is not None:
-                self.coordinator.add_splits(src, first, now)
+            new = src.discover(now)
+            if new and self.coordinator is not None:
+                self.coordinator.add_splits(src, new, now)
         if self.coordinator is not None:
             self.coordinator.tick(now)
-        if self.checkpointing is not None:
-            self.checkpointing.maybe_trigger(self, now)
-        if self.control.savepoint_requests:
-            self._serve_savepoints()
+        cp = self.checkpointing
+        if cp is not None:
+            if cp.is_due(now, self.records_since_checkpoint):
+                self.records_since_checkpoint = 0
+                cp.trigger(task, now)
+            for cid in cp.take_completed():
+                task.notify_checkpoint_complete(cid)
+        if self.control.savepoint_requests and not self.control.stop_requested.is_set():
+            self._serve_savepoints(stopping=False)
+        for listener in self.batch_listeners:
+            listener(task)
 
-    def _serve_savepoints(self) -> None:
-        with self.control.lock:
-            requests, self.control.savepoint_requests = self.control.savepoint_requests, []
-        for directory, done, result in requests:
+    def _serve_savepoints(self, *, stopping: bool) -> str | None:
+        """Take every requested savepoint; returns the path of the one a stop asked for.
+
+        A stop with savepoint ends the job at that cut, so its operators are notified of it
+        (two-phase-commit sinks commit their last transaction).
+        """
+        from streamcore.checkpoint.savepoint import write_savepoint
+
+        stop_result = self.control.stop_savepoint
+        stop_path = None
+        for directory, done, result in self.control.take_savepoint_requests(stopping=stopping):
             try:
-                if self.checkpointing is None:
-                    from streamcore.checkpoint.savepoint import write_savepoint
-
-                    result.append(write_savepoint(self, directory))
-                else:
-                    result.append(self.checkpointing.savepoint(self, directory))
+                sid = self._next_savepoint_id()
+                path = write_savepoint(self.task, directory, sid)
+                result.append(path)
+                if stopping and result is stop_result:
+                    self.task.notify_checkpoint_complete(sid)
+                    stop_path = path
             except Exception as exc:
                 result.append(exc)
             finally:
                 done.set()
+        return stop_path
 
-    def _serve_stop(self) -> str | None:
-        self._serve_savepoints()
-        return None
+    def _next_savepoint_id(self) -> int:
+        if self.checkpointing is not None:
+            return int(self.checkpointing.next_savepoint_id())
+        self._savepoints_taken += 1
+        return self._savepoints_taken
 
     def metrics(self) -> dict[str, Any]:
-        """Live figures of every source and operator, by uid."""
-        plan = self.plan
-        if plan is None:
-            return {}
-        out: dict[str, Any] = {s.uid: s.metrics() for s in plan.sources}
-        for op in plan.operators:
-            out[op.uid] = op.metrics()
+        """Live figures of every source and operator, by uid (and of checkpoints, rate coordination)."""
+        out = self.task.metrics()
+        if not out:
+            return out
         if self.checkpointing is not None:
             out["checkpoints"] = self.checkpointing.metrics()
         if self.coordinator is not None:
             out["rate_coordinator"] = self.coordinator.metrics()
         return out
 
-    def _close(self) -> None:
-        errors: list[BaseException] = []
-        if self.checkpointing is not None:
-            self.checkpointing.close()  # waits for a checkpoint still being written
-        plan = self.plan
-        if plan is not None:
-            for op in plan.operators:
-                try:
-                    op.close()
-                except Exception as exc:
-                    errors.append(exc)
-            for s in plan.sources:
-                try:
-                    s.close()
-                except Exception as exc:
-                    errors.append(exc)
-        self.state_factory.close()
+    def _close(self, *, raise_errors: bool) -> None:
+        """Close everything; the first close error is raised after a clean run, the rest are logged."""
+        try:
+            if self.checkpointing is not None:
+                self.checkpointing.close()  # waits for a checkpoint still being written
+        finally:
+            errors = self.task.close()
+            try:
+                self.task.state_factory.close()
+            except Exception as exc:
+                errors.append(("state backend", exc))
+        for uid, exc in errors[1 if raise_errors else 0 :]:
+            logger.error("job %r: closing %r failed: %s: %s", self.job_name, uid, type(exc).__name__, exc)
+        if raise_errors and errors:
+            uid, exc = errors[0]
+            if isinstance(exc, StreamcoreError):
+                raise exc
+            msg = f"job {self.job_name!r}: closing {uid!r} failed: {type(exc).__name__}: {exc}"
+            raise JobError(msg) from exc

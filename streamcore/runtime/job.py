@@ -65,29 +65,21 @@ class JobHandle:
             savepoint: ``True`` (a savepoint in the checkpoint directory's ``savepoints/``) or a
                 directory: take a savepoint at the stop position first; ``result.savepoint`` has its path.
         """
+        directory = None
         if savepoint:
             directory = self._default_savepoint_dir() if savepoint is True else str(savepoint)
-            done = threading.Event()
-            result: list[Any] = []
-            with self._control.lock:
-                self._control.savepoint_requests.append((directory, done, result))
-            self._control.stop_savepoint_result = result  # type: ignore[attr-defined]
-        self._control.stop_requested.set()
+        result = self._control.request_stop(directory)
         res = self.wait(timeout)
         if savepoint:
-            out = self._control.stop_savepoint_result  # type: ignore[attr-defined]
-            if out and isinstance(out[0], BaseException):
-                raise out[0]
-            res.savepoint = out[0] if out else None
+            if result and isinstance(result[0], BaseException):
+                raise result[0]
+            res.savepoint = result[0] if result else None
         return res
 
     def trigger_savepoint(self, directory: str | Path | None = None, timeout: float | None = 60.0) -> str:
         """Take a savepoint while the job keeps running; returns its path."""
-        done = threading.Event()
-        result: list[Any] = []
         directory = str(directory) if directory is not None else self._default_savepoint_dir()
-        with self._control.lock:
-            self._control.savepoint_requests.append((directory, done, result))
+        done, result = self._control.request_savepoint(directory)
         if not done.wait(timeout):
             msg = f"savepoint of job {self.job_name!r} not taken within {timeout} s"
             raise CheckpointError(msg)

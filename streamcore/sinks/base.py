@@ -15,13 +15,19 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from streamcore.errors import ConfigurationError, StreamcoreError
-from streamcore.operators.base import StreamOperator, user_error
+from streamcore.operators.base import SnapshotContext, StreamOperator, user_error
 
 __all__ = ["CallableSink", "CollectSink", "PrintSink", "Sink", "SinkOperator"]
 
 
 class Sink:
     """Base of every sink. Override :meth:`write_batch` (or :meth:`write`)."""
+
+    #: whether the sink makes every record visible exactly once, tied to checkpoints
+    #: (two-phase commit). A restore from an older checkpoint than the newest would make
+    #: such a sink write again what it had committed, so the restore refuses to fall back
+    #: past a corrupt checkpoint for jobs with one unless told to.
+    exactly_once = False
 
     def open(self, operator_uid: str) -> None:
         """Called once before the first batch."""
@@ -114,6 +120,7 @@ class SinkOperator(StreamOperator):
     def __init__(self, name: str, uid: str, sink: Sink) -> None:
         super().__init__(name, uid)
         self.sink = sink
+        self.stateful = type(sink).snapshot_state is not Sink.snapshot_state
 
     def open(self) -> None:
         """Open the sink."""
@@ -132,9 +139,9 @@ class SinkOperator(StreamOperator):
     def process_watermark(self, watermark: int) -> None:
         """Sinks end the dataflow: nothing to forward."""
 
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """The sink's state for the checkpoint being taken."""
-        return self.sink.snapshot_state(self.checkpoint_id)
+        return self.sink.snapshot_state(ctx.checkpoint_id)
 
     def restore_state(self, image: Any) -> None:
         """Restore the sink."""
@@ -159,5 +166,3 @@ class SinkOperator(StreamOperator):
         if sink_figures:
             figures["sink"] = sink_figures
         return figures
-
-    checkpoint_id = 0

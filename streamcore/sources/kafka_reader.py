@@ -24,8 +24,8 @@ from streamcore.kafka_client import (
     import_confluent_kafka,
     kafka_errors,
 )
-from streamcore.operators.watermarks import extract_timestamps
 from streamcore.sources.base import SplitReader
+from streamcore.timestamps import extract_timestamps
 
 if TYPE_CHECKING:
     from streamcore.sources.kafka import KafkaSource

@@ -50,6 +50,7 @@ from streamcore.state.api import (
 from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor
 from streamcore.state.rocksdb.db import RocksDBDatabase
 from streamcore.state.rocksdb.options import BUFFER_SEGMENT
+from streamcore.state.rocksdb.snapshot_strategy import database_dir
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
 from streamcore.state.ttl import is_expired
 from streamcore.time import MAX_TIMESTAMP, Clock
@@ -71,7 +72,7 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
     if state_dir is None:
         msg = "the RocksDB backend needs a state_dir"
         raise StateBackendError(msg)
-    path = Path(state_dir) / "db"
+    path = database_dir(state_dir)
     if fresh and path.exists():
         try:
             RocksDBDatabase.destroy(path)
