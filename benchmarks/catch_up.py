@@ -256,8 +256,8 @@ def _ad(r: tuple[int, int, int]) -> int:
     return r[0]
 
 
-def _pair(imp: tuple[int, int, int], click: tuple[int, int, int], ctx: Any) -> tuple[tuple[int, int]]:
-    return ((imp[2], click[2]),)
+def _pair(imp: tuple[int, int, int], click: tuple[int, int, int], ctx: Any) -> tuple[int, int]:
+    return (imp[2], click[2])
 
 
 def _thin(series: list[Any], n: int) -> list[Any]:

@@ -53,6 +53,7 @@ __all__ = [
     "encode_seq",
     "encode_ts",
     "encode_ts_seq",
+    "find_unencodable",
     "json_dumps",
     "json_loads",
     "msgpack_dumps",
@@ -320,6 +321,33 @@ def msgpack_dumps(value: Any) -> bytes:
         _local.packer.reset()
         msg = f"msgpack cannot encode a value of type {type(value).__name__}: {exc}"
         raise SerializationError(msg) from exc
+
+
+def find_unencodable(value: Any) -> Any:
+    """The first value inside ``value`` (itself included) that :func:`msgpack_dumps` cannot encode.
+
+    Returns ``None`` when everything can be encoded. Used to name the culprit in errors.
+
+    >>> find_unencodable([1, ("a", {2, 3})])
+    {2, 3}
+    """
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            bad = find_unencodable(item)
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad = find_unencodable(k)
+            if bad is None:
+                bad = find_unencodable(v)
+            if bad is not None:
+                return bad
+        return None
+    if value is None or isinstance(value, (bool, int, float, str, bytes, bytearray)):
+        return None
+    return value
 
 
 def msgpack_loads(data: bytes) -> Any:

@@ -301,9 +301,15 @@ class CheckpointCoordinator:
                 if not tolerate
                 else (f"{self._consecutive_failures} consecutive failures, tolerable_failures={tolerable}")
             )
+            latest = self.completed_ids[-1] if self.completed_ids else self._pinned
+            resume = (
+                f"it continues from checkpoint {latest}"
+                if latest is not None
+                else "no checkpoint of it has completed, so it starts from the beginning"
+            )
             msg = (
-                f"checkpoint {cid} of job {self.job_name!r} failed ({type(exc).__name__}: {exc}); {why}; "
-                "the job fails and restarts from its latest completed checkpoint"
+                f"checkpoint {cid} of job {self.job_name!r} failed ({type(exc).__name__}: {exc}); {why}, "
+                f"so the job fails. Fix the cause and run the job again with restore_from='latest': {resume}"
             )
             raise CheckpointError(msg) from exc
         logger.warning("checkpoint %d of job %r failed and was discarded: %s", cid, self.job_name, exc)

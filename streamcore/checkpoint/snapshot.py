@@ -100,7 +100,7 @@ def take_snapshot(
             "states": info.states if info else None,
         }
         if op_image is not None:
-            data, index = encode_operator_image(op_image, mp)
+            data, index = encode_operator_image(op_image, mp, uid)
             name = f"op-{n}.state"
             entry.update(file=name, size=len(data), crc32=zlib.crc32(data), sections=index)
             payloads.append((uid, name, data, index))

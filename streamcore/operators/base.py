@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streamcore.errors import UserFunctionError
+from streamcore.errors import StreamcoreError, UserFunctionError
 from streamcore.functions import function_name
 from streamcore.time import MIN_TIMESTAMP, Clock
 
-__all__ = ["OperatorRuntime", "Output", "SnapshotContext", "StreamOperator", "user_error"]
+__all__ = ["OperatorRuntime", "Output", "SnapshotContext", "StreamOperator", "call_user", "user_error"]
 
 
 class Output:
@@ -112,6 +112,19 @@ def user_error(op: StreamOperator, fn: Any, what: str, exc: BaseException) -> Us
         "fix the function or filter the input before it"
     )
     return UserFunctionError(msg)
+
+
+def call_user(op: StreamOperator, fn: Any, what: str, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` (a method of user function ``fn``), with any failure named as :func:`user_error`.
+
+    For the calls outside the hot loop: ``open``, ``close``, ``finish`` of functions and sinks.
+    """
+    try:
+        return call(*args)
+    except StreamcoreError:
+        raise
+    except Exception as exc:
+        raise user_error(op, fn, what, exc) from exc
 
 
 class StreamOperator:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from streamcore.errors import ConfigurationError, StreamcoreError
-from streamcore.operators.base import SnapshotContext, StreamOperator, user_error
+from streamcore.operators.base import SnapshotContext, StreamOperator, call_user, user_error
 
 __all__ = ["CallableSink", "CollectSink", "PrintSink", "Sink", "SinkOperator"]
 
@@ -124,7 +124,7 @@ class SinkOperator(StreamOperator):
 
     def open(self) -> None:
         """Open the sink."""
-        self.sink.open(self.uid)
+        call_user(self, self.sink, "open of sink", self.sink.open, self.uid)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """Write the batch."""
@@ -153,11 +153,11 @@ class SinkOperator(StreamOperator):
 
     def finish(self) -> None:
         """End of input."""
-        self.sink.finish()
+        call_user(self, self.sink, "finish of sink", self.sink.finish)
 
     def close(self) -> None:
         """Close the sink."""
-        self.sink.close()
+        call_user(self, self.sink, "close of sink", self.sink.close)
 
     def metrics(self) -> dict[str, Any]:
         """The operator's counters and the sink's own figures."""

@@ -290,11 +290,13 @@ def test_time_ordered_state(env):
     assert buf.entries_scanned - before == 3
     assert buf.range(6, 9) == [] and buf.range(5, 4) == []
     assert [ts for ts, _ in buf.scan_prefix()] == [-3, 0, 5, 5, 10]
-    buf.remove_until(5)
+    assert buf.counts(["k", "other", "none"]) == [5, 1, 0]
+    index = sorted(buf.index_entries())
+    buf.remove_entries([e for e in index if e[0] <= 5 and e[2] == "k"])
     assert buf.scan_prefix() == [(10, "v10")] and not buf.is_empty()
-    assert buf.count() == 2
-    buf.remove_until(10)
-    assert buf.is_empty()
+    assert buf.count() == 2 and buf.counts(["k", "other"]) == [1, 1]
+    buf.remove_entries([e for e in index if e[0] == 10])
+    assert buf.is_empty() and buf.counts(["k"]) == [0]
 
 
 def test_time_ordered_remove_by_sequence(env):
@@ -308,11 +310,12 @@ def test_time_ordered_remove_by_sequence(env):
     buf.remove(*seqs["a"][0])  # one of the two entries at ts 3
     buf.remove(99, 12345)  # absent: no error
     assert [ts for ts, _ in buf.scan_prefix()] == [1, 3, 7]
-    buf.remove_entries([(*seqs["b"][1], "b"), (*seqs["b"][3], "b"), (*seqs["a"][1], "a"), (1, 1, "zz")])
+    buf.remove_entries([(*seqs["b"][1], "b"), (*seqs["b"][3], "b"), (*seqs["a"][1], "a")])
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 7]
     env.key("b")
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 3]
     assert env.kc.key == "b"
+    assert buf.counts(["a", "b", "zz"]) == [2, 2, 0]
 
 
 def test_time_ordered_add_batch(env):
