@@ -18,7 +18,7 @@ Recovery: librdkafka cannot resume another process's transaction, and re-initial
 transaction whose commit had not started. With ``write_ahead=True`` (the default) each
 transaction keeps its records in the checkpoint and produces a commit marker, so a
 restore tells a committed transaction from an aborted one and produces the aborted one
-again (:mod:`streamcore.sinks.kafka_commits`). A restore, in steps (the ``# Step N``
+again (:mod:`streamcore.sinks.kafka_write_ahead`). A restore, in steps (the ``# Step N``
 comments in :meth:`KafkaSink.restore_state` follow them):
 
 1. Re-initialise every ``transactional.id`` of the restored checkpoint: the broker
@@ -53,7 +53,7 @@ from streamcore.errors import ConfigurationError, ConnectorError, SerializationE
 from streamcore.functions import function_name
 from streamcore.kafka_client import check_client_config, check_seconds, import_confluent_kafka, kafka_errors
 from streamcore.serde import json_dumps
-from streamcore.sinks.kafka_commits import (
+from streamcore.sinks.kafka_write_ahead import (
     MARKER_TOPIC_SUFFIX,
     CommitMarkers,
     check_topic_name,
