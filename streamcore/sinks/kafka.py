@@ -19,6 +19,13 @@ Delivery errors (a record the brokers refused, or could not take before
 ``message.timeout.ms``) fail the job with :class:`~streamcore.errors.ConnectorError`;
 nothing is dropped silently.
 
+Every wait is bounded: running waits (a flush at a checkpoint or the end of input,
+initialising, committing or aborting a transaction) by ``flush_timeout_s``, closing by
+``close_timeout_s``. A sink whose cluster stopped answering, or whose producer was
+fenced, still closes: it aborts what it can in that time, never asks a fenced producer
+to abort, and logs (logger ``streamcore.kafka``) every transaction and record it gave
+up, leaving them to the broker (see :mod:`streamcore.sinks.kafka_producer`).
+
 How the code is cut: :class:`KafkaSink` is one public class with one constructor for
 both guarantees. It validates the arguments, turns records into bytes (the user's
 ``key`` and serializers) and hands the bytes to one of two delivery objects, each over
@@ -36,6 +43,7 @@ not used: the sink bypasses the two-phase-commit machinery, as it always has.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -107,6 +115,10 @@ class KafkaSink(TwoPhaseCommitSink):
         flush_timeout_s: how long a checkpoint or the end of input waits for outstanding
             deliveries before it fails; also the limit of initialising, committing or
             aborting a transaction and of a restore's marker look-up.
+        close_timeout_s: how long :meth:`close` may wait in all for aborting open
+            transactions and delivering queued records before it gives up, logs what it
+            gave up (logger ``streamcore.kafka``) and drops the producers; so a job whose
+            cluster is gone, or whose producer was fenced, still ends.
 
     Raises:
         ConfigurationError: a bad argument, or a setting librdkafka rejects (when the job starts).
@@ -132,6 +144,7 @@ class KafkaSink(TwoPhaseCommitSink):
         write_timestamps: bool = True,
         config: Mapping[str, Any] | None = None,
         flush_timeout_s: float = 30.0,
+        close_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         _check_target(bootstrap_servers, topic)
@@ -143,6 +156,7 @@ class KafkaSink(TwoPhaseCommitSink):
             msg = f"write_timestamps must be True or False, got {write_timestamps!r}"
             raise ConfigurationError(msg)
         check_seconds(flush_timeout_s, "flush_timeout_s")
+        check_seconds(close_timeout_s, "close_timeout_s")
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.key = key
@@ -156,13 +170,16 @@ class KafkaSink(TwoPhaseCommitSink):
         self.write_timestamps = write_timestamps
         self.config = check_client_config(config, OWNED_PRODUCER_KEYS, "KafkaSink")
         self.flush_timeout_s = float(flush_timeout_s)
+        self.close_timeout_s = float(close_timeout_s)
         settings = ProducerSettings(
             bootstrap_servers=bootstrap_servers,
             topic=topic,
             config=self.config,
             flush_timeout_s=self.flush_timeout_s,
+            close_timeout_s=self.close_timeout_s,
             write_timestamps=write_timestamps,
         )
+        self._close_deadline: float | None = None  # set while close() runs
         self._stats = DeliveryStats()
         # Exactly one of the two is set: what the chosen guarantee does.
         self._at_least_once: AtLeastOnceDelivery | None = None
@@ -273,14 +290,26 @@ class KafkaSink(TwoPhaseCommitSink):
             super().finish()
 
     def close(self) -> None:
-        """Commit or abort as the two-phase-commit base decides, then close every client."""
+        """Commit or abort as the two-phase-commit base decides, then close every client.
+
+        Aborting and delivering what is still queued take at most ``close_timeout_s`` in
+        all; what could not be done in time, or not at all (a fenced producer is not asked
+        to abort), is logged and left to the broker. Committing at the end of a job that
+        ran without checkpoints is bounded by ``flush_timeout_s`` per transaction.
+
+        Raises:
+            ConnectorError: only that final commit failed.
+        """
+        deadline = time.monotonic() + self.close_timeout_s
         if self._at_least_once is not None:
-            self._at_least_once.close()
+            self._at_least_once.close(self.close_timeout_s)
             return
+        self._close_deadline = deadline
         try:
             super().close()
         finally:
-            self._txn().close()
+            self._close_deadline = None
+            self._txn().close(deadline)
 
     # -- transactions (exactly once) -----------------------------------------------------------
     def begin_transaction(self) -> Any:
@@ -305,8 +334,14 @@ class KafkaSink(TwoPhaseCommitSink):
         self._txn().commit(transaction)
 
     def abort(self, transaction: Any) -> None:
-        """Abort; another run's transaction is aborted (its producer fenced) by ``init_transactions``."""
-        self._txn().abort(transaction)
+        """Abort, never raising; another run's transaction is aborted by ``init_transactions``.
+
+        Waits at most ``flush_timeout_s``, or what is left of ``close_timeout_s`` while
+        closing; what is given up is logged (see :meth:`close`).
+        """
+        deadline = self._close_deadline
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._txn().abort(transaction, timeout)
 
     # -- metrics ---------------------------------------------------------------------------
     @property

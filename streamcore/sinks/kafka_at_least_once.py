@@ -54,8 +54,8 @@ class AtLeastOnceDelivery:
         """Records not yet acknowledged."""
         return self.producer.in_flight() if self.producer is not None else 0
 
-    def close(self) -> None:
-        """Close the producer (calling it again does nothing)."""
+    def close(self, timeout_s: float) -> None:
+        """Close the producer within ``timeout_s`` (see :meth:`SinkProducer.close`); again: nothing."""
         producer, self.producer = self.producer, None
         if producer is not None:
-            producer.close()
+            producer.close(timeout_s)

@@ -194,8 +194,15 @@ class TransactionalDelivery:
         del self.open_seq[tid]
         self.free.append(tid)
 
-    def abort(self, transaction: dict[str, Any]) -> None:
-        """Abort; another run's transaction is aborted (its producer fenced) by ``init_transactions``."""
+    def abort(self, transaction: dict[str, Any], timeout_s: float | None = None) -> None:
+        """Abort within ``timeout_s`` (default ``flush_timeout_s``); never raises.
+
+        Another run's transaction is aborted (its producer fenced) by ``init_transactions``.
+        A fenced or failed producer is not asked to abort, and an abort the coordinator
+        does not answer in time is given up: both are logged
+        (:meth:`SinkProducer.abort_transaction`), and that producer takes no new
+        transaction.
+        """
         tid, seq = transaction["tid"], transaction["seq"]
         producer = self.producers.get(tid)
         if producer is None:
@@ -203,9 +210,9 @@ class TransactionalDelivery:
             return
         if self.open_seq.get(tid) != seq:
             return
-        producer.abort_transaction()
         del self.open_seq[tid]
-        self.free.append(tid)
+        if producer.abort_transaction(timeout_s):
+            self.free.append(tid)
 
     # -- restore ---------------------------------------------------------------------------------
     def restore(self, image: dict[str, Any]) -> tuple[int, int]:
@@ -283,10 +290,7 @@ class TransactionalDelivery:
             self._produce_marker(producer, transaction)
             producer.flush(f"the replay of {tid!r}")
         except BaseException:
-            try:
-                producer.abort_transaction()
-            except StreamcoreError:
-                pass
+            producer.abort_transaction()
             raise
         producer.commit_transaction()
         self.replayed += 1
@@ -296,15 +300,22 @@ class TransactionalDelivery:
         """Records not yet acknowledged, over every producer."""
         return sum(producer.in_flight() for producer in self.producers.values())
 
-    def close(self) -> None:
-        """Close every producer and the marker consumer (calling it again does nothing)."""
+    def close(self, deadline: float) -> None:
+        """Close every producer and the marker consumer by ``deadline`` (``time.monotonic()``).
+
+        Each producer gets what is left of the time (:meth:`SinkProducer.close`): its open
+        transaction is aborted (pre-committed ones too: a restore produces those again
+        from the checkpoint) unless it is fenced or the time is up, and what was given up
+        is logged. Calling it again does nothing.
+        """
         producers = list(self.producers.values())
         self.producers = {}
         self.open_seq = {}
         self.free = []
         for producer in producers:
-            producer.close()
+            producer.close(max(0.0, deadline - time.monotonic()))
         try:
+            # An assign-only consumer without auto-commit closes at once, cluster or not.
             self.markers.close()
         except StreamcoreError as exc:
             logger.warning("KafkaSink %s: %s", self.settings.topic, exc)
