@@ -160,7 +160,8 @@ class KafkaSource(Source):
         fetch_records: records taken from librdkafka per ``consume`` call.
         max_buffered: records buffered in Python (over all unpaused partitions) before
             fetching pauses; bounds memory when one partition is read slowly.
-        timeout_s: time limit of metadata and offset look-ups when the readers are created.
+        timeout_s: time limit of each metadata and offset look-up (when the readers are
+            created, and at partition discovery).
         partition_discovery_s: how often an unbounded source looks for partitions added to
             its topics (default every 5 minutes, as Flink's KafkaSource); new partitions are
             read from their earliest offset. ``None`` disables it; bounded sources read the

@@ -130,6 +130,12 @@ class SharedConsumer:
 
     # -- creation ------------------------------------------------------------------------
     def create_readers(self) -> list[KafkaPartitionReader]:
+        """One reader per partition of the topics, at its starting offset (``starting_offsets``).
+
+        Raises:
+            ConnectorError: the cluster did not answer, a topic does not exist, or a
+                starting offset is outside its partition's range.
+        """
         src = self.config
         TopicPartition = self.ck.TopicPartition
         tps: list[tuple[str, int]] = []
@@ -337,6 +343,7 @@ class SharedConsumer:
 
     # -- pausing ------------------------------------------------------------------------------
     def set_paused(self, reader: KafkaPartitionReader, paused: bool) -> None:
+        """Pause or resume fetching ``reader``'s partition (before the first fetch: at assignment)."""
         if not self.assigned or reader.finished:
             return
         TopicPartition = self.ck.TopicPartition
@@ -352,6 +359,7 @@ class SharedConsumer:
                 self.consumer.seek(TopicPartition(reader.topic, reader.partition, reader.fetch_position()))
 
     def seek(self, reader: KafkaPartitionReader) -> None:
+        """Fetch ``reader``'s partition from its ``next_offset`` (before the first fetch: at assignment)."""
         if not self.assigned or reader.finished:
             return
         with kafka_errors(f"seeking {reader.split_id} to offset {reader.next_offset}"):
@@ -403,11 +411,13 @@ class SharedConsumer:
 
     # -- closing -------------------------------------------------------------------------------
     def release(self) -> None:
+        """A reader closed; the last one closes the consumer."""
         self.open_readers -= 1
         if self.open_readers <= 0:
             self.close()
 
     def close(self) -> None:
+        """Close the consumer (it commits nothing on close: auto-commit is off); again: nothing."""
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
             with kafka_errors(f"closing the Kafka consumer of {self.config.topics}"):
