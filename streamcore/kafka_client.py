@@ -14,7 +14,14 @@ from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError, StreamcoreError
 
-__all__ = ["TRANSIENT_ERRORS", "check_client_config", "error_name", "import_confluent_kafka", "kafka_errors"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "check_client_config",
+    "check_seconds",
+    "error_name",
+    "import_confluent_kafka",
+    "kafka_errors",
+]
 
 # Client errors that librdkafka recovers from by itself (reconnects, leader changes).
 TRANSIENT_ERRORS = frozenset(
@@ -33,8 +40,6 @@ TRANSIENT_ERRORS = frozenset(
         "NETWORK_EXCEPTION",
     }
 )
-
-#: undelivered dead letters kept for the runtime before the reader gives up.
 
 
 def import_confluent_kafka() -> Any:

@@ -25,9 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from streamcore.errors import (
-    ConfigurationError,
-)
+from streamcore.errors import ConfigurationError
 from streamcore.functions import OutputTag
 from streamcore.kafka_client import check_client_config, check_seconds
 from streamcore.sources.base import Source, SplitReader
@@ -35,7 +33,8 @@ from streamcore.sources.kafka_reader import (
     DeadLetter,
     KafkaPartitionReader,
     KafkaRecord,
-    _SharedConsumer,
+    ReaderConfig,
+    SharedConsumer,
 )
 
 __all__ = [
@@ -161,7 +160,8 @@ class KafkaSource(Source):
         fetch_records: records taken from librdkafka per ``consume`` call.
         max_buffered: records buffered in Python (over all unpaused partitions) before
             fetching pauses; bounds memory when one partition is read slowly.
-        timeout_s: time limit of metadata and offset look-ups when the readers are created.
+        timeout_s: time limit of each metadata and offset look-up (when the readers are
+            created, and at partition discovery).
         partition_discovery_s: how often an unbounded source looks for partitions added to
             its topics (default every 5 minutes, as Flink's KafkaSource); new partitions are
             read from their earliest offset. ``None`` disables it; bounded sources read the
@@ -267,6 +267,26 @@ class KafkaSource(Source):
             "enable.partition.eof": False,
         }
 
+    def reader_config(self) -> ReaderConfig:
+        """The settings the partition readers work from (the readers never see the source itself)."""
+        return ReaderConfig(
+            bootstrap_servers=self.bootstrap_servers,
+            topics=list(self.topics),
+            group_id=self.group_id,
+            consumer_config=self.consumer_config(),
+            starting_offsets=self.starting_offsets,
+            stopping_offsets=self.stopping_offsets,
+            value_deserializer=self.value_deserializer,
+            key_deserializer=self.key_deserializer,
+            include_metadata=self.include_metadata,
+            timestamp=self.timestamp,
+            dead_letter=self.dead_letter,
+            commit_offsets=self.commit_offsets,
+            fetch_records=self.fetch_records,
+            max_buffered=self.max_buffered,
+            timeout_s=self.timeout_s,
+        )
+
     def create_readers(self) -> list[SplitReader]:
         """Look up partitions and offsets; one reader per partition, sorted by topic and partition.
 
@@ -275,7 +295,7 @@ class KafkaSource(Source):
             ConnectorError: the cluster cannot be reached, a topic does not exist, or a
                 starting offset is out of the partition's range.
         """
-        shared = _SharedConsumer(self)
+        shared = SharedConsumer(self.reader_config())
         try:
             return shared.create_readers()
         except BaseException:

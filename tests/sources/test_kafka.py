@@ -719,7 +719,7 @@ def _hide_partitions_at_first_look(monkeypatch, hidden: set[int]) -> None:
     """
     from streamcore.sources import kafka_reader
 
-    original = kafka_reader._SharedConsumer._partitions
+    original = kafka_reader.SharedConsumer.partitions
     looked: set[int] = set()
 
     def partitions(self, topic):
@@ -729,7 +729,7 @@ def _hide_partitions_at_first_look(monkeypatch, hidden: set[int]) -> None:
             return [p for p in found if p not in hidden]
         return found
 
-    monkeypatch.setattr(kafka_reader._SharedConsumer, "_partitions", partitions)
+    monkeypatch.setattr(kafka_reader.SharedConsumer, "partitions", partitions)
 
 
 def _collect_until(env: sc.StreamEnvironment, out: list[Any], n: int, **kw: Any) -> Any:
@@ -780,3 +780,17 @@ def test_bad_partition_discovery_interval_is_refused(cluster):
         KafkaSource(cluster.bootstrap_servers, "t", stopping_offsets="latest").discovery_interval_ms is None
     )
     assert KafkaSource(cluster.bootstrap_servers, "t").discovery_interval_ms == 300_000
+
+
+def test_the_readers_module_does_not_import_the_source_module():
+    """``kafka_reader`` sits below ``kafka``: it works from a ReaderConfig, never from the source."""
+    import ast
+
+    tree = ast.parse((ROOT / "streamcore" / "sources" / "kafka_reader.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert "streamcore.sources.kafka" not in imported

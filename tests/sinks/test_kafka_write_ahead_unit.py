@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamcore.serde import msgpack_dumps, msgpack_loads
-from streamcore.sinks.kafka_commits import (
+from streamcore.sinks.kafka_write_ahead import (
     check_topic_name,
     consumer_settings,
     logged_batches,

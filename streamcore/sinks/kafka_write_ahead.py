@@ -19,18 +19,18 @@ carries what it takes to redo it:
   before the marker was produced: the marker lies at or after it, so a search reads a
   short range, never the whole topic.
 
-Recovery (:meth:`KafkaSink.restore_state <streamcore.sinks.kafka.KafkaSink.restore_state>`)
-then knows, for each pending transaction of the restored checkpoint, whether it
-committed: its marker is visible to a ``read_committed`` consumer. If not, the sink
-produces the logged records and the same marker again in a fresh transaction, and
-commits it before the job goes on. :class:`CommitMarkers` does the reading:
-:meth:`~CommitMarkers.committed` reads each marker partition from the lowest stored
-start up to its high watermark taken *after* the crashed producers were fenced (every
-marker of theirs is below it), and waits until the consumer's position, or the end of
-partition it reports, passes that offset (the position alone may stay before a trailing
-transaction control record). A ``read_committed`` consumer stops at the partition's last
-stable offset, so a marker is only missing once no transaction open before it can still
-hide it.
+Recovery (:meth:`TransactionalDelivery.restore
+<streamcore.sinks.kafka_transactions.TransactionalDelivery.restore>`) then knows, for
+each pending transaction of the restored checkpoint, whether it committed: its marker is
+visible to a ``read_committed`` consumer. If not, the sink produces the logged records
+and the same marker again in a fresh transaction, and commits it before the job goes on.
+:class:`CommitMarkers` does the reading: :meth:`~CommitMarkers.committed` reads each
+marker partition from the lowest stored start up to its high watermark taken *after*
+the crashed producers were fenced (every marker of theirs is below it), and waits until
+the consumer's position, or the end of partition it reports, passes that offset (the
+position alone may stay before a trailing transaction control record). A
+``read_committed`` consumer stops at the partition's last stable offset, so a marker is
+only missing once no transaction open before it can still hide it.
 
 Handles stay msgpack-able (checkpoints store them): ``{"tid", "seq", "records", "log"}``
 and, after a pre-commit with records, ``"marker": {"topic", "partition", "from",
