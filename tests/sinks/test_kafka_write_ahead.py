@@ -206,7 +206,7 @@ def test_a_missing_marker_topic_fails_the_checkpoint_clearly(cluster, sinks):
         delivery="exactly_once",
         marker_topic="no-such-markers",
         config={"allow.auto.create.topics": False},
-        flush_timeout_s=0.5,
+        flush_timeout_s=3.0,
     )
     sinks.append(s)
     s.open("out")
