@@ -108,11 +108,12 @@ class DataStream:
         return self
 
     # -- building blocks --------------------------------------------------------------
-    def _inputs(self, side: int = 0) -> list[tuple[Transformation, int, str | None]]:
+    def input_edges(self, side: int = 0) -> list[tuple[Transformation, int, str | None]]:
+        """The graph edges an operator reading this stream on its input ``side`` gets."""
         return [(node, side, tag) for node, tag in self._producers]
 
     def _check_env(self, other: DataStream) -> None:
-        if other._env is not self._env:
+        if other.environment is not self._env:
             msg = "streams of two different StreamEnvironments cannot be combined"
             raise GraphError(msg)
 
@@ -120,7 +121,7 @@ class DataStream:
         self, kind: str, factory: Callable[[str, str], Any], inputs: Any = None, **kw: Any
     ) -> Transformation:
         return self._env.graph.add(
-            kind, kind, inputs if inputs is not None else self._inputs(), factory, **kw
+            kind, kind, inputs if inputs is not None else self.input_edges(), factory, **kw
         )
 
     def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
@@ -170,7 +171,7 @@ class DataStream:
                 msg = f"union() takes DataStreams, got {type(o).__name__}"
                 raise ConfigurationError(msg)
             self._check_env(o)
-            producers.extend(o._producers)
+            producers.extend((node, tag) for node, _, tag in o.input_edges())
         return DataStream(self._env, producers)
 
     def connect(self, other: DataStream) -> ConnectedStreams:
@@ -273,7 +274,7 @@ class KeyedStream(DataStream):
     """A stream partitioned by key: keyed state, timers, joins and windows."""
 
     def __init__(self, stream: DataStream, key_selector: Callable[[Any], Any]) -> None:
-        super().__init__(stream._env, stream._producers)
+        super().__init__(stream.environment, [(node, tag) for node, _, tag in stream.input_edges()])
         self.key_selector = key_selector
 
     def process(self, fn: KeyedProcessFunction, *, late_output: OutputTag | None = None) -> DataStream:  # type: ignore[override]
@@ -331,8 +332,8 @@ class ConnectedStreams:
 
     def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
         """Add a two-input operator: the first stream feeds its input 0, the second its input 1."""
-        inputs = self.first._inputs(0) + self.second._inputs(1)
-        env = self.first._env
+        inputs = self.first.input_edges(0) + self.second.input_edges(1)
+        env = self.first.environment
         return DataStream(env, [(env.graph.add(kind, kind, inputs, factory), None)])
 
     def process(self, fn: CoProcessFunction) -> DataStream:

@@ -194,11 +194,11 @@ class NonKeyedContext(Context):
 
     __slots__ = ("_op", "_side", "_timers", "ts")
 
-    def __init__(self, op: StreamOperator) -> None:
+    def __init__(self, op: StreamOperator, side_outputs: SideOutputs) -> None:
         self._op = op
         self.ts: int | None = None
         self._timers = _NoTimers(op)
-        self._side = SideOutputs(op)
+        self._side = side_outputs
 
     def timestamp(self) -> int | None:
         return self.ts
@@ -227,7 +227,8 @@ class ProcessOperator(StreamOperator):
             msg = f"process() on a non-keyed stream takes a ProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = NonKeyedContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = NonKeyedContext(self, self.side_outputs)
 
     def open(self) -> None:
         """Open the user function."""
@@ -254,7 +255,7 @@ class ProcessOperator(StreamOperator):
         self.records_in += len(values)
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def close(self) -> None:
         """Close the user function."""

@@ -83,14 +83,19 @@ class IntervalJoinContext:
 
     __slots__ = ("_kc", "_out", "_out_ts", "_side", "left_ts", "right_ts", "ts")
 
-    def __init__(self, op: IntervalJoinOperator) -> None:
+    def __init__(self, op: IntervalJoinOperator, side_outputs: SideOutputs) -> None:
         self._kc = op.key_context
-        self._side = SideOutputs(op)
+        self._side = side_outputs
         self._out: list[Any] = []
         self._out_ts: list[Any] = []
         self.left_ts = MIN_TIMESTAMP
         self.right_ts = MIN_TIMESTAMP
         self.ts = MIN_TIMESTAMP
+
+    def bind_outputs(self, out: list[Any], out_ts: list[Any]) -> None:
+        """Where :meth:`emit` appends (the operator's output lists of the current batch)."""
+        self._out = out
+        self._out_ts = out_ts
 
     def get_left_timestamp(self) -> int:
         """The timestamp of the left element of the pair."""
@@ -230,7 +235,8 @@ class IntervalJoinOperator(KeyedOperator):
 
     def open(self) -> None:
         """Build the context and open the join function."""
-        self.ctx = IntervalJoinContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = IntervalJoinContext(self, self.side_outputs)
         self._pe = self.fn.fn if isinstance(self.fn, _CallableJoin) else self.fn.process_element
         call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
@@ -255,8 +261,7 @@ class IntervalJoinOperator(KeyedOperator):
         out: list[Any] = []
         out_ts: list[int] = []
         ctx = self.ctx
-        ctx._out = out
-        ctx._out_ts = out_ts
+        ctx.bind_outputs(out, out_ts)
         self.backend.begin_batch()
         try:
             self._join_side(values, timestamps, keys, side, out, out_ts)  # type: ignore[arg-type]
@@ -270,7 +275,7 @@ class IntervalJoinOperator(KeyedOperator):
             self.backend.end_batch()
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def _join_side(
         self,

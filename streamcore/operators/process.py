@@ -33,12 +33,12 @@ class KeyedProcessContext:
 
     __slots__ = ("_backend", "_kc", "_op", "_side", "_timers", "ts")
 
-    def __init__(self, op: KeyedOperator) -> None:
+    def __init__(self, op: KeyedOperator, side_outputs: SideOutputs) -> None:
         self._op = op
         self._kc = op.key_context
         self._backend = op.backend
         self._timers = KeyedTimerService(op)
-        self._side = SideOutputs(op)
+        self._side = side_outputs
         self.ts: int | None = None
 
     def timestamp(self) -> int | None:
@@ -75,7 +75,8 @@ class _KeyedFunctionOperator(KeyedOperator):
 
     def open(self) -> None:
         """Build the context and open the user function."""
-        self.ctx = KeyedProcessContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = KeyedProcessContext(self, self.side_outputs)
         call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
     def close(self) -> None:
@@ -131,7 +132,7 @@ class _KeyedFunctionOperator(KeyedOperator):
             self.backend.end_batch()
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        self.ctx._side.flush()
+        self.side_outputs.flush()
         self.cleanup_state_incrementally()
 
     def on_event_timer(self, timestamp: int, namespace: Any, out: list[Any], out_ts: list[Any]) -> None:
@@ -158,7 +159,7 @@ class _KeyedFunctionOperator(KeyedOperator):
 
     def flush_side_outputs(self) -> None:
         """Emit side outputs of timer callbacks."""
-        self.ctx._side.flush()
+        self.side_outputs.flush()
 
 
 class KeyedProcessOperator(_KeyedFunctionOperator):
@@ -208,7 +209,8 @@ class CoProcessOperator(StreamOperator):
             msg = f"connected streams take a CoProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = NonKeyedContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = NonKeyedContext(self, self.side_outputs)
 
     def open(self) -> None:
         """Open the user function."""
@@ -234,7 +236,7 @@ class CoProcessOperator(StreamOperator):
         self.records_in += len(values)
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def close(self) -> None:
         """Close the user function."""

@@ -52,6 +52,10 @@ class _HeapHandle:
         """
         return self._table
 
+    def rebind(self) -> None:
+        """Point at the current namespace's table again (after the backend dropped or replaced tables)."""
+        self.set_namespace(self._ns)
+
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
         self._ns = namespace
@@ -483,7 +487,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 del tables[ns]
         self._ttl_todo.clear()
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
         return removed
 
     def _cleanup_some(self, budget: int) -> int:
@@ -501,7 +505,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         ttl_states = [(n, d) for n, (d, _) in self._states.items() if d.ttl is not None]
         if not ttl_states:
             for h in self._handles:
-                h.set_namespace(h._ns)
+                h.rebind()
             return 0
         share = max(1, budget // len(ttl_states))
         removed = 0
@@ -529,7 +533,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 if not table and ns is not None:
                     del tables[ns]
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
         return removed
 
     def snapshot(self, canonical: bool = True) -> dict[str, Any]:
@@ -586,7 +590,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         for name, rows in image.get("time_ordered", {}).items():
             self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
 
     @staticmethod
     def _load_rows(kind: str, rows: list[list[Any]], tables: dict[Any, dict[Any, Any]]) -> None:
