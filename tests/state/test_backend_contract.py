@@ -662,3 +662,27 @@ def test_unregistered_restored_states_survive_a_snapshot_on_either_backend(sourc
     c.backend.restore(again)
     assert _read_all(c) == expected
     c.close()
+
+
+def test_timers_registered_after_the_queue_emptied_pop_in_order_with_deletes(env):
+    """Once every stored timer is cached, new ones (in any order) and deletes keep the order."""
+    t = env.backend.timer_service()
+    env.key("warm")
+    t.register_event_time_timer(0)
+    assert t.pop_event_timer(0) is not None and t.pop_event_timer(10**9) is None
+    import random
+
+    rnd = random.Random(3)
+    registered = set()
+    for i in rnd.sample(range(5_000), 2_000):
+        env.key(i % 7)
+        t.register_event_time_timer(i)
+        registered.add((i, i % 7))
+    for ts, key in rnd.sample(sorted(registered), 300):
+        env.key(key)
+        t.delete_event_time_timer(ts)
+        registered.discard((ts, key))
+    got = []
+    while (x := t.pop_event_timer(10**9)) is not None:
+        got.append((x[0], x[1]))
+    assert got == sorted(registered)
