@@ -19,6 +19,8 @@ from streamcore.graph import StreamGraph
 from streamcore.keygroups import DEFAULT_MAX_PARALLELISM, check_max_parallelism
 from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
 from streamcore.runtime.job import JobHandle
+from streamcore.runtime.task import Task
+from streamcore.runtime.task_runner import TaskRunner
 from streamcore.sources.base import Source
 from streamcore.sources.collection import CollectionSource, GeneratorSource
 from streamcore.state.factory import StateBackendFactory, check_backend
@@ -195,36 +197,48 @@ class StreamEnvironment:
         if not any(n.kind == "sink" for n in self.graph.nodes):
             msg = "the job has no sink: add one with sink_to(...), print() or execute_and_collect()"
             raise ConfigurationError(msg)
-        factory = StateBackendFactory(self.state_backend, self.state_dir, self.clock, self.rocksdb_options)
-        checkpointing = None
         restore = None
-        if self.checkpoint_config is not None:
-            from streamcore.checkpoint.coordinator import CheckpointCoordinator
-
-            checkpointing = CheckpointCoordinator(self.checkpoint_config, job_name)
         if restore_from is not None:
             from streamcore.checkpoint.restore import plan_restore
 
             restore = plan_restore(
                 restore_from, self.checkpoint_config, job_name, self.state_backend, self._exactly_once_sinks()
             )
-        coordinator = None
-        if self.rate_coordination is not None and self.rate_coordination.enabled:
-            from streamcore.sources.coordinator import SourceRateCoordinator
 
-            coordinator = SourceRateCoordinator(self.rate_coordination)
+        def make_runner(task_id: str) -> TaskRunner:
+            factory = StateBackendFactory(
+                self.state_backend, self.state_dir, self.clock, self.rocksdb_options
+            )
+            checkpointing = None
+            if self.checkpoint_config is not None:
+                from streamcore.checkpoint.coordinator import CheckpointCoordinator
+
+                checkpointing = CheckpointCoordinator(self.checkpoint_config, job_name)
+            coordinator = None
+            if self.rate_coordination is not None and self.rate_coordination.enabled:
+                from streamcore.sources.coordinator import SourceRateCoordinator
+
+                coordinator = SourceRateCoordinator(self.rate_coordination)
+            task = Task(
+                self.graph,
+                job_name,
+                clock=self.clock,
+                max_parallelism=self.max_parallelism,
+                state_factory=factory,
+                rate_coordinator=coordinator,
+            )
+            return TaskRunner(
+                task_id, task, checkpointing=checkpointing, restore=restore, rate_coordinator=coordinator
+            )
+
         return JobExecutor(
-            self.graph,
             job_name,
+            make_runner,
             clock=self.clock,
             batch_size=self.batch_size,
-            max_parallelism=self.max_parallelism,
-            state_factory=factory,
-            checkpointing=checkpointing,
-            restore=restore,
-            coordinator=coordinator,
             control=control,
             batch_listeners=self._batch_listeners,
+            checkpoint_dir=self.checkpoint_config.directory if self.checkpoint_config is not None else None,
         )
 
     def _exactly_once_sinks(self) -> list[str]:

@@ -1,0 +1,54 @@
+"""Which tasks a process runs: a fixed set, or whatever a consumer group assigns it.
+
+The executor asks its membership between rounds of polling (:meth:`Membership.poll`)
+and is called back with the tasks it must start (``assign``) or hand over
+(``revoke``). A revoke callback returns only when the task's final checkpoint is
+durable, so the next owner (which restores from it) never replays what this process
+already committed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+__all__ = ["Membership", "StaticMembership", "TaskCallback"]
+
+TaskCallback = Callable[[list[str]], None]
+"""``callback(task_ids)``: start (assign) or hand over (revoke) these tasks."""
+
+
+class Membership(ABC):
+    """The tasks of one process, and how they change."""
+
+    #: whether tasks may be assigned after the start (then the job does not end when its
+    #: current tasks do, unless :meth:`may_end` says so).
+    dynamic = False
+
+    def start(self) -> None:
+        """Join (a consumer group); called once before the first :meth:`poll`."""
+
+    @abstractmethod
+    def poll(self, assign: TaskCallback, revoke: TaskCallback) -> None:
+        """Deliver assignment changes since the last call through the callbacks."""
+
+    def may_end(self, finished: Sequence[str]) -> bool:
+        """Whether the process may end now that every task it runs (``finished``) has ended its input."""
+        return True
+
+    def close(self) -> None:
+        """Leave (the consumer group); its tasks move to the other members."""
+
+
+class StaticMembership(Membership):
+    """A fixed set of tasks, assigned once at the start (a job that runs in one process)."""
+
+    def __init__(self, task_ids: Sequence[str] = ("0",)) -> None:
+        self.task_ids = list(task_ids)
+        self._assigned = False
+
+    def poll(self, assign: TaskCallback, revoke: TaskCallback) -> None:
+        """Assign every task on the first call."""
+        if not self._assigned:
+            self._assigned = True
+            assign(list(self.task_ids))
