@@ -69,6 +69,8 @@ class StreamEnvironment:
         self.checkpoint_config: Any = None
         self.rate_coordination: Any = None
         self._batch_listeners: list[Callable[[Any], None]] = []
+        #: how long a consumer-group task waits for its previous owner to release it.
+        self.takeover_s = 10.0
 
     # -- sources -------------------------------------------------------------------------
     def from_source(
@@ -197,8 +199,14 @@ class StreamEnvironment:
         if not any(n.kind == "sink" for n in self.graph.nodes):
             msg = "the job has no sink: add one with sink_to(...), print() or execute_and_collect()"
             raise ConfigurationError(msg)
+        from streamcore.runtime.group_job import group_spec
+
+        spec = group_spec(self.graph)
+        membership = None
         restore = None
-        if restore_from is not None:
+        if spec is not None:
+            membership = self._group_membership(job_name, spec)
+        elif restore_from is not None:
             from streamcore.checkpoint.restore import plan_restore
 
             restore = plan_restore(
@@ -206,14 +214,19 @@ class StreamEnvironment:
             )
 
         def make_runner(task_id: str) -> TaskRunner:
-            factory = StateBackendFactory(
-                self.state_backend, self.state_dir, self.clock, self.rocksdb_options
-            )
+            state_dir, config, task_restore, ownership = self.state_dir, self.checkpoint_config, restore, None
+            if spec is not None:
+                state_dir, config, task_restore, ownership = self._task_storage(
+                    job_name, task_id, restore_from
+                )
+            factory = StateBackendFactory(self.state_backend, state_dir, self.clock, self.rocksdb_options)
             checkpointing = None
-            if self.checkpoint_config is not None:
+            if config is not None:
                 from streamcore.checkpoint.coordinator import CheckpointCoordinator
 
-                checkpointing = CheckpointCoordinator(self.checkpoint_config, job_name)
+                checkpointing = CheckpointCoordinator(
+                    config, job_name, fence=ownership.check if ownership is not None else None
+                )
             coordinator = None
             if self.rate_coordination is not None and self.rate_coordination.enabled:
                 from streamcore.sources.coordinator import SourceRateCoordinator
@@ -226,9 +239,16 @@ class StreamEnvironment:
                 max_parallelism=self.max_parallelism,
                 state_factory=factory,
                 rate_coordinator=coordinator,
+                partition=None if spec is None else int(task_id),
+                keep=(self,),
             )
             return TaskRunner(
-                task_id, task, checkpointing=checkpointing, restore=restore, rate_coordinator=coordinator
+                task_id,
+                task,
+                checkpointing=checkpointing,
+                restore=task_restore,
+                rate_coordinator=coordinator,
+                ownership=ownership,
             )
 
         return JobExecutor(
@@ -236,10 +256,54 @@ class StreamEnvironment:
             make_runner,
             clock=self.clock,
             batch_size=self.batch_size,
+            membership=membership,
             control=control,
             batch_listeners=self._batch_listeners,
             checkpoint_dir=self.checkpoint_config.directory if self.checkpoint_config is not None else None,
         )
+
+    def _group_membership(self, job_name: str, spec: Any) -> Any:
+        """The consumer-group membership of a job whose sources use ``assignment="group"``."""
+        from streamcore.runtime.group_job import job_description, write_or_check_job_description
+        from streamcore.runtime.kafka_group import KafkaGroupMembership
+
+        if self.checkpoint_config is None:
+            msg = (
+                "a consumer-group job (KafkaSource(assignment='group')) needs enable_checkpointing(...) "
+                "into a storage every process shares: tasks move between processes through it"
+            )
+            raise ConfigurationError(msg)
+        root = self.checkpoint_config.directory
+        write_or_check_job_description(root, job_description(job_name, self.graph, spec))
+        return KafkaGroupMembership(spec.bootstrap_servers, spec.group_id, spec.topics, spec.config)
+
+    def _task_storage(self, job_name: str, task_id: str, restore_from: Any) -> tuple[Any, Any, Any, Any]:
+        """State directory, checkpoint configuration, restore plan and owner record of a group job's task.
+
+        The task is owned (its previous owner released it, or died) before its latest
+        checkpoint is looked up, so that checkpoint is the previous owner's last one.
+        """
+        import dataclasses
+
+        from streamcore.checkpoint.restore import plan_restore
+        from streamcore.runtime.group_job import task_dir, task_restore_from
+        from streamcore.runtime.ownership import TaskOwnership
+
+        assert self.checkpoint_config is not None
+        state_dir = task_dir(self.state_dir, task_id) if self.state_dir is not None else None
+        config = dataclasses.replace(
+            self.checkpoint_config, directory=task_dir(self.checkpoint_config.directory, task_id)
+        )
+        ownership = TaskOwnership(config.directory, task_id, takeover_s=self.takeover_s)
+        ownership.acquire()
+        restore = plan_restore(
+            task_restore_from(restore_from, task_id),
+            config,
+            job_name,
+            self.state_backend,
+            self._exactly_once_sinks(),
+        )
+        return state_dir, config, restore, ownership
 
     def _exactly_once_sinks(self) -> list[str]:
         """Uids of the graph's exactly-once sinks (a restore must not duplicate their output)."""

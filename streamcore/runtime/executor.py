@@ -179,6 +179,14 @@ class JobExecutor:
             finally:
                 self._log_close_errors(runner.close())
 
+    def _lose(self, task_ids: list[str]) -> None:
+        """Another process may already run these tasks: close them, take no checkpoint, commit nothing."""
+        for task_id in task_ids:
+            runner = self.runners.pop(task_id, None) or self.finished_runners.pop(task_id, None)
+            if runner is not None:
+                self._handed_over.append(runner)
+                self._log_close_errors(runner.close())
+
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
         """Open, restore, run to the end or to a stop request, close. Returns the result.
@@ -194,7 +202,7 @@ class JobExecutor:
         failed = True
         try:
             self.membership.start()
-            self.membership.poll(self._assign, self._revoke)
+            self.membership.poll(self._assign, self._revoke, self._lose)
             self.control.running.set()
             stopped = self._loop()
             if stopped:
@@ -231,7 +239,7 @@ class JobExecutor:
         while True:
             if control.stop_requested.is_set():
                 return True
-            membership.poll(self._assign, self._revoke)
+            membership.poll(self._assign, self._revoke, self._lose)
             progressed = 0
             for task_id, runner in list(self.runners.items()):
                 n, active = runner.poll_round(batch_size, between)

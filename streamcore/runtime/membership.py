@@ -29,8 +29,12 @@ class Membership(ABC):
         """Join (a consumer group); called once before the first :meth:`poll`."""
 
     @abstractmethod
-    def poll(self, assign: TaskCallback, revoke: TaskCallback) -> None:
-        """Deliver assignment changes since the last call through the callbacks."""
+    def poll(self, assign: TaskCallback, revoke: TaskCallback, lose: TaskCallback | None = None) -> None:
+        """Deliver assignment changes since the last call through the callbacks.
+
+        ``revoke``: hand the tasks over (final checkpoint); ``lose``: another process may
+        already run them, close them without a checkpoint (``revoke`` when not given).
+        """
 
     def may_end(self, finished: Sequence[str]) -> bool:
         """Whether the process may end now that every task it runs (``finished``) has ended its input."""
@@ -47,7 +51,7 @@ class StaticMembership(Membership):
         self.task_ids = list(task_ids)
         self._assigned = False
 
-    def poll(self, assign: TaskCallback, revoke: TaskCallback) -> None:
+    def poll(self, assign: TaskCallback, revoke: TaskCallback, lose: TaskCallback | None = None) -> None:
         """Assign every task on the first call."""
         if not self._assigned:
             self._assigned = True

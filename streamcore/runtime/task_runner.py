@@ -39,6 +39,9 @@ class TaskRunner:
         checkpointing: its checkpoint coordinator, or ``None``.
         restore: the restore plan it starts from, or ``None`` for a fresh start.
         rate_coordinator: its source rate coordinator, or ``None``.
+        ownership: its owner record (:class:`~streamcore.runtime.ownership.TaskOwnership`),
+            acquired already, when tasks move between processes; checked before operators
+            hear of a completed checkpoint (sinks commit), released when the task stops.
     """
 
     def __init__(
@@ -49,8 +52,10 @@ class TaskRunner:
         checkpointing: Any = None,
         restore: Any = None,
         rate_coordinator: Any = None,
+        ownership: Any = None,
     ) -> None:
         self.task_id = task_id
+        self.ownership = ownership
         self.task = task
         self.checkpointing = checkpointing
         self.restore = restore
@@ -134,8 +139,15 @@ class TaskRunner:
             if cp.is_due(now, self.records_since_checkpoint):
                 self.records_since_checkpoint = 0
                 cp.trigger(task, now)
-            for cid in cp.take_completed():
-                task.notify_checkpoint_complete(cid)
+            completed = cp.take_completed()
+            if completed:
+                self._check_owner()
+                for cid in completed:
+                    task.notify_checkpoint_complete(cid)
+
+    def _check_owner(self) -> None:
+        if self.ownership is not None:
+            self.ownership.check()  # raises TaskFencedError: another process runs the task now
 
     def on_idle_round(self) -> None:
         """A round read nothing: let the rate coordinator unstick a group that waits."""
@@ -147,8 +159,12 @@ class TaskRunner:
         self.finished = True
         self.task.finish()
         if self.checkpointing is not None:
-            for cid in self.checkpointing.on_job_finished(self.task, now_ms):
+            completed = self.checkpointing.on_job_finished(self.task, now_ms)
+            self._check_owner()
+            for cid in completed:
                 self.task.notify_checkpoint_complete(cid)
+        if self.ownership is not None:
+            self.ownership.release()
 
     def hand_over(self, now_ms: int) -> int | None:
         """The task moves to another process: take a final checkpoint now (returns its id), commit.
@@ -160,7 +176,9 @@ class TaskRunner:
         if cp is None:
             return None
         cid = cp.trigger(self.task, now_ms, wait=True)
-        for done in cp.take_completed():
+        completed = cp.take_completed()
+        self._check_owner()
+        for done in completed:
             self.task.notify_checkpoint_complete(done)
         return cid
 
@@ -178,6 +196,11 @@ class TaskRunner:
                 self.task.state_factory.close()
             except Exception as exc:
                 errors.append(("state backend", exc))
+        if self.ownership is not None:
+            try:
+                self.ownership.release()  # this process writes nothing of the task any more
+            except Exception as exc:
+                errors.append(("owner record", exc))
         return errors
 
     # -- observability -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from streamcore.errors import ConfigurationError
+
 __all__ = ["Source", "SplitReader"]
 
 
@@ -84,6 +86,19 @@ class Source(ABC):
         not fatal: return ``[]`` (and log) to try again at the next interval.
         """
         return []
+
+    def for_partition(self, partition: int) -> Source:
+        """This source restricted to partition ``partition`` of its topics: what one task of a
+        consumer group reads (see ``KafkaSource(assignment="group")``).
+
+        Raises:
+            ConfigurationError: the source has no partitions (only Kafka sources do).
+        """
+        msg = (
+            f"a job whose tasks a consumer group assigns reads only partitioned sources; "
+            f"{self.describe()} has no partitions: use KafkaSource(..., assignment='group') for every source"
+        )
+        raise ConfigurationError(msg)
 
     def describe(self) -> str:
         """A one-line description for logs and the CLI."""
