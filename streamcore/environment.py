@@ -71,6 +71,9 @@ class StreamEnvironment:
         self._batch_listeners: list[Callable[[Any], None]] = []
         #: how long a consumer-group task waits for its previous owner to release it.
         self.takeover_s = 10.0
+        #: how repartition topics are written: "exactly_once" (transactions committed with the
+        #: task's checkpoints) or "at_least_once" (readers still drop replays by number).
+        self.repartition_delivery = "exactly_once"
 
     # -- sources -------------------------------------------------------------------------
     def from_source(
@@ -204,8 +207,9 @@ class StreamEnvironment:
         spec = group_spec(self.graph)
         membership = None
         restore = None
+        graph = self.graph
         if spec is not None:
-            membership = self._group_membership(job_name, spec)
+            membership, graph = self._group_membership(job_name, spec)
         elif restore_from is not None:
             from streamcore.checkpoint.restore import plan_restore
 
@@ -213,12 +217,15 @@ class StreamEnvironment:
                 restore_from, self.checkpoint_config, job_name, self.state_backend, self._exactly_once_sinks()
             )
 
-        def make_runner(task_id: str) -> TaskRunner:
+        owners: dict[str, Any] = {}  # tasks waiting for their previous owner to release them
+
+        def make_runner(task_id: str) -> TaskRunner | None:
             state_dir, config, task_restore, ownership = self.state_dir, self.checkpoint_config, restore, None
             if spec is not None:
-                state_dir, config, task_restore, ownership = self._task_storage(
-                    job_name, task_id, restore_from
-                )
+                storage = self._task_storage(job_name, task_id, restore_from, owners)
+                if storage is None:
+                    return None
+                state_dir, config, task_restore, ownership = storage
             factory = StateBackendFactory(self.state_backend, state_dir, self.clock, self.rocksdb_options)
             checkpointing = None
             if config is not None:
@@ -233,7 +240,7 @@ class StreamEnvironment:
 
                 coordinator = SourceRateCoordinator(self.rate_coordination)
             task = Task(
-                self.graph,
+                graph,
                 job_name,
                 clock=self.clock,
                 max_parallelism=self.max_parallelism,
@@ -262,9 +269,16 @@ class StreamEnvironment:
             checkpoint_dir=self.checkpoint_config.directory if self.checkpoint_config is not None else None,
         )
 
-    def _group_membership(self, job_name: str, spec: Any) -> Any:
-        """The consumer-group membership of a job whose sources use ``assignment="group"``."""
-        from streamcore.runtime.group_job import job_description, write_or_check_job_description
+    def _group_membership(self, job_name: str, spec: Any) -> tuple[Any, Any]:
+        """The consumer-group membership of a job whose sources use ``assignment="group"``, and the
+        graph its tasks run (with repartition topics where a keyed input is not partitioned)."""
+        from streamcore.runtime.group_job import (
+            ensure_topics,
+            job_description,
+            source_partitions,
+            with_repartitions,
+            write_or_check_job_description,
+        )
         from streamcore.runtime.kafka_group import KafkaGroupMembership
 
         if self.checkpoint_config is None:
@@ -275,13 +289,21 @@ class StreamEnvironment:
             raise ConfigurationError(msg)
         root = self.checkpoint_config.directory
         write_or_check_job_description(root, job_description(job_name, self.graph, spec))
-        return KafkaGroupMembership(spec.bootstrap_servers, spec.group_id, spec.topics, spec.config)
+        partitions = source_partitions(spec)
+        graph, topics = with_repartitions(self.graph, job_name, spec, partitions, self.repartition_delivery)
+        if topics:
+            ensure_topics(spec, topics, partitions)
+        membership = KafkaGroupMembership(spec.bootstrap_servers, spec.group_id, spec.topics, spec.config)
+        return membership, graph
 
-    def _task_storage(self, job_name: str, task_id: str, restore_from: Any) -> tuple[Any, Any, Any, Any]:
+    def _task_storage(
+        self, job_name: str, task_id: str, restore_from: Any, owners: dict[str, Any]
+    ) -> tuple[Any, Any, Any, Any] | None:
         """State directory, checkpoint configuration, restore plan and owner record of a group job's task.
 
         The task is owned (its previous owner released it, or died) before its latest
         checkpoint is looked up, so that checkpoint is the previous owner's last one.
+        ``None`` while the previous owner still holds it (``owners`` keeps the attempt).
         """
         import dataclasses
 
@@ -294,8 +316,10 @@ class StreamEnvironment:
         config = dataclasses.replace(
             self.checkpoint_config, directory=task_dir(self.checkpoint_config.directory, task_id)
         )
-        ownership = TaskOwnership(config.directory, task_id, takeover_s=self.takeover_s)
-        ownership.acquire()
+        ownership = owners.setdefault(task_id, TaskOwnership(config.directory, task_id, self.takeover_s))
+        if not ownership.try_acquire():
+            return None
+        del owners[task_id]
         restore = plan_restore(
             task_restore_from(restore_from, task_id),
             config,

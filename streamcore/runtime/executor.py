@@ -100,8 +100,9 @@ class JobControl:
 BatchListener = Callable[[Task], None]
 """Called between batches with the running task (instrumentation: benchmarks sample state size)."""
 
-RunnerFactory = Callable[[str], TaskRunner]
-"""Builds the runner of a task id (its state backend, checkpoints and restore plan)."""
+RunnerFactory = Callable[[str], "TaskRunner | None"]
+"""Builds the runner of a task id (its state backend, checkpoints and restore plan), or
+returns ``None`` when the task cannot start yet (its previous owner still runs it)."""
 
 
 class JobExecutor:
@@ -156,15 +157,23 @@ class JobExecutor:
         return next(iter(runners.values())).task
 
     # -- tasks coming and going ----------------------------------------------------------------
-    def _assign(self, task_ids: list[str]) -> None:
+    def _assign(self, task_ids: list[str]) -> list[str]:
+        """Start these tasks; returns those started (a task whose previous owner has not released
+        it yet is not: ``make_runner`` returns ``None``, and the membership offers it again)."""
         now = self.clock.now_ms()
+        started = []
         for task_id in task_ids:
-            if task_id in self.runners:
+            if task_id in self.runners or task_id in self.finished_runners:
+                started.append(task_id)
                 continue
             runner = self.make_runner(task_id)
+            if runner is None:
+                continue
             self.runners[task_id] = runner  # closed with the others if starting fails
             runner.start(now)
+            started.append(task_id)
             logger.info("job %r started task %s", self.job_name, task_id)
+        return started
 
     def _revoke(self, task_ids: list[str]) -> None:
         for task_id in task_ids:

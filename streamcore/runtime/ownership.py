@@ -65,6 +65,7 @@ class TaskOwnership:
         self.epoch = 0
         self.held = False
         self.waited_s = 0.0
+        self._first_try: float | None = None
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -90,28 +91,34 @@ class TaskOwnership:
         }
         atomic_write(self.path, json.dumps(record).encode())
 
-    def acquire(self) -> int:
-        """Become the task's owner (waiting for the previous one to release); returns the new epoch."""
-        started = time.monotonic()
-        deadline = started + self.takeover_s
+    def try_acquire(self) -> bool:
+        """Become the task's owner if the previous one released it, or ``takeover_s`` passed
+        since the first try; never blocks (the caller tries again later). True once owned."""
+        now = time.monotonic()
+        if self._first_try is None:
+            self._first_try = now
         record = self._read()
-        while record is not None and record.get("state") == "running" and record.get("owner") != member_id():
-            if time.monotonic() >= deadline:
-                logger.warning(
-                    "task %s: owner %s (epoch %s) did not release it within %.1f s; taking over (a stopped "
-                    "process's writes are fenced by the new epoch)",
-                    self.task_id,
-                    record.get("owner"),
-                    record.get("epoch"),
-                    self.takeover_s,
-                )
-                break
-            time.sleep(self.poll_s)
-            record = self._read()
-        self.waited_s = time.monotonic() - started
+        if record is not None and record.get("state") == "running" and record.get("owner") != member_id():
+            if now - self._first_try < self.takeover_s:
+                return False
+            logger.warning(
+                "task %s: owner %s (epoch %s) did not release it within %.1f s; taking over (a stopped "
+                "process's writes are fenced by the new epoch)",
+                self.task_id,
+                record.get("owner"),
+                record.get("epoch"),
+                self.takeover_s,
+            )
+        self.waited_s = now - self._first_try
         self.epoch = int(record.get("epoch", 0)) + 1 if record is not None else 1
         self._write("running")
         self.held = True
+        return True
+
+    def acquire(self) -> int:
+        """Become the task's owner, waiting as :meth:`try_acquire` allows; returns the new epoch."""
+        while not self.try_acquire():
+            time.sleep(self.poll_s)
         return self.epoch
 
     def check(self) -> None:
