@@ -276,10 +276,12 @@ class StreamEnvironment:
             ensure_topics,
             job_description,
             source_partitions,
+            task_dir,
             with_repartitions,
             write_or_check_job_description,
         )
         from streamcore.runtime.kafka_group import KafkaGroupMembership
+        from streamcore.runtime.ownership import task_finished
 
         if self.checkpoint_config is None:
             msg = (
@@ -293,7 +295,13 @@ class StreamEnvironment:
         graph, topics = with_repartitions(self.graph, job_name, spec, partitions, self.repartition_delivery)
         if topics:
             ensure_topics(spec, topics, partitions)
-        membership = KafkaGroupMembership(spec.bootstrap_servers, spec.group_id, spec.topics, spec.config)
+
+        def job_finished() -> bool:
+            return all(task_finished(task_dir(root, str(p))) for p in range(partitions))
+
+        membership = KafkaGroupMembership(
+            spec.bootstrap_servers, spec.group_id, spec.topics, spec.config, job_finished=job_finished
+        )
         return membership, graph
 
     def _task_storage(

@@ -216,6 +216,10 @@ class JobExecutor:
             stopped = self._loop()
             if stopped:
                 savepoint_path = self._serve_savepoints(stopping=True)
+                if self.membership.dynamic:
+                    # Leaving the group: every running task's final checkpoint, so the next
+                    # owner continues from there and replays nothing.
+                    self._revoke(list(self.runners))
             failed = False
         except StreamcoreError:
             raise

@@ -24,7 +24,7 @@ are closed without a checkpoint, because this process may be a zombie.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError
@@ -65,6 +65,8 @@ class KafkaGroupMembership(Membership):
         topics: every source topic of the job (checked to be co-partitioned at start).
         config: more librdkafka settings of the membership consumer (security, timeouts).
         timeout_s: time limit of the metadata look-up at start.
+        job_finished: whether every task of the job read all its input (a bounded job's
+            processes end then, and only then: a task can move to a process until it is done).
     """
 
     dynamic = True
@@ -76,7 +78,9 @@ class KafkaGroupMembership(Membership):
         topics: Sequence[str],
         config: Mapping[str, Any] | None = None,
         timeout_s: float = 10.0,
+        job_finished: Callable[[], bool] | None = None,
     ) -> None:
+        self.job_finished = job_finished
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
         self.topics = sorted(set(topics))
@@ -199,8 +203,10 @@ class KafkaGroupMembership(Membership):
             self.pending.difference_update(int(t) for t in started)
 
     def may_end(self, finished: Sequence[str]) -> bool:
-        """A bounded job's process ends once every task it runs has read all its input."""
-        return bool(finished) and not self.pending
+        """A bounded job's process ends once every task of the job (not only its own) read all its input."""
+        if self.pending or self.job_finished is None:
+            return False
+        return self.job_finished()
 
     def close(self) -> None:
         """Leave the group: its tasks move to the other members (after their final checkpoints)."""

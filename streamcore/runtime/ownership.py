@@ -13,7 +13,9 @@ previous one finished its hand-over. So each task keeps ``_owner`` (JSON: ``epoc
 2. Before completing a checkpoint and before telling its sinks to commit, the owner
    checks that the record still names its epoch; a newer epoch means another process
    took over, and this one fails instead of writing (Flink's and Kafka's fencing idea).
-3. When it stops (hand-over, end of input, close), the owner writes ``released``.
+3. When it stops (hand-over, close), the owner writes ``released``; when the task read
+   all its input (a bounded job) and took its final checkpoint, ``finished``, which also
+   tells the other processes of a bounded job when every task is done.
 
 The record is written atomically (temporary file, fsync, rename), so it is either the
 old or the new one.
@@ -33,7 +35,7 @@ from typing import Any
 from streamcore.checkpoint.storage import atomic_write
 from streamcore.errors import TaskFencedError
 
-__all__ = ["OWNER_FILE", "TaskOwnership", "member_id"]
+__all__ = ["OWNER_FILE", "TaskOwnership", "member_id", "task_finished"]
 
 logger = logging.getLogger("streamcore.runtime")
 
@@ -139,12 +141,24 @@ class TaskOwnership:
             )
             raise TaskFencedError(msg)
 
-    def release(self) -> None:
-        """Mark the task released (this process stopped writing it), unless another took it over."""
+    def release(self, state: str = "released") -> None:
+        """Mark the task released (this process stopped writing it), unless another took it over.
+
+        ``state="finished"``: the task also read all its input and took its final checkpoint.
+        """
         if not self.held:
             return
         self.held = False
         record = self._read()
         if record is not None and int(record.get("epoch", 0)) > self.epoch:
             return
-        self._write("released")
+        self._write(state)
+
+
+def task_finished(directory: Path) -> bool:
+    """Whether the task whose checkpoints are in ``directory`` read all its input (a bounded job)."""
+    try:
+        record = json.loads((Path(directory) / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(record.get("state") == "finished")

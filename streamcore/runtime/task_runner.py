@@ -164,7 +164,7 @@ class TaskRunner:
             for cid in completed:
                 self.task.notify_checkpoint_complete(cid)
         if self.ownership is not None:
-            self.ownership.release()
+            self.ownership.release("finished")
 
     def hand_over(self, now_ms: int) -> int | None:
         """The task moves to another process: take a final checkpoint now (returns its id), commit.
