@@ -153,21 +153,52 @@ class StreamEnvironment:
         retain: int = 3,
         tolerable_failures: int = 0,
         asynchronous: bool = True,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        staging_dir: str | Path | None = None,
     ) -> StreamEnvironment:
         """Take a checkpoint every ``every_records`` records read and/or every ``every_ms``.
+
+        ``directory`` is a path (local, or a file system every machine of the job mounts),
+        or an object-storage URL such as ``s3://bucket/jobs/ad-join``: checkpoints are then
+        written to ``staging_dir`` (default: ``<state_dir>/checkpoint-staging``, or a
+        temporary directory) and uploaded before they count as complete.
 
         Args:
             incremental: RocksDB checkpoints upload only SST files the previous one lacks.
             retain: completed checkpoints kept; shared files are deleted when none uses them.
             tolerable_failures: consecutive failed checkpoints before the job fails.
             asynchronous: write files in a background thread after the synchronous pause.
+            storage_options: fsspec options of an object-storage URL (credentials, endpoint).
+            staging_dir: the local copy of checkpoints kept in object storage.
 
         See :mod:`streamcore.checkpoint` for the storage layout and guarantees.
         """
         from streamcore.checkpoint.config import CheckpointConfig
+        from streamcore.checkpoint.remote import is_remote
 
+        remote = None
+        local = Path(directory) if not is_remote(directory) else None
+        if local is None:
+            remote = str(directory)
+            if staging_dir is not None:
+                local = Path(staging_dir)
+            elif self.state_dir is not None:
+                local = self.state_dir / "checkpoint-staging"
+            else:
+                import tempfile
+
+                local = Path(tempfile.mkdtemp(prefix="streamcore-checkpoints-"))
         self.checkpoint_config = CheckpointConfig(
-            Path(directory), every_records, every_ms, incremental, retain, tolerable_failures, asynchronous
+            local,
+            every_records,
+            every_ms,
+            incremental,
+            retain,
+            tolerable_failures,
+            asynchronous,
+            remote=remote,
+            storage_options=storage_options,
         )
         return self
 
@@ -276,12 +307,12 @@ class StreamEnvironment:
             ensure_topics,
             job_description,
             source_partitions,
-            task_dir,
+            task_config,
             with_repartitions,
             write_or_check_job_description,
         )
         from streamcore.runtime.kafka_group import KafkaGroupMembership
-        from streamcore.runtime.ownership import task_finished
+        from streamcore.runtime.ownership import records_of, task_finished
 
         if self.checkpoint_config is None:
             msg = (
@@ -289,15 +320,16 @@ class StreamEnvironment:
                 "into a storage every process shares: tasks move between processes through it"
             )
             raise ConfigurationError(msg)
-        root = self.checkpoint_config.directory
-        write_or_check_job_description(root, job_description(job_name, self.graph, spec))
+        config = self.checkpoint_config
+        where = config.remote or str(config.directory)
+        write_or_check_job_description(records_of(config), job_description(job_name, self.graph, spec), where)
         partitions = source_partitions(spec)
         graph, topics = with_repartitions(self.graph, job_name, spec, partitions, self.repartition_delivery)
         if topics:
             ensure_topics(spec, topics, partitions)
 
         def job_finished() -> bool:
-            return all(task_finished(task_dir(root, str(p))) for p in range(partitions))
+            return all(task_finished(records_of(task_config(config, str(p)))) for p in range(partitions))
 
         membership = KafkaGroupMembership(
             spec.bootstrap_servers, spec.group_id, spec.topics, spec.config, job_finished=job_finished
@@ -313,18 +345,16 @@ class StreamEnvironment:
         checkpoint is looked up, so that checkpoint is the previous owner's last one.
         ``None`` while the previous owner still holds it (``owners`` keeps the attempt).
         """
-        import dataclasses
-
         from streamcore.checkpoint.restore import plan_restore
-        from streamcore.runtime.group_job import task_dir, task_restore_from
-        from streamcore.runtime.ownership import TaskOwnership
+        from streamcore.runtime.group_job import task_config, task_dir, task_restore_from
+        from streamcore.runtime.ownership import TaskOwnership, records_of
 
         assert self.checkpoint_config is not None
         state_dir = task_dir(self.state_dir, task_id) if self.state_dir is not None else None
-        config = dataclasses.replace(
-            self.checkpoint_config, directory=task_dir(self.checkpoint_config.directory, task_id)
-        )
-        ownership = owners.setdefault(task_id, TaskOwnership(config.directory, task_id, self.takeover_s))
+        config = task_config(self.checkpoint_config, task_id)
+        if task_id not in owners:
+            owners[task_id] = TaskOwnership(records_of(config), task_id, self.takeover_s)
+        ownership = owners[task_id]
         if not ownership.try_acquire():
             return None
         del owners[task_id]

@@ -75,6 +75,11 @@ class CheckpointCoordinator:
     ) -> None:
         self.config = config
         self.fence = fence
+        self.remote: Any = None
+        if config.remote is not None:
+            from streamcore.checkpoint.remote import RemoteStore
+
+            self.remote = RemoteStore(config.remote, dict(config.storage_options or {}))
         self.job_name = job_name
         self.directory: Path = config.directory
         self.storage = CheckpointStorage(config.directory)
@@ -117,6 +122,9 @@ class CheckpointCoordinator:
             raise CheckpointError(msg) from exc
         found = self.storage.list()
         ids = [c.id for c in found]
+        if self.remote is not None:
+            self.remote.check_writable()
+            ids.extend(self.remote.complete_ids())
         if restored is not None:
             ids.append(int(restored["id"]))
         self._next_id = max(ids, default=0) + 1
@@ -263,6 +271,10 @@ class CheckpointCoordinator:
             meta = complete_snapshot(
                 pending, self.storage.shared, self._base, self.config.incremental, before_metadata=self.fence
             )
+            if self.remote is not None:
+                if self.fence is not None:
+                    self.fence()
+                meta["stats"]["uploaded_bytes"] = self.remote.upload(pending.directory, meta)
         except BaseException:
             discard_snapshot(pending, pending.directory)
             raise
@@ -273,6 +285,8 @@ class CheckpointCoordinator:
             self._retain()
         except OSError as exc:
             logger.warning("checkpoint retention in %s failed (retried next time): %s", self.directory, exc)
+        if self.remote is not None:
+            self.remote.prune(self.config.retain, self._pinned)
         return meta
 
     def _wait_inflight(self) -> None:

@@ -45,6 +45,12 @@ def task_dir(root: Path, task_id: str) -> Path:
     return Path(root) / f"task-{task_id}"
 
 
+def task_config(config: Any, task_id: str) -> Any:
+    """The checkpoint configuration of one task: ``task-<id>`` under the job's directory (and URL)."""
+    remote = None if config.remote is None else f"{config.remote.rstrip('/')}/task-{task_id}"
+    return dataclasses.replace(config, directory=task_dir(config.directory, task_id), remote=remote)
+
+
 @dataclasses.dataclass(frozen=True)
 class GroupSpec:
     """The consumer group of a job and its topics (every source's topics)."""
@@ -100,30 +106,26 @@ def job_description(job_name: str, graph: StreamGraph, spec: GroupSpec) -> dict[
     }
 
 
-def write_or_check_job_description(root: Path, description: dict[str, Any]) -> None:
-    """Store the job description in ``root/_job`` the first time; afterwards, check it matches.
+def write_or_check_job_description(store: Any, description: dict[str, Any], where: str) -> None:
+    """Store the job description as ``_job`` in ``store`` the first time; afterwards, check it matches.
 
     Raises:
         RestoreError: the stored description differs (another program, or another job).
     """
-    from streamcore.checkpoint.storage import atomic_write
-
-    root = Path(root)
-    path = root / "_job"
-    if path.exists():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+    raw = store.read("_job")
+    if raw is not None:
+        stored = json.loads(raw)
         if stored != description:
             diff = [k for k in description if stored.get(k) != description[k]]
             msg = (
-                f"{root} belongs to a job whose {', '.join(diff)} differ from this program's "
+                f"{where} belongs to a job whose {', '.join(diff)} differ from this program's "
                 f"(stored {[stored.get(k) for k in diff]}, here {[description[k] for k in diff]}): every "
                 "process of a consumer-group job must run the same program; give another job its own "
                 "checkpoint storage and group_id"
             )
             raise RestoreError(msg)
         return
-    root.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(description, sort_keys=True).encode())
+    store.write("_job", json.dumps(description, sort_keys=True).encode())
 
 
 def task_restore_from(restore_from: Any, task_id: str) -> Any:

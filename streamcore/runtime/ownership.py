@@ -30,12 +30,20 @@ import socket
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from streamcore.checkpoint.storage import atomic_write
 from streamcore.errors import TaskFencedError
 
-__all__ = ["OWNER_FILE", "TaskOwnership", "member_id", "task_finished"]
+__all__ = [
+    "OWNER_FILE",
+    "LocalRecords",
+    "RecordStore",
+    "TaskOwnership",
+    "member_id",
+    "records_of",
+    "task_finished",
+]
 
 logger = logging.getLogger("streamcore.runtime")
 
@@ -49,18 +57,60 @@ def member_id() -> str:
     return _MEMBER
 
 
+class RecordStore(Protocol):
+    """Where small records live: a checkpoint directory, or object storage (a RemoteStore)."""
+
+    def read(self, name: str) -> bytes | None:
+        """The record ``name``, or ``None``."""
+        ...
+
+    def write(self, name: str, data: bytes) -> None:
+        """Replace the record ``name`` atomically."""
+        ...
+
+
+class LocalRecords:
+    """Records as files of a directory (written atomically: temporary file, fsync, rename)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, or ``None``."""
+        try:
+            return (self.directory / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write the file atomically (creating the directory)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.directory / name, data)
+
+
+def records_of(config: Any) -> RecordStore:
+    """The record store of a checkpoint configuration: its object storage, or its directory."""
+    if getattr(config, "remote", None) is not None:
+        from streamcore.checkpoint.remote import RemoteStore
+
+        return RemoteStore(config.remote, dict(config.storage_options or {}))
+    return LocalRecords(config.directory)
+
+
 class TaskOwnership:
     """The owner record of one task (see the module docstring).
 
     Args:
-        directory: the task's checkpoint directory.
+        store: where the task's records live (its checkpoint directory or object storage).
         task_id: the task's id (for messages).
         takeover_s: how long a new owner waits for the previous one to release.
         poll_s: how often it looks while waiting.
     """
 
-    def __init__(self, directory: Path, task_id: str, takeover_s: float = 10.0, poll_s: float = 0.05) -> None:
-        self.path = Path(directory) / OWNER_FILE
+    def __init__(
+        self, store: RecordStore, task_id: str, takeover_s: float = 10.0, poll_s: float = 0.05
+    ) -> None:
+        self.store = store
         self.task_id = task_id
         self.takeover_s = takeover_s
         self.poll_s = poll_s
@@ -71,27 +121,24 @@ class TaskOwnership:
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            return dict(json.loads(self.path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            return None
+            raw = self.store.read(OWNER_FILE)
+            return None if raw is None else dict(json.loads(raw))
         except (OSError, ValueError) as exc:
             logger.warning(
-                "task %s: unreadable owner record %s (%s); treating it as released",
+                "task %s: unreadable owner record (%s); treating it as released",
                 self.task_id,
-                self.path,
                 exc,
             )
             return None
 
     def _write(self, state: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "epoch": self.epoch,
             "owner": member_id(),
             "state": state,
             "time_ms": int(time.time() * 1000),
         }
-        atomic_write(self.path, json.dumps(record).encode())
+        self.store.write(OWNER_FILE, json.dumps(record).encode())
 
     def try_acquire(self) -> bool:
         """Become the task's owner if the previous one released it, or ``takeover_s`` passed
@@ -155,10 +202,11 @@ class TaskOwnership:
         self._write(state)
 
 
-def task_finished(directory: Path) -> bool:
-    """Whether the task whose checkpoints are in ``directory`` read all its input (a bounded job)."""
+def task_finished(store: RecordStore) -> bool:
+    """Whether the task whose records ``store`` holds read all its input (a bounded job)."""
     try:
-        record = json.loads((Path(directory) / OWNER_FILE).read_text(encoding="utf-8"))
+        raw = store.read(OWNER_FILE)
+        record = json.loads(raw) if raw is not None else {}
     except (OSError, ValueError):
         return False
     return bool(record.get("state") == "finished")

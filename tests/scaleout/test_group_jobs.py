@@ -110,3 +110,27 @@ def test_scaling_one_three_two_hands_over_without_replay(cluster, tmp_path: Path
     # Clean hand-overs continue from the final checkpoint: every record is read once from the
     # source topic and once from the repartition topic, none twice.
     assert read == 2 * 8_000
+
+
+def test_tasks_move_through_object_storage(cluster, tmp_path: Path) -> None:
+    """Checkpoints in S3 (moto's server): a killed worker's tasks restore on the others from there."""
+    from tests.s3_server import make_bucket, s3_server
+
+    job = "window"
+    _inputs(cluster, job, 8_000)
+    expected = oracle(cluster.bootstrap_servers, job, tmp_path)
+    with s3_server() as options:
+        make_bucket(options, "jobs")
+        endpoint = options["client_kwargs"]["endpoint_url"]
+        extra = ("--throttle", "4", "--takeover-s", "2", "--checkpoints", "s3://jobs/window")
+        extra = (*extra, "--s3-endpoint", endpoint)
+        workers = [Worker(cluster.bootstrap_servers, tmp_path, job, *extra) for _ in range(2)]
+        for w in workers:
+            w.wait_running()
+        time.sleep(2.0)
+        workers[0].kill()
+        workers.append(Worker(cluster.bootstrap_servers, tmp_path, job, *extra))
+        for w in workers[1:]:
+            w.wait(240)
+    got = read_output(tmp_path / "out")
+    assert len(got) == len(set(got)) and sorted(got) == expected

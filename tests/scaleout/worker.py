@@ -98,12 +98,18 @@ def main() -> None:
     p.add_argument("--throttle", type=int, default=0, help="sleep 2 ms every N records (0: never)")
     p.add_argument("--takeover-s", type=float, default=3.0)
     p.add_argument("--backend", default="rocksdb")
+    p.add_argument("--checkpoints", default=None, help="checkpoint URL (default: WORKDIR/chk)")
+    p.add_argument("--s3-endpoint", default=None, help="endpoint of an S3 API for --checkpoints s3://...")
     args = p.parse_args()
     import streamcore as sc
 
     work = Path(args.work)
     env = sc.StreamEnvironment(state_backend=args.backend, state_dir=work / "state" / str(time.time_ns()))
-    env.enable_checkpointing(work / "chk", every_records=300)
+    options = None
+    if args.s3_endpoint:
+        endpoint = {"endpoint_url": args.s3_endpoint, "region_name": "eu-west-1"}
+        options = {"key": "testing", "secret": "testing", "client_kwargs": endpoint}
+    env.enable_checkpointing(args.checkpoints or work / "chk", every_records=300, storage_options=options)
     env.takeover_s = args.takeover_s
     build(env, args.bootstrap, args.job, args.mode, work / "out", args.throttle)
     handle = env.execute_async(f"scaleout-{args.job}")
