@@ -42,6 +42,7 @@ class JobResult:
     stopped: bool = False
     savepoint: str | None = None
     checkpoints: list[int] = field(default_factory=list)
+    restarts: int = 0
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "finished"
@@ -53,13 +54,15 @@ class JobControl:
 
     A savepoint request is ``(directory, done, result)``: the job appends the savepoint's
     path (or the exception) to ``result`` and sets ``done``. ``stop_savepoint`` is the
-    result list of the savepoint a stop asked for, if any.
+    result list of the savepoint a stop asked for, if any; ``final_checkpoint`` says whether
+    a stop without savepoint takes a last checkpoint (so sinks commit what was written).
     """
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.savepoint_requests: list[tuple[str, threading.Event, list[Any]]] = []
         self.stop_savepoint: list[Any] | None = None
+        self.final_checkpoint = False
         self.lock = threading.Lock()
         self.running = threading.Event()
 
@@ -71,13 +74,16 @@ class JobControl:
             self.savepoint_requests.append((directory, done, result))
         return done, result
 
-    def request_stop(self, savepoint_directory: str | None = None) -> list[Any]:
+    def request_stop(self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False) -> list[Any]:
         """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
 
-        Returns the list the savepoint's path (or its exception) is appended to.
+        With ``final_checkpoint`` (and no savepoint) a checkpointed job takes one last
+        checkpoint at the stop position and its sinks commit it. Returns the list the
+        savepoint's path (or its exception) is appended to.
         """
         result: list[Any] = []
         with self.lock:
+            self.final_checkpoint = self.final_checkpoint or final_checkpoint
             if savepoint_directory is not None:
                 self.stop_savepoint = result
                 self.savepoint_requests.append((savepoint_directory, threading.Event(), result))
@@ -136,6 +142,10 @@ class JobExecutor:
         self._savepoints_taken = 0
         self._proc_time_ops: list[StreamOperator] = []
         self._discovering: list[SourceTask] = []
+        #: called with the executor once the job is open and about to poll (observers instrument it).
+        self.start_listeners: list[Callable[[JobExecutor], None]] = []
+        #: seconds the last restore took (native files, open, load images), or None.
+        self.restore_seconds: float | None = None
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
@@ -153,6 +163,7 @@ class JobExecutor:
         failed = True
         try:
             factory = task.state_factory
+            restore_started = time.perf_counter()
             if self.restore is not None:
                 self.restore.prepare(factory.snapshot_strategy)  # native files back into the working dir
             factory.open(fresh=self.restore is None or not self.restore.needs_native)
@@ -160,6 +171,7 @@ class JobExecutor:
             task.open_sources()
             if self.restore is not None:
                 self.restore.apply(task)
+                self.restore_seconds = time.perf_counter() - restore_started
             task.open_operators()
             if self.coordinator is not None:
                 self.coordinator.attach(task.sources, self.clock)
@@ -174,9 +186,14 @@ class JobExecutor:
                     restored.path if restored is not None else None,
                 )
             self.control.running.set()
+            for listener in self.start_listeners:
+                listener(self)
             stopped = self._loop()
             if stopped:
                 savepoint_path = self._serve_savepoints(stopping=True)
+                if savepoint_path is None and self.control.final_checkpoint and self.checkpointing is not None:
+                    for cid in self.checkpointing.on_job_finished(task, self.clock.now_ms()):
+                        task.notify_checkpoint_complete(cid)
             else:
                 task.finish()
                 if self.checkpointing is not None:
