@@ -204,8 +204,9 @@ class StreamEnvironment:
             target = checkpoint_dir if checkpoint_dir is not None else self.default_checkpoint_dir
             if target is None:
                 msg = (
-                    f"enable_checkpointing({interval}) takes the interval in ms as PyFlink does, but streamcore "
-                    f"also needs a directory: enable_checkpointing({interval}, checkpoint_dir='checkpoints/') "
+                    f"enable_checkpointing({interval}) takes the interval in ms as PyFlink does, but "
+                    "streamcore also needs a directory: "
+                    f"enable_checkpointing({interval}, checkpoint_dir='checkpoints/') "
                     f"or enable_checkpointing('checkpoints/', every_ms={interval}) "
                     "(or run the job with `streamcore run --checkpoints DIR`)"
                 )
@@ -247,7 +248,12 @@ class StreamEnvironment:
         from streamcore.observe.service import MetricsConfig
 
         self.metrics_config = MetricsConfig(
-            port=port, host=host, pushgateway=pushgateway, every_ms=every_ms, job=job, grouping_key=grouping_key or {}
+            port=port,
+            host=host,
+            pushgateway=pushgateway,
+            every_ms=every_ms,
+            job=job,
+            grouping_key=grouping_key or {},
         )
         return self
 
@@ -267,7 +273,9 @@ class StreamEnvironment:
         self.restart_strategy = strategy
         return self
 
-    def enable_lineage(self, transport: Any = "console", *, namespace: str = "streamcore") -> StreamEnvironment:
+    def enable_lineage(
+        self, transport: Any = "console", *, namespace: str = "streamcore"
+    ) -> StreamEnvironment:
         """Emit OpenLineage run events (START, RUNNING per checkpoint, COMPLETE, FAIL).
 
         ``transport`` is ``"console"`` (log them), a file path (one JSON event per line),
@@ -296,8 +304,10 @@ class StreamEnvironment:
 
         return explain(self)
 
-    def configure_logging(self, level: str | int = "INFO", *, json: bool = False, stream: Any = None) -> StreamEnvironment:
-        """Send the ``streamcore`` loggers (and librdkafka's lines) to ``stream`` (stderr), as text or JSON lines.
+    def configure_logging(
+        self, level: str | int = "INFO", *, json: bool = False, stream: Any = None
+    ) -> StreamEnvironment:
+        """Log the ``streamcore`` loggers (librdkafka's lines too) to ``stream`` (stderr), as text or JSON.
 
         See :func:`streamcore.logs.configure_logging`.
         """

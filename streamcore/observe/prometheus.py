@@ -97,7 +97,7 @@ class JobMetrics:
         )
         self.latency = Histogram(
             _PREFIX + "latency_seconds",
-            "Event-time latency at sinks: wall clock on arrival minus the record's event timestamp (sampled).",
+            "Event-time latency at sinks: wall clock on arrival minus the event timestamp (sampled).",
             [*labels, "operator"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
@@ -165,9 +165,13 @@ class _StatusCollector:
         swm = gauge("split_watermark_ms", "Watermark of a source split.", split_labels)
         slag = gauge("split_watermark_lag_ms", "Wall clock minus a source split's watermark.", split_labels)
         srclag = gauge("source_lag_records", "Records not yet read from a split (Kafka).", split_labels)
-        buffered = gauge("buffered_records", "Records an operator holds (join buffers, pending windows).", op_labels)
+        buffered = gauge(
+            "buffered_records", "Records an operator holds (join buffers, pending windows).", op_labels
+        )
         entries = gauge("state_entries", "Entries (keys) of a keyed state.", state_labels)
-        sbytes = gauge("state_bytes", "Bytes of a keyed state (RocksDB: SST files and memtables).", state_labels)
+        sbytes = gauge(
+            "state_bytes", "Bytes of a keyed state (RocksDB: SST files and memtables).", state_labels
+        )
         busy = gauge("busy_ratio", "Fraction of wall time the operator worked on its own input.", op_labels)
         back = gauge(
             "backpressured_ratio", "Fraction of wall time the operator waited for downstream.", op_labels
@@ -201,7 +205,9 @@ class _StatusCollector:
 
         tasks = [t["id"] for t in snap.get("tasks", ())] or ["0"]
         job_info = snap.get("job", {})
-        restarts = counter("job_restarts", "Restarts of the job after failures (restart strategy).", ["job_name"])
+        restarts = counter(
+            "job_restarts", "Restarts of the job after failures (restart strategy).", ["job_name"]
+        )
         restarts.add_metric([job], job_info.get("restarts") or 0)
         uptime = gauge("job_uptime_seconds", "Seconds since the job started.", ["job_name"])
         uptime.add_metric([job], job_info.get("duration_s") or 0.0)
@@ -210,7 +216,9 @@ class _StatusCollector:
         cps = snap.get("checkpoints")
         if cps is not None:
             total = counter("checkpoints", "Checkpoints by outcome.", ["job_name", "task", "status"])
-            inprog = gauge("checkpoint_in_progress", "1 while a checkpoint is being written.", ["job_name", "task"])
+            inprog = gauge(
+                "checkpoint_in_progress", "1 while a checkpoint is being written.", ["job_name", "task"]
+            )
             for tid in tasks:
                 total.add_metric([job, tid, "completed"], cps.get("completed") or 0)
                 total.add_metric([job, tid, "failed"], cps.get("failed") or 0)
@@ -226,7 +234,9 @@ class _StatusCollector:
             yield g
         rc = snap.get("rate_coordinator")
         if rc is not None:
-            pauses = counter("rate_coordinator_pauses", "Splits paused by rate coordination.", ["job_name", "task"])
+            pauses = counter(
+                "rate_coordinator_pauses", "Splits paused by rate coordination.", ["job_name", "task"]
+            )
             paused = gauge(
                 "rate_coordinator_paused_splits", "Splits paused right now.", ["job_name", "task", "group"]
             )

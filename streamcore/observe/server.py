@@ -52,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: JobHTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("http %s - %s", self.address_string(), format % args)
 
     # -- dispatch -------------------------------------------------------------------------------

@@ -59,7 +59,9 @@ class MetricsConfig:
             msg = f"enable_metrics port must be an int 0-65535 (0: any free port) or None, got {self.port!r}"
             raise ConfigurationError(msg)
         if self.port is None and self.pushgateway is None:
-            msg = "enable_metrics() needs port=... (serve /metrics) or pushgateway='host:port' (push), or both"
+            msg = (
+                "enable_metrics() needs port=... (serve /metrics) or pushgateway='host:port' (push), or both"
+            )
             raise ConfigurationError(msg)
         if self.pushgateway is not None and (not isinstance(self.pushgateway, str) or not self.pushgateway):
             msg = f"pushgateway must be 'host:port' (or a URL), got {self.pushgateway!r}"
@@ -103,7 +105,11 @@ class _Pusher:
 
         try:
             push_to_gateway(
-                self.gateway, job=self.job, registry=self.metrics.registry, grouping_key=self.grouping_key, timeout=5
+                self.gateway,
+                job=self.job,
+                registry=self.metrics.registry,
+                grouping_key=self.grouping_key,
+                timeout=5,
             )
             self.pushes += 1
             if self.last_error is not None:
@@ -170,7 +176,9 @@ class JobService(RunListener):
                 )
                 raise ConfigurationError(msg) from exc
             self.server.start()
-            logger.info("job %r: dashboard at %s, Prometheus metrics at %smetrics", self.job_name, self.url, self.url)
+            logger.info(
+                "job %r: dashboard at %s, Prometheus metrics at %smetrics", self.job_name, self.url, self.url
+            )
         if cfg.pushgateway is not None:
             self.pusher = _Pusher(cfg, self.metrics, self.job_name)
             self.pusher.start()
@@ -256,5 +264,5 @@ class JobService(RunListener):
 
         cp = self.run.checkpointing if self.run is not None else None
         if cp is None:
-            raise api_error(400, "the job has no checkpoint directory: pass {\"directory\": ...}")
+            raise api_error(400, 'the job has no checkpoint directory: pass {"directory": ...}')
         return str(Path(cp.directory) / "savepoints")

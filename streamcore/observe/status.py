@@ -24,7 +24,7 @@ from streamcore.runtime.executor import JobExecutor
 from streamcore.runtime.run import JobRun, RunListener, tasks_of
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
 
-__all__ = ["ERROR_HISTORY", "CHECKPOINT_HISTORY", "JobObserver"]
+__all__ = ["CHECKPOINT_HISTORY", "ERROR_HISTORY", "JobObserver"]
 
 #: warnings and errors of the job's loggers kept for the dashboard.
 ERROR_HISTORY = 50
@@ -164,9 +164,7 @@ class JobObserver(RunListener):
         if self._graph is None:
             graph = executor.task.graph
             graph.resolve_uids()
-            nodes = [
-                {"uid": n.resolved_uid, "name": n.name, "kind": n.kind, "id": n.id} for n in graph.nodes
-            ]
+            nodes = [{"uid": n.resolved_uid, "name": n.name, "kind": n.kind, "id": n.id} for n in graph.nodes]
             edges = [
                 {"from": producer.resolved_uid, "to": n.resolved_uid, "side": side, "tag": tag}
                 for n in graph.nodes
@@ -205,13 +203,17 @@ class JobObserver(RunListener):
                 fig = self._source_figures(src, wall_ms)
                 records_read += fig["records_out"]
                 self._rates(tid, src.uid, fig, timer, now)
-                v = vertices.setdefault(src.uid, {"uid": src.uid, "name": src.name, "kind": "source", "tasks": {}})
+                v = vertices.setdefault(
+                    src.uid, {"uid": src.uid, "name": src.name, "kind": "source", "tasks": {}}
+                )
                 v["type"] = type(src.source).__name__
                 v["tasks"][tid] = fig
             for op in task.operators:
                 fig = self._operator_figures(op, wall_ms)
                 self._rates(tid, op.uid, fig, timer, now)
-                v = vertices.setdefault(op.uid, {"uid": op.uid, "name": op.name, "kind": "operator", "tasks": {}})
+                v = vertices.setdefault(
+                    op.uid, {"uid": op.uid, "name": op.name, "kind": "operator", "tasks": {}}
+                )
                 v["type"] = type(op).__name__
                 v["tasks"][tid] = fig
         for (tid, uid, name), base in self._carried.items():
@@ -220,7 +222,9 @@ class JobObserver(RunListener):
                 fig[name] += base
         out["vertices"] = list(vertices.values())
         job["records_read"] = records_read + sum(
-            b for (_, uid, name), b in self._carried.items() if name == "records_out" and self._is_source(uid, nodes)
+            b
+            for (_, uid, name), b in self._carried.items()
+            if name == "records_out" and self._is_source(uid, nodes)
         )
         job["records_read_per_s"] = sum(
             fig.get("records_out_per_s", 0.0)

@@ -74,7 +74,9 @@ class JobControl:
             self.savepoint_requests.append((directory, done, result))
         return done, result
 
-    def request_stop(self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False) -> list[Any]:
+    def request_stop(
+        self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False
+    ) -> list[Any]:
         """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
 
         With ``final_checkpoint`` (and no savepoint) a checkpointed job takes one last
@@ -191,7 +193,11 @@ class JobExecutor:
             stopped = self._loop()
             if stopped:
                 savepoint_path = self._serve_savepoints(stopping=True)
-                if savepoint_path is None and self.control.final_checkpoint and self.checkpointing is not None:
+                if (
+                    savepoint_path is None
+                    and self.control.final_checkpoint
+                    and self.checkpointing is not None
+                ):
                     for cid in self.checkpointing.on_job_finished(task, self.clock.now_ms()):
                         task.notify_checkpoint_complete(cid)
             else:

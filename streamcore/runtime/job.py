@@ -59,7 +59,11 @@ class JobHandle:
         return self._result
 
     def stop(
-        self, savepoint: bool | str | Path = False, timeout: float | None = None, *, final_checkpoint: bool = False
+        self,
+        savepoint: bool | str | Path = False,
+        timeout: float | None = None,
+        *,
+        final_checkpoint: bool = False,
     ) -> JobResult:
         """Stop the job between two batches and wait for it.
 

@@ -33,7 +33,7 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 @dataclass(frozen=True)
 class RestartStrategy:
-    """When a failed job restarts (build it with :func:`fixed_delay`, :func:`exponential_delay`, :func:`no_restart`).
+    """When a failed job restarts (:func:`fixed_delay`, :func:`exponential_delay`, :func:`no_restart`).
 
     Attributes:
         kind: ``"none"``, ``"fixed-delay"`` or ``"exponential-delay"``.

@@ -211,7 +211,9 @@ class JobRun:
                     exc,
                     self.restarts,
                     delay,
-                    "the latest checkpoint" if restore_from == "latest" else (restore_from or "the beginning"),
+                    "the latest checkpoint"
+                    if restore_from == "latest"
+                    else (restore_from or "the beginning"),
                 )
                 if self._wait(delay):
                     logger.info("job %r: stop requested while waiting to restart", self.job_name)

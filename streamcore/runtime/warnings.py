@@ -64,7 +64,7 @@ class NoWatermarkWarning(RunListener):
             f"sources without a watermark strategy: {sources}; pass watermarks=WatermarkStrategy."
             "for_bounded_out_of_orderness(...) to them (or assign_timestamps_and_watermarks(...))"
             if sources
-            else "check the sources' watermark strategies and idleness (with_idleness(...)) so watermarks advance"
+            else "check the sources' watermark strategies and idleness (with_idleness(...))"
         )
         for op in waiting:
             logger.warning(
