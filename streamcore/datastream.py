@@ -69,6 +69,71 @@ __all__ = [
 Producer = tuple[Transformation, str | None]
 
 
+def _field_reducer(position: int | str, how: str) -> Callable[[Any, Any], Any]:
+    """The reduce function of Flink's rolling aggregations ``sum``/``min``/``max``/``min_by``/``max_by``.
+
+    ``position`` is an index of tuples and lists, a key of dicts, or an attribute name;
+    plain numbers are aggregated themselves (``position`` 0). ``sum``/``min``/``max`` keep
+    the first element and replace the field; ``min_by``/``max_by`` keep the whole element.
+
+    >>> _field_reducer(1, "sum")(("to", 1), ("to", 2))
+    ('to', 3)
+    >>> _field_reducer("n", "max")({"k": "a", "n": 1}, {"k": "a", "n": 5})
+    {'k': 'a', 'n': 5}
+    """
+    if isinstance(position, bool) or not isinstance(position, (int, str)):
+        msg = f"{how}() takes a field position (int) or name (str), got {position!r}"
+        raise ConfigurationError(msg)
+
+    def get(v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and position == 0:
+            return v
+        try:
+            if isinstance(v, (tuple, list, dict)):
+                return v[position]  # type: ignore[index]
+            if isinstance(position, str):
+                return getattr(v, position)
+        except (KeyError, IndexError, AttributeError, TypeError) as exc:
+            msg = f"{how}({position!r}): element {_short(v)} has no field {position!r}"
+            raise ConfigurationError(msg) from exc
+        msg = f"{how}({position!r}) needs tuples, lists, dicts or objects with that field, got {_short(v)}"
+        raise ConfigurationError(msg)
+
+    def put(v: Any, x: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and position == 0:
+            return x
+        if isinstance(v, tuple):
+            t = list(v)
+            t[position] = x  # type: ignore[index]
+            return type(v)(t) if type(v) is tuple else type(v)(*t)
+        if isinstance(v, list):
+            out = list(v)
+            out[position] = x  # type: ignore[index]
+            return out
+        if isinstance(v, dict):
+            return {**v, position: x}
+        import copy
+
+        out = copy.copy(v)
+        setattr(out, position, x)  # type: ignore[arg-type]
+        return out
+
+    if how == "sum":
+        return lambda a, b: put(a, get(a) + get(b))
+    if how == "min":
+        return lambda a, b: put(a, min(get(a), get(b)))
+    if how == "max":
+        return lambda a, b: put(a, max(get(a), get(b)))
+    if how == "min_by":
+        return lambda a, b: b if get(b) < get(a) else a
+    return lambda a, b: b if get(b) > get(a) else a
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_callable(fn: Any, what: str) -> None:
     if not callable(fn):
         msg = f"{what} takes a callable, got {type(fn).__name__}"
@@ -197,6 +262,8 @@ class DataStream:
             raise ConfigurationError(msg)
         if timestamp is not None:
             _check_callable(timestamp, "timestamp")
+        else:
+            timestamp = strategy.timestamp_assigner
         if (
             len(self._producers) == 1
             and self._producers[0][0].kind == "source"
@@ -238,12 +305,46 @@ class DataStream:
         node.attrs["sink"] = s
         return DataStreamSink(node)
 
-    def print(self, prefix: str = "") -> DataStreamSink:
-        """Print every element (an at-least-once :class:`PrintSink`)."""
-        return self.sink_to(PrintSink(prefix))
+    def print(self, sink_identifier: str = "") -> DataStreamSink:
+        """Print every element, as ``sink_identifier> element`` when an identifier is given (Flink's format)."""
+        return self.sink_to(PrintSink(sink_identifier))
 
-    def execute_and_collect(self, job_name: str = "collect", **execute_kw: Any) -> list[Any]:
-        """Build and run the job; return this stream's elements in emission order."""
+    def add_sink(self, sink: Sink | Callable[[Any], Any]) -> DataStreamSink:
+        """PyFlink's name of :meth:`sink_to`."""
+        return self.sink_to(sink)
+
+    def execute_and_collect(
+        self, job_name: str = "collect", limit: int | None = None, **execute_kw: Any
+    ) -> Any:
+        """Build and run the job; return this stream's elements in emission order.
+
+        Without ``limit`` the job runs to its end and the result is a list. With
+        ``limit=n`` the job runs in the background and the result is an iterator of at
+        most ``n`` elements (it also works on unbounded sources): the job is stopped when
+        the iterator is exhausted or closed (use it in a ``with`` block to stop it early).
+        PyFlink returns a list with ``limit``; here ``list(it)`` gives one.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment(batch_size=4)
+        >>> numbers = env.from_generator(lambda split, offset: offset)  # unbounded
+        >>> with numbers.map(lambda x: x * 2).execute_and_collect(limit=3) as it:
+        ...     list(it)
+        [0, 2, 4]
+        """
+        if limit is not None:
+            if type(limit) is not int or limit < 1:
+                msg = f"execute_and_collect(limit=...) takes an int >= 1 or None, got {limit!r}"
+                raise ConfigurationError(msg)
+            from streamcore.sinks.collect import CollectIterator, QueueSink
+
+            qsink = QueueSink()
+            qnode = self.sink_to(qsink)._node
+            try:
+                handle = self._env.execute_async(job_name, **execute_kw)
+            except BaseException:
+                self._env.graph.remove(qnode)
+                raise
+            return CollectIterator(handle, qsink, limit, lambda: self._env.graph.remove(qnode))
         sink = CollectSink()
         node = self.sink_to(sink)._node
         try:
@@ -301,6 +402,33 @@ class KeyedStream(DataStream):
         kf = self.key_selector
         node = self._add("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
         return DataStream(self._env, [(node, None)])
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Rolling sum of field ``position`` per key (Flink's ``sum``): emits the running result per element.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> words = env.from_collection([("to", 1), ("be", 1), ("to", 1)])
+        >>> words.key_by(lambda w: w[0]).sum(1).execute_and_collect()
+        [('to', 1), ('be', 1), ('to', 2)]
+        """
+        return self.reduce(_field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Rolling minimum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(_field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Rolling maximum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(_field_reducer(position, "max"))
+
+    def min_by(self, position: int | str = 0) -> DataStream:
+        """The element with the smallest field ``position`` so far, per key."""
+        return self.reduce(_field_reducer(position, "min_by"))
+
+    def max_by(self, position: int | str = 0) -> DataStream:
+        """The element with the largest field ``position`` so far, per key."""
+        return self.reduce(_field_reducer(position, "max_by"))
 
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
@@ -467,6 +595,26 @@ class WindowedStream:
             raise ConfigurationError(msg)
         self._check_window_fn(window_function, "reduce(..., window_function)")
         return self._build(ReduceAggregate(reduce_function), plain(window_function))
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Sum of field ``position`` per window (Flink's ``window(...).sum``); other fields from the first element.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> words = env.from_collection([("to", 1, 0), ("be", 1, 10), ("to", 1, 20)], timestamp=lambda w: w[2])
+        >>> keyed = words.key_by(lambda w: w[0])
+        >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
+        [('be', 1, 10), ('to', 2, 0)]
+        """
+        return self.reduce(_field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Minimum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(_field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Maximum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(_field_reducer(position, "max"))
 
     def process(self, function: ProcessWindowFunction) -> DataStream:
         """Evaluate each fired window with all its elements."""

@@ -118,6 +118,8 @@ class StreamEnvironment:
         if name is not None and (not isinstance(name, str) or not name):
             msg = f"name must be a non-empty str, got {name!r}"
             raise ConfigurationError(msg)
+        if timestamp is None and watermarks is not None:
+            timestamp = watermarks.timestamp_assigner
         node = self.graph.add(
             "source", name or "source", [], None, source=source, watermarks=watermarks, timestamp_fn=timestamp
         )

@@ -84,6 +84,10 @@ class JobHandle:
             res.savepoint = result[0] if result else None
         return res
 
+    def request_stop(self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False) -> None:
+        """Ask the job to stop (as :meth:`stop`) without waiting; safe from a signal handler."""
+        self._control.request_stop(savepoint_directory, final_checkpoint=final_checkpoint)
+
     def trigger_savepoint(self, directory: str | Path | None = None, timeout: float | None = 60.0) -> str:
         """Take a savepoint while the job keeps running; returns its path."""
         directory = str(directory) if directory is not None else self._default_savepoint_dir()

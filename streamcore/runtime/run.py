@@ -159,7 +159,8 @@ class JobRun:
                 )
             else:
                 self.state = "FAILED"
-                logger.error("job %r failed: %s", self.job_name, error)
+                # INFO, not ERROR: the error itself is raised to the caller, who reports it once.
+                logger.info("job %r failed: %s", self.job_name, error)
             for listener in self.listeners:
                 self._call(listener.run_ended, self, result, error)
 
@@ -193,7 +194,7 @@ class JobRun:
                 restarts_in_backoff += 1
                 if not strategy.allows(restarts_in_backoff):
                     if strategy.kind != "none":
-                        logger.error(
+                        logger.info(
                             "job %r failed after %d restarts (%s): no restart left",
                             self.job_name,
                             self.restarts,
