@@ -306,7 +306,7 @@ class DataStream:
         return DataStreamSink(node)
 
     def print(self, sink_identifier: str = "") -> DataStreamSink:
-        """Print every element, as ``sink_identifier> element`` when an identifier is given (Flink's format)."""
+        """Print every element, as ``sink_identifier> element`` with an identifier (Flink's format)."""
         return self.sink_to(PrintSink(sink_identifier))
 
     def add_sink(self, sink: Sink | Callable[[Any], Any]) -> DataStreamSink:
@@ -597,11 +597,12 @@ class WindowedStream:
         return self._build(ReduceAggregate(reduce_function), plain(window_function))
 
     def sum(self, position: int | str = 0) -> DataStream:
-        """Sum of field ``position`` per window (Flink's ``window(...).sum``); other fields from the first element.
+        """Sum of field ``position`` per window (Flink's ``window(...).sum``); other fields: the first element's.
 
         >>> import streamcore as sc
         >>> env = sc.StreamEnvironment()
-        >>> words = env.from_collection([("to", 1, 0), ("be", 1, 10), ("to", 1, 20)], timestamp=lambda w: w[2])
+        >>> rows = [("to", 1, 0), ("be", 1, 10), ("to", 1, 20)]
+        >>> words = env.from_collection(rows, timestamp=lambda w: w[2])
         >>> keyed = words.key_by(lambda w: w[0])
         >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
         [('be', 1, 10), ('to', 2, 0)]
