@@ -597,7 +597,7 @@ class WindowedStream:
         return self._build(ReduceAggregate(reduce_function), plain(window_function))
 
     def sum(self, position: int | str = 0) -> DataStream:
-        """Sum of field ``position`` per window (Flink's ``window(...).sum``); other fields: the first element's.
+        """Sum of field ``position`` per window (Flink's ``window(...).sum``), other fields as the first.
 
         >>> import streamcore as sc
         >>> env = sc.StreamEnvironment()

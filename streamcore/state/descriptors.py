@@ -110,9 +110,8 @@ class StateDescriptor:
         self, name: str, ttl: int | StateTtlConfig | None = None, serializer: Serializer | None = None
     ) -> None:
         type_info: tuple[Any, ...] = getattr(self, "type_info", None) or ()
-        if is_type_information(
-            ttl
-        ):  # PyFlink: ListStateDescriptor(name, elem_type), MapStateDescriptor(name, k, v)
+        # PyFlink: ListStateDescriptor(name, elem_type), MapStateDescriptor(name, key_type, value_type)
+        if is_type_information(ttl):
             type_info = (*type_info, ttl)
             ttl = None
         if is_type_information(serializer):
