@@ -42,10 +42,11 @@ class JobClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("error", exc.reason)
-            except Exception:
-                detail = exc.reason
+            with exc:
+                try:
+                    detail = json.loads(exc.read()).get("error", exc.reason)
+                except Exception:
+                    detail = exc.reason
             msg = f"{method} {self.base}{path} answered {exc.code}: {detail}"
             raise JobError(msg) from exc
         except (urllib.error.URLError, OSError) as exc:

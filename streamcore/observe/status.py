@@ -95,7 +95,8 @@ class JobObserver(RunListener):
         self.version = 0
         self._last_publish = 0.0
         self._prev: dict[tuple[str, str], tuple[float, int, int, float, float]] = {}
-        self._carried: dict[tuple[str, str, str], int] = collections.defaultdict(int)
+        self._carried: dict[tuple[str, str, str], int] = {}
+        self._next_carry: tuple[dict[tuple[str, str, str], int], int, int] | None = None
         self._timers: dict[str, BusyTimer] = {}
         self._seen_checkpoints: set[int] = set()
         self._errors = _ErrorLog()
@@ -111,6 +112,9 @@ class JobObserver(RunListener):
 
     def attempt_started(self, run: JobRun, executor: JobExecutor) -> None:
         """Instrument the attempt's tasks (busy time, latency); publish."""
+        if self._next_carry is not None:  # a restart: counters go on from the failed attempt's
+            self._carried, self._completed_checkpoints_carried, self._failed_checkpoints_carried = self._next_carry
+            self._next_carry = None
         self._timers = {}
         latency = self.registry.observe_latency if self.registry is not None else None
         for tid, task in tasks_of(executor):
@@ -132,13 +136,13 @@ class JobObserver(RunListener):
     def attempt_ended(self, run: JobRun, executor: JobExecutor, error: BaseException | None) -> None:
         """Publish the attempt's last figures; carry its counters into the next attempt."""
         snap = self._publish(run, executor, final=True)
+        carried: dict[tuple[str, str, str], int] = {}
         for vertex in snap.get("vertices", ()):
             for tid, fig in vertex.get("tasks", {}).items():
                 for name in _COUNTERS:
-                    self._carried[(tid, vertex["uid"], name)] = int(fig.get(name) or 0)
+                    carried[(tid, vertex["uid"], name)] = int(fig.get(name) or 0)
         cps = snap.get("checkpoints") or {}
-        self._completed_checkpoints_carried = int(cps.get("completed") or 0)
-        self._failed_checkpoints_carried = int(cps.get("failed") or 0)
+        self._next_carry = (carried, int(cps.get("completed") or 0), int(cps.get("failed") or 0))
 
     def run_ended(self, run: JobRun, result: Any, error: BaseException | None) -> None:
         """Publish the final status; stop capturing warnings."""
