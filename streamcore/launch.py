@@ -244,15 +244,16 @@ def run_job(opts: RunOptions, *, err: TextIO | None = None) -> int:
         if progress is not None:
             from rich.console import Console
             from rich.live import Live
+            from rich.text import Text
 
             display = Live(
-                progress.text(), console=Console(file=sys.stdout), refresh_per_second=4, transient=True
+                Text(progress.text()), console=Console(file=sys.stdout), refresh_per_second=4, transient=True
             )
             display.start()
         while not handle.done():
             time.sleep(0.1)
             if display is not None:
-                display.update(progress.text())  # type: ignore[union-attr]
+                display.update(Text(progress.text()))  # type: ignore[union-attr]
         if display is not None:
             display.stop()
             display = None

@@ -113,7 +113,9 @@ class JobObserver(RunListener):
     def attempt_started(self, run: JobRun, executor: JobExecutor) -> None:
         """Instrument the attempt's tasks (busy time, latency); publish."""
         if self._next_carry is not None:  # a restart: counters go on from the failed attempt's
-            self._carried, self._completed_checkpoints_carried, self._failed_checkpoints_carried = self._next_carry
+            self._carried, self._completed_checkpoints_carried, self._failed_checkpoints_carried = (
+                self._next_carry
+            )
             self._next_carry = None
         self._timers = {}
         latency = self.registry.observe_latency if self.registry is not None else None

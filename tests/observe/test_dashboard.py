@@ -56,7 +56,7 @@ def test_dashboard_renders_the_graph_and_the_figures(tmp_path, chromium):
         handle.stop()
     # The job graph: one SVG node per operator, one edge per connection.
     for uid in ("words", "counts", "sink"):
-        assert f'class="node' in dom and f'data-uid="{uid}"' in dom, uid
+        assert 'class="node' in dom and f'data-uid="{uid}"' in dom, uid
     assert 'data-from="words" data-to="counts"' in dom and 'data-from="counts" data-to="sink"' in dom
     # The figures: records read, checkpoints, rates, watermarks per split, state.
     read = re.search(r'id="records-read">([\d,]+)<', dom)

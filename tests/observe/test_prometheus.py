@@ -53,16 +53,24 @@ def test_metrics_have_flink_names_proper_types_and_task_labels(tmp_path):
     for name, kind in types.items():
         assert name in fams, name
         assert fams[name].type == kind, (name, fams[name].type)  # type: ignore[attr-defined]
-    read = {s.labels["operator"]: s for s in samples(fams, "streamcore_records_out") if s.name.endswith("_total")}
+    read = {
+        s.labels["operator"]: s for s in samples(fams, "streamcore_records_out") if s.name.endswith("_total")
+    }
     assert read["words"].labels["task"] == "0" and read["words"].labels["job_name"] == "observed"
     assert read["words"].value >= 3_000
     rin = {s.labels["operator"]: s.value for s in samples(fams, "streamcore_records_in")}
     assert rin["counts"] > 0 and rin["sink"] > 0
     splits = {s.labels["split"] for s in samples(fams, "streamcore_split_watermark_ms")}
     assert splits == {"generator-0", "generator-1"}
-    states = {(s.labels["operator"], s.labels["state"]): s.value for s in samples(fams, "streamcore_state_entries")}
+    states = {
+        (s.labels["operator"], s.labels["state"]): s.value for s in samples(fams, "streamcore_state_entries")
+    }
     assert states[("counts", "reduce")] == 2  # "to" and "be"
-    done = {s.labels["status"]: s.value for s in samples(fams, "streamcore_checkpoints") if s.name.endswith("_total")}
+    done = {
+        s.labels["status"]: s.value
+        for s in samples(fams, "streamcore_checkpoints")
+        if s.name.endswith("_total")
+    }
     assert done["completed"] >= 2 and done["failed"] == 0
     counts = [s for s in samples(fams, "streamcore_checkpoint_duration_seconds") if s.name.endswith("_count")]
     assert counts and counts[0].value >= 2 and counts[0].labels["task"] == "0"
@@ -85,7 +93,11 @@ def test_counters_stay_monotonic_after_the_job_ends(tmp_path):
     service = next(x for x in handle._executor.listeners if hasattr(x, "metrics"))
     handle.stop()
     final = {f.name: f for f in text_string_to_metric_families(service.metrics.text().decode())}
-    out = {s.labels["operator"]: s.value for s in final["streamcore_records_out"].samples if s.name.endswith("_total")}
+    out = {
+        s.labels["operator"]: s.value
+        for s in final["streamcore_records_out"].samples
+        if s.name.endswith("_total")
+    }
     result_read = handle.wait().records_read
     assert out["words"] == result_read
 

@@ -23,14 +23,23 @@ def gateway_series(gateway: str) -> dict[str, list[object]]:
 
 def pushed_records(gateway: str) -> float:
     for s in gateway_series(gateway).get("streamcore_records_out", []):
-        if s.name.endswith("_total") and s.labels.get("operator") == "words" and s.labels.get("job") == "pushed":
+        if (
+            s.name.endswith("_total")
+            and s.labels.get("operator") == "words"
+            and s.labels.get("job") == "pushed"
+        ):
             return float(s.value)
     return 0.0
 
 
 def test_metrics_are_pushed_and_the_group_is_deleted_at_a_clean_end(tmp_path, pushgateway):
     env, handle = running_job(
-        tmp_path, port=None, pushgateway=pushgateway, every_ms=100, job="pushed", grouping_key={"instance": "t1"}
+        tmp_path,
+        port=None,
+        pushgateway=pushgateway,
+        every_ms=100,
+        job="pushed",
+        grouping_key={"instance": "t1"},
     )
     try:
         wait_for("records pushed to the Pushgateway", lambda: pushed_records(pushgateway) >= 500)
@@ -59,7 +68,9 @@ def test_a_failed_job_leaves_its_last_push(tmp_path, pushgateway):
     env.enable_metrics(port=None, pushgateway=pushgateway, job="pushed", grouping_key={"instance": "t2"})
     with pytest.raises(sc.StreamcoreError, match="boom"):
         env.execute("failing")
-    restarts = [s for s in gateway_series(pushgateway)["streamcore_job_restarts"] if s.labels["instance"] == "t2"]
+    restarts = [
+        s for s in gateway_series(pushgateway)["streamcore_job_restarts"] if s.labels["instance"] == "t2"
+    ]
     assert restarts and restarts[0].labels["job_name"] == "failing"
 
 

@@ -52,7 +52,7 @@ def test_get_endpoints_describe_the_running_job(tmp_path):
     assert metrics["words"]["records_out"] > 0
     assert missing.value.code == 404
     missing.value.close()
-    assert "<svg id=\"graph\"" in page and "api/v1/overview" in page
+    assert '<svg id="graph"' in page and "api/v1/overview" in page
 
 
 def test_savepoint_and_stop_with_savepoint_over_http(tmp_path):
