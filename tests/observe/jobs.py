@@ -31,12 +31,12 @@ def build(env: sc.StreamEnvironment, checkpoints: Path | None) -> None:
 
 def running_job(
     tmp_path: Path, *, port: int | None = 0, pushgateway: str | None = None, **metrics: Any
-) -> tuple[sc.StreamEnvironment, sc.JobHandle]:
+) -> sc.JobHandle:
     env = sc.StreamEnvironment(batch_size=64)
     build(env, tmp_path / "checkpoints")
     env.enable_metrics(port=port, pushgateway=pushgateway, **metrics)
     env.metrics_config = dataclasses.replace(env.metrics_config, publish_ms=50)
-    return env, env.execute_async("observed")
+    return env.execute_async("observed")
 
 
 def get_json(url: str) -> Any:

@@ -38,7 +38,7 @@ def chromium_args(binary: str, profile: Path) -> list[str]:
 
 
 def test_dashboard_renders_the_graph_and_the_figures(tmp_path, chromium):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     try:
         url = handle.dashboard_url
         wait_progress(url, records=2_000, checkpoints=2)

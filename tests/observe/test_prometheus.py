@@ -25,7 +25,7 @@ def samples(families: dict[str, object], name: str) -> list[object]:
 
 
 def test_metrics_have_flink_names_proper_types_and_task_labels(tmp_path):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     try:
         base = handle.dashboard_url
         assert base.startswith("http://127.0.0.1:")
@@ -87,7 +87,7 @@ def test_metrics_have_flink_names_proper_types_and_task_labels(tmp_path):
 
 
 def test_counters_stay_monotonic_after_the_job_ends(tmp_path):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     base = handle.dashboard_url
     wait_progress(base, records=1_000, checkpoints=1)
     service = next(x for x in handle._executor.listeners if hasattr(x, "metrics"))

@@ -33,7 +33,7 @@ def pushed_records(gateway: str) -> float:
 
 
 def test_metrics_are_pushed_and_the_group_is_deleted_at_a_clean_end(tmp_path, pushgateway):
-    env, handle = running_job(
+    handle = running_job(
         tmp_path,
         port=None,
         pushgateway=pushgateway,
@@ -75,7 +75,7 @@ def test_a_failed_job_leaves_its_last_push(tmp_path, pushgateway):
 
 
 def test_both_port_and_pushgateway(tmp_path, pushgateway):
-    env, handle = running_job(tmp_path, port=0, pushgateway=pushgateway, every_ms=100, job="pushed")
+    handle = running_job(tmp_path, port=0, pushgateway=pushgateway, every_ms=100, job="pushed")
     try:
         wait_for("pushed", lambda: pushed_records(pushgateway) > 0)
         with urllib.request.urlopen(handle.dashboard_url + "metrics", timeout=10) as resp:

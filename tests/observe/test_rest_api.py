@@ -26,7 +26,7 @@ def post(url: str, body: object) -> tuple[int, dict]:
 
 
 def test_get_endpoints_describe_the_running_job(tmp_path):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     try:
         base = handle.dashboard_url
         wait_progress(base, records=1_000, checkpoints=1)
@@ -56,7 +56,7 @@ def test_get_endpoints_describe_the_running_job(tmp_path):
 
 
 def test_savepoint_and_stop_with_savepoint_over_http(tmp_path):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     base = handle.dashboard_url
     wait_progress(base, records=500, checkpoints=1)
     status, answer = post(base + "api/v1/savepoints", {"directory": str(tmp_path / "sp")})
@@ -72,7 +72,7 @@ def test_savepoint_and_stop_with_savepoint_over_http(tmp_path):
 
 
 def test_cli_commands_talk_to_a_running_job(tmp_path, capsys):
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     base = handle.dashboard_url
     wait_progress(base, records=500, checkpoints=1)
     assert main(["status", base]) == 0
@@ -96,7 +96,7 @@ def test_cli_commands_talk_to_a_running_job(tmp_path, capsys):
 def test_client_rejects_a_bad_url_and_reports_http_errors(tmp_path):
     with pytest.raises(Exception, match="http"):
         JobClient("ftp://x")
-    env, handle = running_job(tmp_path)
+    handle = running_job(tmp_path)
     try:
         wait_progress(handle.dashboard_url, records=100, checkpoints=0)
         with pytest.raises(JobError, match="answered 400"):
