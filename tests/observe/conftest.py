@@ -57,7 +57,13 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "pushgateway.log").open("w")
     proc = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            # Debian's default persists to /var/lib: a test gateway keeps its state in its own directory
+            f"--persistence.file={tmp_path / 'pushgateway.db'}",
+            "--log.level=warn",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=log,
         cwd=tmp_path,
