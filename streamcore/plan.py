@@ -6,7 +6,8 @@ functions register their state: user ``open`` methods of keyed functions run; so
 sinks are never opened, so nothing connects anywhere). It then describes every node:
 
 * sources and sinks: their class and public configuration, secrets masked (any setting
-  whose name mentions a password, secret, token, credential, key file or SASL/JAAS);
+  whose name mentions a password, secret, token, credential, private key, API key, JAAS
+  config or basic-auth user info);
 * keyed operators: the key selector of each input, every state (name, kind, TTL) with the
   job's backend, timers and time-ordered buffers;
 * windows: assigner, trigger, allowed lateness; interval joins: bounds.
@@ -37,7 +38,7 @@ __all__ = ["MASK", "describe_config", "explain", "plan"]
 MASK = "***"
 
 _SECRET = re.compile(
-    r"pass(word|wd)?|secret|token|credential|sasl|jaas|private|api[._-]?key|auth", re.IGNORECASE
+    r"passw(or)?d|secret|token|credential|jaas|private|api[._-]?key|user[._]info", re.IGNORECASE
 )
 
 

@@ -43,9 +43,15 @@ class BusyTimer:
 
     Args:
         latency: called as ``latency(uid, seconds)`` for sampled sink records, or None.
+        clock: seconds (``time.perf_counter``; tests pass a fake one).
     """
 
-    def __init__(self, latency: Callable[[str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        latency: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._clock = clock
         self.busy: dict[str, float] = {}
         self.backpressured: dict[str, float] = {}
         self._stack: list[_Frame] = []
@@ -67,7 +73,7 @@ class BusyTimer:
         busy, back, stack = self.busy, self.backpressured, self._stack
         busy.setdefault(uid, 0.0)
         back.setdefault(uid, 0.0)
-        clock = time.perf_counter
+        clock = self._clock
 
         def timed(*args: Any) -> Any:
             frame = _Frame()
