@@ -1,4 +1,4 @@
-"""env.explain() and `streamcore explain`: operators, uids, keys, state, windows, sources and sinks, secrets masked."""
+"""env.explain() and `streamcore explain`: operators, uids, keys, state, windows, sources, sinks, masked secrets."""
 
 from __future__ import annotations
 
@@ -21,13 +21,11 @@ JOB = """
 import streamcore as sc
 
 def build_job(env):
-    clicks = env.from_source(
-        sc.KafkaSource("broker:9092", "clicks", config={"sasl.password": "hunter2", "sasl.mechanism": "PLAIN"}),
-        name="clicks",
-    )
-    clicks.key_by(lambda c: c["user"]).window(sc.TumblingEventTimeWindows.of(60_000)).sum("n").uid("per-minute").sink_to(
-        sc.KafkaSink("broker:9092", "counts", delivery="exactly_once", config={"ssl.key.password": "s3cret"})
-    )
+    secret = {"sasl.password": "hunter2", "sasl.mechanism": "PLAIN"}
+    clicks = env.from_source(sc.KafkaSource("broker:9092", "clicks", config=secret), name="clicks")
+    windows = clicks.key_by(lambda c: c["user"]).window(sc.TumblingEventTimeWindows.of(60_000))
+    sink = sc.KafkaSink("broker:9092", "counts", delivery="exactly_once", config={"ssl.key.password": "s3cret"})
+    windows.sum("n").uid("per-minute").sink_to(sink)
 """
 
 

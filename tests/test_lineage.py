@@ -1,4 +1,4 @@
-"""OpenLineage events: emitted through the openlineage-python client, validated against its model and the graph."""
+"""OpenLineage events: emitted by the openlineage-python client, checked against its model and the graph."""
 
 from __future__ import annotations
 
