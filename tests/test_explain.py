@@ -1,4 +1,4 @@
-"""env.explain() and `streamcore explain`: operators, uids, keys, state, windows, sources, sinks, masked secrets."""
+"""env.explain() and `streamcore explain`: operators, keys, state, windows, sources, sinks, masked secrets."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def build_job(env):
     secret = {"sasl.password": "hunter2", "sasl.mechanism": "PLAIN"}
     clicks = env.from_source(sc.KafkaSource("broker:9092", "clicks", config=secret), name="clicks")
     windows = clicks.key_by(lambda c: c["user"]).window(sc.TumblingEventTimeWindows.of(60_000))
-    sink = sc.KafkaSink("broker:9092", "counts", delivery="exactly_once", config={"ssl.key.password": "s3cret"})
+    tls = {"ssl.key.password": "s3cret"}
+    sink = sc.KafkaSink("broker:9092", "counts", delivery="exactly_once", config=tls)
     windows.sum("n").uid("per-minute").sink_to(sink)
 """
 
