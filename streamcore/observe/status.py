@@ -265,59 +265,22 @@ class JobObserver(RunListener):
 
     @staticmethod
     def _source_figures(src: Any, wall_ms: int) -> dict[str, Any]:
-        m = src.metrics()
-        wm = _wm(m.get("watermark"))
-        splits = {}
-        for sid, s in (m.get("splits") or {}).items():
-            swm = _wm(s.get("watermark"))
-            splits[str(sid)] = {
-                "watermark": swm,
-                "watermark_lag_ms": wall_ms - swm if swm is not None else None,
-                "idle": bool(s.get("idle")),
-                "paused": bool(s.get("paused")),
-                "paused_ms": s.get("paused_ms"),
-                "finished": bool(s.get("finished")),
-                "lag_records": s.get("lag"),
-            }
-        return {
-            "records_in": 0,
-            "records_out": int(m.get("records_out") or 0),
-            "late_records_dropped": 0,
-            "watermark": wm,
-            "watermark_lag_ms": wall_ms - wm if wm is not None else None,
-            "splits": splits,
-            "finished": bool(src.finished),
-        }
+        fig = source_figures(src.metrics(), wall_ms)
+        fig["finished"] = bool(src.finished)
+        return fig
 
     @staticmethod
     def _operator_figures(op: Any, wall_ms: int) -> dict[str, Any]:
         m = op.metrics()
-        wm = _wm(m.get("watermark"))
-        dropped = 0
+        dropped = None
         late_per_side = m.get("late_per_side")
         tags = getattr(op, "late_tags", None)
         if isinstance(late_per_side, list) and tags is not None:
+            dropped = 0
             for n, tag in zip(late_per_side, tags, strict=False):
                 if tag is None or not op.output.has_side(tag):
                     dropped += int(n)
-        else:
-            dropped = int(m.get("late_records") or 0)
-        state = state_figures(m.get("state") or {})
-        buffered = m.get("buffered_per_side")
-        fig: dict[str, Any] = {
-            "records_in": int(m.get("records_in") or 0),
-            "records_out": int(m.get("records_out") or 0),
-            "late_records_dropped": dropped,
-            "watermark": wm,
-            "watermark_lag_ms": wall_ms - wm if wm is not None else None,
-            "state": state,
-            "event_timers": m.get("event_timers"),
-        }
-        if isinstance(buffered, list):
-            fig["buffered_records"] = int(sum(buffered))
-        elif "pending_windows" in m:
-            fig["buffered_records"] = int(m["pending_windows"])
-        return fig
+        return operator_figures(m, wall_ms, dropped)
 
     def _checkpoints(self, executor: JobExecutor) -> dict[str, Any] | None:
         cp = executor.checkpointing
@@ -338,3 +301,71 @@ class JobObserver(RunListener):
         m["directory"] = str(cp.directory)
         m["restore_seconds"] = executor.restore_seconds
         return m
+
+
+def source_figures(m: dict[str, Any], wall_ms: int) -> dict[str, Any]:
+    """The status figures of a source from its metrics dict (``SourceTask.metrics()``)."""
+    wm = _wm(m.get("watermark"))
+    splits = {}
+    for sid, s in (m.get("splits") or {}).items():
+        swm = _wm(s.get("watermark"))
+        splits[str(sid)] = {
+            "watermark": swm,
+            "watermark_lag_ms": wall_ms - swm if swm is not None else None,
+            "idle": bool(s.get("idle")),
+            "paused": bool(s.get("paused")),
+            "paused_ms": s.get("paused_ms"),
+            "finished": bool(s.get("finished")),
+            "lag_records": s.get("lag"),
+        }
+    return {
+        "records_in": 0,
+        "records_out": int(m.get("records_out") or 0),
+        "late_records_dropped": 0,
+        "watermark": wm,
+        "watermark_lag_ms": wall_ms - wm if wm is not None else None,
+        "splits": splits,
+    }
+
+
+def operator_figures(m: dict[str, Any], wall_ms: int, late_dropped: int | None = None) -> dict[str, Any]:
+    """The status figures of an operator from its metrics dict (``StreamOperator.metrics()``).
+
+    ``late_dropped``: late records not sent to a side output (default: every late record).
+    """
+    wm = _wm(m.get("watermark"))
+    buffered = m.get("buffered_per_side")
+    fig: dict[str, Any] = {
+        "records_in": int(m.get("records_in") or 0),
+        "records_out": int(m.get("records_out") or 0),
+        "late_records_dropped": int(m.get("late_records") or 0) if late_dropped is None else late_dropped,
+        "watermark": wm,
+        "watermark_lag_ms": wall_ms - wm if wm is not None else None,
+        "state": state_figures(m.get("state") or {}),
+        "event_timers": m.get("event_timers"),
+    }
+    if isinstance(buffered, list):
+        fig["buffered_records"] = int(sum(buffered))
+    elif "pending_windows" in m:
+        fig["buffered_records"] = int(m["pending_windows"])
+    return fig
+
+
+def status_of_metrics(job_name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A status snapshot (one task, ``"0"``) built from a job's metrics dict (``JobResult.metrics``)."""
+    wall_ms = int(time.time() * 1000)
+    vertices = []
+    for uid, m in metrics.items():
+        if uid in ("checkpoints", "rate_coordinator") or not isinstance(m, dict):
+            continue
+        if "splits" in m:
+            vertices.append({"uid": uid, "kind": "source", "tasks": {"0": source_figures(m, wall_ms)}})
+        else:
+            vertices.append({"uid": uid, "kind": "operator", "tasks": {"0": operator_figures(m, wall_ms)}})
+    return {
+        "job": {"name": job_name},
+        "tasks": [{"id": "0"}],
+        "vertices": vertices,
+        "checkpoints": metrics.get("checkpoints"),
+        "rate_coordinator": metrics.get("rate_coordinator"),
+    }
