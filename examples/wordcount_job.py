@@ -12,7 +12,7 @@ import time
 
 import streamcore as sc
 
-WORDS = "to be or not to be that is the question".split()
+WORDS = ["to", "be", "or", "not", "to", "be", "that", "is", "the", "question"]
 
 
 def words(split: int, offset: int) -> tuple[str, int]:
