@@ -1,9 +1,9 @@
 """A job for `streamcore run`: endless words, counted per word, printed as Flink prints them.
 
-    streamcore run examples/wordcount_job.py --checkpoints /tmp/wc-checkpoints
-    streamcore status http://127.0.0.1:PORT/     # the URL the run printed
-    streamcore stop http://127.0.0.1:PORT/ --savepoint
-    streamcore run examples/wordcount_job.py --checkpoints /tmp/wc-checkpoints --restore latest
+streamcore run examples/wordcount_job.py --checkpoints /tmp/wc-checkpoints
+streamcore status http://127.0.0.1:PORT/     # the URL the run printed
+streamcore stop http://127.0.0.1:PORT/ --savepoint
+streamcore run examples/wordcount_job.py --checkpoints /tmp/wc-checkpoints --restore latest
 """
 
 from __future__ import annotations
