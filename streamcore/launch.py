@@ -118,6 +118,7 @@ def _configure(opts: RunOptions) -> Any:
     state_dir = opts.state_dir
     if backend == "rocksdb" and state_dir is None:
         state_dir = tempfile.mkdtemp(prefix="streamcore-state-")
+        opts.extra["temporary_state_dir"] = state_dir
     env = StreamEnvironment(state_backend=backend, state_dir=state_dir)
     if opts.checkpoints is not None:
         env.default_checkpoint_dir = Path(opts.checkpoints)
@@ -267,6 +268,11 @@ def run_job(opts: RunOptions, *, err: TextIO | None = None) -> int:
             display.stop()
         for s, h in previous.items():
             signal.signal(s, h)
+        temporary = opts.extra.get("temporary_state_dir")
+        if temporary and handle.done():  # working state only: checkpoints hold what a restore needs
+            import shutil
+
+            shutil.rmtree(temporary, ignore_errors=True)
     rate = result.records_read / result.duration_s if result.duration_s > 0 else 0.0
     parts = [
         f"streamcore: job {name!r} {'stopped' if result.stopped else 'finished'}: "
