@@ -228,7 +228,7 @@ class StreamEnvironment:
 
     def enable_metrics(
         self,
-        port: int | None = 9249,
+        port: Any = ...,
         *,
         host: str = "127.0.0.1",
         pushgateway: str | None = None,
@@ -238,17 +238,20 @@ class StreamEnvironment:
     ) -> StreamEnvironment:
         """Serve ``/metrics`` (Prometheus), the dashboard (``/``) and the REST API (``/api/v1``).
 
-        ``port`` defaults to Flink's PrometheusReporter port; 0 picks a free one (the
-        handle's ``dashboard_url`` and the log say which); ``None`` serves nothing.
-        With ``pushgateway="host:9091"`` the metrics are also pushed every ``every_ms``
-        under Pushgateway job ``job`` (default: the job name), and the group is deleted
-        when the job ends cleanly. See :mod:`streamcore.observe.prometheus` for the names.
+        ``port`` defaults to 9249, Flink's PrometheusReporter port; 0 picks a free one
+        (the handle's ``dashboard_url`` and the log say which); ``None`` serves nothing.
+        ``pushgateway="host:9091"`` pushes the metrics every ``every_ms`` under
+        Pushgateway job ``job`` (default: the job name) instead of serving them, and
+        deletes the group when the job ends cleanly; pass a ``port`` too to do both. See
+        :mod:`streamcore.observe.prometheus` for the names.
 
         Raises:
             ConfigurationError: a bad port or interval, or neither a port nor a Pushgateway.
         """
-        from streamcore.observe.service import MetricsConfig
+        from streamcore.observe.service import FLINK_PROMETHEUS_PORT, MetricsConfig
 
+        if port is ...:
+            port = None if pushgateway is not None else FLINK_PROMETHEUS_PORT
         self.metrics_config = MetricsConfig(
             port=port,
             host=host,

@@ -134,3 +134,13 @@ def test_a_job_without_enable_metrics_serves_nothing():
     handle = env.execute_async("quiet")
     assert handle.wait(30).records_read == 2
     assert handle.dashboard_url is None
+
+
+def test_pushgateway_alone_pushes_instead_of_serving():
+    env = sc.StreamEnvironment()
+    env.enable_metrics(pushgateway="127.0.0.1:9")
+    assert env.metrics_config.port is None
+    env.enable_metrics()
+    assert env.metrics_config.port == 9249 and env.metrics_config.pushgateway is None
+    env.enable_metrics(port=0, pushgateway="127.0.0.1:9")
+    assert env.metrics_config.port == 0
