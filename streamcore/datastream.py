@@ -223,10 +223,20 @@ class DataStream:
             raise ConfigurationError(msg)
         return DataStream(self._env, [(self._add("process", lambda n, u: ProcessOperator(n, u, fn)), None)])
 
-    def key_by(self, key_selector: Callable[[Any], Any]) -> KeyedStream:
-        """Partition by ``key_selector(value)``: downstream state and timers are per key."""
+    def key_by(self, key_selector: Callable[[Any], Any], *, partitioned: bool = False) -> KeyedStream:
+        """Partition by ``key_selector(value)``: downstream state and timers are per key.
+
+        ``partitioned=True`` declares that the input is partitioned by this key already
+        (Flink's ``reinterpretAsKeyedStream``): in a job whose tasks a consumer group
+        assigns, the records of a key all arrive in one partition of the source topics, so
+        no repartition topic is needed. Otherwise such a job sends the stream through one
+        (:mod:`streamcore.shuffle`). A job in one process ignores it.
+        """
         _check_callable(key_selector, "key_by()")
-        return KeyedStream(self, key_selector)
+        if type(partitioned) is not bool:
+            msg = f"key_by(partitioned=...) must be True or False, got {partitioned!r}"
+            raise ConfigurationError(msg)
+        return KeyedStream(self, key_selector, partitioned)
 
     def union(self, *others: DataStream) -> DataStream:
         """Merge streams of the same type; the watermark is the minimum of the inputs'."""
@@ -374,9 +384,22 @@ class DataStreamSink:
 class KeyedStream(DataStream):
     """A stream partitioned by key: keyed state, timers, joins and windows."""
 
-    def __init__(self, stream: DataStream, key_selector: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, stream: DataStream, key_selector: Callable[[Any], Any], partitioned: bool = False
+    ) -> None:
         super().__init__(stream.environment, [(node, tag) for node, _, tag in stream.input_edges()])
         self.key_selector = key_selector
+        self.partitioned = partitioned
+
+    def keyed_input(self) -> tuple[Callable[[Any], Any], bool]:
+        """``(key_selector, partitioned)``: what a keyed operator reading this stream records on its node."""
+        return self.key_selector, self.partitioned
+
+    def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
+        """Add a keyed operator reading this stream (the node records how its input is keyed)."""
+        node = self._add(kind, factory)
+        node.attrs["keyed_inputs"] = {0: self.keyed_input()}
+        return DataStream(self._env, [(node, None)])
 
     def process(self, fn: KeyedProcessFunction, *, late_output: OutputTag | None = None) -> DataStream:  # type: ignore[override]
         """Run a :class:`KeyedProcessFunction`.
@@ -393,15 +416,14 @@ class KeyedStream(DataStream):
         def factory(n: str, u: str) -> Any:
             return KeyedProcessOperator(n, u, fn, kf, late)
 
-        return DataStream(self._env, [(self._add("keyed_process", factory), None)])
+        return self.transform("keyed_process", factory)
 
     def reduce(self, fn: Callable[[Any, Any], Any]) -> DataStream:
         """Emit the running ``fn(accumulated, value)`` of each key after every element."""
         _check_callable(fn, "reduce()")
         rf = ReduceFunction(fn)
         kf = self.key_selector
-        node = self._add("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
-        return DataStream(self._env, [(node, None)])
+        return self.transform("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
 
     def sum(self, position: int | str = 0) -> DataStream:
         """Rolling sum of field ``position`` per key (Flink's ``sum``): emits the running result per element.
@@ -462,7 +484,10 @@ class ConnectedStreams:
         """Add a two-input operator: the first stream feeds its input 0, the second its input 1."""
         inputs = self.first.input_edges(0) + self.second.input_edges(1)
         env = self.first.environment
-        return DataStream(env, [(env.graph.add(kind, kind, inputs, factory), None)])
+        node = env.graph.add(kind, kind, inputs, factory)
+        if isinstance(self.first, KeyedStream) and isinstance(self.second, KeyedStream):
+            node.attrs["keyed_inputs"] = {0: self.first.keyed_input(), 1: self.second.keyed_input()}
+        return DataStream(env, [(node, None)])
 
     def process(self, fn: CoProcessFunction) -> DataStream:
         """Run a :class:`CoProcessFunction`, or a :class:`KeyedCoProcessFunction` when both are keyed."""

@@ -21,6 +21,8 @@ from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
 from streamcore.runtime.job import JobHandle
 from streamcore.runtime.restart import RestartStrategy
 from streamcore.runtime.run import JobRun, RunListener
+from streamcore.runtime.task import Task
+from streamcore.runtime.task_runner import TaskRunner
 from streamcore.sources.base import Source
 from streamcore.sources.collection import CollectionSource, GeneratorSource
 from streamcore.state.factory import StateBackendFactory, check_backend
@@ -77,6 +79,11 @@ class StreamEnvironment:
         self.no_watermark_warning_s: float = 60.0
         self._batch_listeners: list[Callable[[Any], None]] = []
         self._run_listeners: list[Callable[[], RunListener]] = []
+        #: how long a consumer-group task waits for its previous owner to release it.
+        self.takeover_s = 10.0
+        #: how repartition topics are written: "exactly_once" (transactions committed with the
+        #: task's checkpoints) or "at_least_once" (readers still drop replays by number).
+        self.repartition_delivery = "exactly_once"
 
     @classmethod
     def get_execution_environment(cls, **options: Any) -> StreamEnvironment:
@@ -352,37 +359,132 @@ class StreamEnvironment:
         if not any(n.kind == "sink" for n in self.graph.nodes):
             msg = "the job has no sink: add one with sink_to(...), print() or execute_and_collect()"
             raise ConfigurationError(msg)
-        factory = StateBackendFactory(self.state_backend, self.state_dir, self.clock, self.rocksdb_options)
-        checkpointing = None
-        restore = None
-        if self.checkpoint_config is not None:
-            from streamcore.checkpoint.coordinator import CheckpointCoordinator
+        from streamcore.runtime.group_job import group_spec
 
-            checkpointing = CheckpointCoordinator(self.checkpoint_config, job_name)
-        if restore_from is not None:
+        spec = group_spec(self.graph)
+        membership = None
+        restore = None
+        graph = self.graph
+        if spec is not None:
+            membership, graph = self._group_membership(job_name, spec)
+        elif restore_from is not None:
             from streamcore.checkpoint.restore import plan_restore
 
             restore = plan_restore(
                 restore_from, self.checkpoint_config, job_name, self.state_backend, self._exactly_once_sinks()
             )
-        coordinator = None
-        if self.rate_coordination is not None and self.rate_coordination.enabled:
-            from streamcore.sources.coordinator import SourceRateCoordinator
 
-            coordinator = SourceRateCoordinator(self.rate_coordination)
+        owners: dict[str, Any] = {}  # tasks waiting for their previous owner to release them
+
+        def make_runner(task_id: str) -> TaskRunner | None:
+            state_dir, config, task_restore, ownership = self.state_dir, self.checkpoint_config, restore, None
+            if spec is not None:
+                storage = self._task_storage(job_name, task_id, restore_from, owners)
+                if storage is None:
+                    return None
+                state_dir, config, task_restore, ownership = storage
+            factory = StateBackendFactory(self.state_backend, state_dir, self.clock, self.rocksdb_options)
+            checkpointing = None
+            if config is not None:
+                from streamcore.checkpoint.coordinator import CheckpointCoordinator
+
+                checkpointing = CheckpointCoordinator(
+                    config, job_name, fence=ownership.check if ownership is not None else None
+                )
+            coordinator = None
+            if self.rate_coordination is not None and self.rate_coordination.enabled:
+                from streamcore.sources.coordinator import SourceRateCoordinator
+
+                coordinator = SourceRateCoordinator(self.rate_coordination)
+            task = Task(
+                graph,
+                job_name,
+                clock=self.clock,
+                max_parallelism=self.max_parallelism,
+                state_factory=factory,
+                rate_coordinator=coordinator,
+                partition=None if spec is None else int(task_id),
+                keep=(self,),
+            )
+            return TaskRunner(
+                task_id,
+                task,
+                checkpointing=checkpointing,
+                restore=task_restore,
+                rate_coordinator=coordinator,
+                ownership=ownership,
+            )
+
         return JobExecutor(
-            self.graph,
             job_name,
+            make_runner,
             clock=self.clock,
             batch_size=self.batch_size,
-            max_parallelism=self.max_parallelism,
-            state_factory=factory,
-            checkpointing=checkpointing,
-            restore=restore,
-            coordinator=coordinator,
+            membership=membership,
             control=control,
             batch_listeners=self._batch_listeners,
+            checkpoint_dir=self.checkpoint_config.directory if self.checkpoint_config is not None else None,
         )
+
+    def _group_membership(self, job_name: str, spec: Any) -> tuple[Any, Any]:
+        """The consumer-group membership of a job whose sources use ``assignment="group"``, and the
+        graph its tasks run (with repartition topics where a keyed input is not partitioned)."""
+        from streamcore.runtime.group_job import (
+            ensure_topics,
+            job_description,
+            source_partitions,
+            with_repartitions,
+            write_or_check_job_description,
+        )
+        from streamcore.runtime.kafka_group import KafkaGroupMembership
+
+        if self.checkpoint_config is None:
+            msg = (
+                "a consumer-group job (KafkaSource(assignment='group')) needs enable_checkpointing(...) "
+                "into a storage every process shares: tasks move between processes through it"
+            )
+            raise ConfigurationError(msg)
+        root = self.checkpoint_config.directory
+        write_or_check_job_description(root, job_description(job_name, self.graph, spec))
+        partitions = source_partitions(spec)
+        graph, topics = with_repartitions(self.graph, job_name, spec, partitions, self.repartition_delivery)
+        if topics:
+            ensure_topics(spec, topics, partitions)
+        membership = KafkaGroupMembership(spec.bootstrap_servers, spec.group_id, spec.topics, spec.config)
+        return membership, graph
+
+    def _task_storage(
+        self, job_name: str, task_id: str, restore_from: Any, owners: dict[str, Any]
+    ) -> tuple[Any, Any, Any, Any] | None:
+        """State directory, checkpoint configuration, restore plan and owner record of a group job's task.
+
+        The task is owned (its previous owner released it, or died) before its latest
+        checkpoint is looked up, so that checkpoint is the previous owner's last one.
+        ``None`` while the previous owner still holds it (``owners`` keeps the attempt).
+        """
+        import dataclasses
+
+        from streamcore.checkpoint.restore import plan_restore
+        from streamcore.runtime.group_job import task_dir, task_restore_from
+        from streamcore.runtime.ownership import TaskOwnership
+
+        assert self.checkpoint_config is not None
+        state_dir = task_dir(self.state_dir, task_id) if self.state_dir is not None else None
+        config = dataclasses.replace(
+            self.checkpoint_config, directory=task_dir(self.checkpoint_config.directory, task_id)
+        )
+        ownership = owners.setdefault(task_id, TaskOwnership(config.directory, task_id, self.takeover_s))
+        if not ownership.try_acquire():
+            return None
+        del owners[task_id]
+        restore = plan_restore(
+            task_restore_from(restore_from, task_id),
+            config,
+            job_name,
+            self.state_backend,
+            self._exactly_once_sinks(),
+        )
+        return state_dir, config, restore, ownership
 
     def _exactly_once_sinks(self) -> list[str]:
         """Uids of the graph's exactly-once sinks (a restore must not duplicate their output)."""

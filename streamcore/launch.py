@@ -148,7 +148,7 @@ class _Progress:
         self._last = (time.monotonic(), 0)
 
     def listener(self) -> Any:
-        from streamcore.runtime.run import RunListener
+        from streamcore.runtime.run import RunListener, completed_checkpoints, tasks_of
 
         progress = self
 
@@ -157,16 +157,16 @@ class _Progress:
                 now = time.monotonic()
                 if now - progress._last[0] < 0.2:
                     return
-                records = executor.task.records_read()
+                tasks = [t for _, t in tasks_of(executor) if t.plan is not None]
+                records = sum(t.records_read() for t in tasks)
                 rate = (records - progress._last[1]) / (now - progress._last[0])
                 progress._last = (now, records)
-                wms = [s.current_watermark for s in executor.task.sources if not s.finished]
-                cp = executor.checkpointing
+                wms = [s.current_watermark for t in tasks for s in t.sources if not s.finished]
                 progress.figures = {
                     "records": records,
                     "rate": max(rate, 0.0),
                     "watermark": min(wms) if wms else None,
-                    "checkpoints": len(cp.completed_ids) if cp is not None else 0,
+                    "checkpoints": len(completed_checkpoints(executor)),
                 }
 
         return Feed()

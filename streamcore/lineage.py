@@ -35,7 +35,7 @@ from typing import Any
 
 from streamcore.errors import ConfigurationError
 from streamcore.runtime.executor import JobExecutor
-from streamcore.runtime.run import JobRun, RunListener
+from streamcore.runtime.run import JobRun, RunListener, checkpoint_stats, completed_checkpoints
 
 __all__ = ["LineageConfig", "LineageListener", "datasets"]
 
@@ -197,29 +197,28 @@ class LineageListener(RunListener):
     # -- listener ----------------------------------------------------------------------------
     def attempt_started(self, run: JobRun, executor: JobExecutor) -> None:
         """START once per run (restarts go on as the same run)."""
-        self._seen_checkpoints = len(executor.checkpointing.completed_ids) if executor.checkpointing else 0
+        self._seen_checkpoints = len(completed_checkpoints(executor))
         if not self._started:
             self._started = True
             self._emit("START")
 
     def between_batches(self, run: JobRun, executor: JobExecutor) -> None:
         """RUNNING for every checkpoint completed since the last look."""
-        cp = executor.checkpointing
-        if cp is None or len(cp.completed_ids) == self._seen_checkpoints:
-            return
-        self._running_events(cp)
+        if len(completed_checkpoints(executor)) != self._seen_checkpoints:
+            self._running_events(executor)
 
-    def _running_events(self, cp: Any) -> None:
-        stats = {h["id"]: h for h in cp.metrics().get("history", [])}
-        for cid in cp.completed_ids[self._seen_checkpoints :]:
-            self._emit("RUNNING", {"streamcore_checkpoint": _checkpoint_facet(stats.get(cid, {"id": cid}))})
-        self._seen_checkpoints = len(cp.completed_ids)
+    def _running_events(self, executor: JobExecutor) -> None:
+        done = completed_checkpoints(executor)
+        stats = checkpoint_stats(executor)
+        for tid, cid in done[self._seen_checkpoints :]:
+            facet = _checkpoint_facet(stats.get((tid, cid), {"id": cid}))
+            self._emit("RUNNING", {"streamcore_checkpoint": facet})
+        self._seen_checkpoints = len(done)
 
     def attempt_ended(self, run: JobRun, executor: JobExecutor, error: BaseException | None) -> None:
         """Report checkpoints completed at the end (the final one)."""
-        cp = executor.checkpointing
-        if cp is not None and len(cp.completed_ids) > self._seen_checkpoints:
-            self._running_events(cp)
+        if len(completed_checkpoints(executor)) > self._seen_checkpoints:
+            self._running_events(executor)
 
     def run_ended(self, run: JobRun, result: Any, error: BaseException | None) -> None:
         """COMPLETE or FAIL."""

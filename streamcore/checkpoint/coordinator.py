@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,18 @@ HISTORY = 100
 
 
 class CheckpointCoordinator:
-    """Triggers, completes and retains the checkpoints of one job run."""
+    """Triggers, completes and retains the checkpoints of one job run (or of one task).
 
-    def __init__(self, config: CheckpointConfig, job_name: str) -> None:
+    ``fence`` is called before each checkpoint's metadata is written (in the writer
+    thread); it raises :class:`~streamcore.errors.TaskFencedError` when another process
+    took the task over, so a zombie never completes a checkpoint.
+    """
+
+    def __init__(
+        self, config: CheckpointConfig, job_name: str, fence: Callable[[], None] | None = None
+    ) -> None:
         self.config = config
+        self.fence = fence
         self.job_name = job_name
         self.directory: Path = config.directory
         self.storage = CheckpointStorage(config.directory)
@@ -252,7 +261,9 @@ class CheckpointCoordinator:
     def _complete(self, pending: PendingSnapshot) -> dict[str, Any]:
         try:
             # Step 3: files, then the metadata last.
-            meta = complete_snapshot(pending, self.storage.shared, self._base, self.config.incremental)
+            meta = complete_snapshot(
+                pending, self.storage.shared, self._base, self.config.incremental, before_metadata=self.fence
+            )
         except BaseException:
             discard_snapshot(pending, pending.directory)
             raise

@@ -286,9 +286,10 @@ def plan_restore(
             root, job_name, warnings, exactly_once_sinks=exactly_once_sinks, fall_back=fall_back
         )
         if found is None:
-            logger.warning(
-                "checkpoint directory %s holds no complete checkpoint: job %r starts fresh", root, job_name
-            )
+            # A task of a consumer-group job that never checkpointed holds only its owner record.
+            fresh_task = (root / "_owner").exists() and not CheckpointStorage(root).list()
+            log = logger.info if fresh_task else logger.warning
+            log("checkpoint directory %s holds no complete checkpoint: job %r starts fresh", root, job_name)
             return None
         path, meta = found
     else:

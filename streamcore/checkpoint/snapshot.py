@@ -133,7 +133,11 @@ def take_snapshot(
 
 
 def complete_snapshot(
-    pending: PendingSnapshot, shared_dir: Path | None, base: dict[str, dict[str, Any]], incremental: bool
+    pending: PendingSnapshot,
+    shared_dir: Path | None,
+    base: dict[str, dict[str, Any]],
+    incremental: bool,
+    before_metadata: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The asynchronous part: write every file, then the metadata last. Returns the metadata.
 
@@ -190,6 +194,8 @@ def complete_snapshot(
         "pause_ms": pending.pause_ms,
         "wait_ms": pending.wait_ms,
     }
+    if before_metadata is not None:
+        before_metadata()  # e.g. the task's owner check: a fenced process writes no metadata
     # Step last: the metadata makes the checkpoint exist.
     atomic_write(directory / METADATA_FILE, encode_metadata(meta))
     meta["stats"]["duration_ms"] = (time.perf_counter() - pending.started) * 1000

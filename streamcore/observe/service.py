@@ -262,7 +262,7 @@ class JobService(RunListener):
     def _default_savepoint_dir(self) -> str:
         from streamcore.observe.server import api_error
 
-        cp = self.run.checkpointing if self.run is not None else None
-        if cp is None:
+        directory = self.run.checkpoint_dir if self.run is not None else None
+        if directory is None:
             raise api_error(400, 'the job has no checkpoint directory: pass {"directory": ...}')
-        return str(Path(cp.directory) / "savepoints")
+        return str(Path(directory) / "savepoints")

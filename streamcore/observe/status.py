@@ -21,7 +21,7 @@ from typing import Any
 
 from streamcore.observe.timing import BusyTimer
 from streamcore.runtime.executor import JobExecutor
-from streamcore.runtime.run import JobRun, RunListener, tasks_of
+from streamcore.runtime.run import JobRun, RunListener, runners_of, tasks_of
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 __all__ = ["CHECKPOINT_HISTORY", "ERROR_HISTORY", "JobObserver"]
@@ -97,8 +97,8 @@ class JobObserver(RunListener):
         self._prev: dict[tuple[str, str], tuple[float, int, int, float, float]] = {}
         self._carried: dict[tuple[str, str, str], int] = {}
         self._next_carry: tuple[dict[tuple[str, str, str], int], int, int] | None = None
-        self._timers: dict[str, BusyTimer] = {}
-        self._seen_checkpoints: set[int] = set()
+        self._timers: dict[str, tuple[Any, BusyTimer]] = {}
+        self._seen_checkpoints: set[tuple[str, int]] = set()
         self._errors = _ErrorLog()
         self._failed_checkpoints_carried = 0
         self._completed_checkpoints_carried = 0
@@ -118,17 +118,23 @@ class JobObserver(RunListener):
             )
             self._next_carry = None
         self._timers = {}
-        latency = self.registry.observe_latency if self.registry is not None else None
-        for tid, task in tasks_of(executor):
-            timer = BusyTimer(
-                (lambda uid, s, tid=tid: latency(tid, uid, s)) if latency is not None else None  # type: ignore[misc]
-            )
-            timer.instrument(task)
-            self._timers[tid] = timer
         self._prev.clear()
-        if self.registry is not None and executor.restore_seconds is not None:
-            self.registry.restore_seconds = executor.restore_seconds
+        restores = [r.restore_seconds for _, r in runners_of(executor) if r.restore_seconds is not None]
+        if self.registry is not None and restores:
+            self.registry.restore_seconds = max(restores)
         self._publish(run, executor, final=True)
+
+    def _timer(self, tid: str, task: Any) -> BusyTimer:
+        """The busy timer of task ``tid``, instrumenting a task the first time it is seen."""
+        known = self._timers.get(tid)
+        if known is not None and known[0] is task:
+            return known[1]
+        latency = self.registry.observe_latency if self.registry is not None else None
+        timer = BusyTimer((lambda uid, s: latency(tid, uid, s)) if latency is not None else None)
+        timer.instrument(task)
+        self._timers[tid] = (task, timer)
+        self._prev = {k: v for k, v in self._prev.items() if k[0] != tid}
+        return timer
 
     def between_batches(self, run: JobRun, executor: JobExecutor) -> None:
         """Publish when the interval has passed."""
@@ -168,7 +174,7 @@ class JobObserver(RunListener):
 
     def _graph_of(self, executor: JobExecutor) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if self._graph is None:
-            graph = executor.task.graph
+            graph = tasks_of(executor)[0][1].graph
             graph.resolve_uids()
             nodes = [{"uid": n.resolved_uid, "name": n.name, "kind": n.kind, "id": n.id} for n in graph.nodes]
             edges = [
@@ -195,7 +201,7 @@ class JobObserver(RunListener):
         }
         out: dict[str, Any] = {"job": job, "tasks": [], "vertices": [], "edges": []}
         out["errors"] = list(self._errors.records)
-        if executor is None or executor.task.plan is None:
+        if executor is None or not any(task.plan is not None for _, task in tasks_of(executor)):
             return out
         nodes, edges = self._graph_of(executor)
         out["edges"] = edges
@@ -204,7 +210,9 @@ class JobObserver(RunListener):
         vertices = {n["uid"]: {**n, "type": None, "tasks": {}} for n in nodes}
         records_read = 0
         for tid, task in tasks:
-            timer = self._timers.get(tid)
+            if task.plan is None:
+                continue
+            timer = self._timer(tid, task)
             for src in task.sources:
                 fig = self._source_figures(src, wall_ms)
                 records_read += fig["records_out"]
@@ -239,8 +247,8 @@ class JobObserver(RunListener):
             for fig in v["tasks"].values()
         )
         out["checkpoints"] = self._checkpoints(executor)
-        coordinator = executor.coordinator
-        out["rate_coordinator"] = coordinator.metrics() if coordinator is not None else None
+        coordinators = [r.rate_coordinator for _, r in runners_of(executor) if r.rate_coordinator is not None]
+        out["rate_coordinator"] = coordinators[0].metrics() if coordinators else None
         out["metrics"] = executor.metrics()
         return out
 
@@ -283,23 +291,35 @@ class JobObserver(RunListener):
         return operator_figures(m, wall_ms, dropped)
 
     def _checkpoints(self, executor: JobExecutor) -> dict[str, Any] | None:
-        cp = executor.checkpointing
-        if cp is None:
+        """Checkpoint figures of every task: counts summed, the newest one's figures, a history."""
+        runners = [(tid, r) for tid, r in runners_of(executor) if r.checkpointing is not None]
+        if not runners:
             return None
-        m = cp.metrics()
-        history = m.pop("history", [])
         registry = self.registry
-        for entry in history:
-            cid = int(entry["id"])
-            if cid not in self._seen_checkpoints:
-                self._seen_checkpoints.add(cid)
-                if registry is not None:
-                    registry.observe_checkpoint(entry)
-        m["history"] = [dict(h) for h in history[-CHECKPOINT_HISTORY:]]
-        m["completed"] = int(m.get("completed") or 0) + self._completed_checkpoints_carried
-        m["failed"] = int(m.get("failed") or 0) + self._failed_checkpoints_carried
-        m["directory"] = str(cp.directory)
-        m["restore_seconds"] = executor.restore_seconds
+        history: list[dict[str, Any]] = []
+        m: dict[str, Any] = {"completed": 0, "failed": 0, "in_progress": False, "last_completed_id": None}
+        for tid, r in runners:
+            figures = r.checkpointing.metrics()
+            for entry in figures.pop("history", []):
+                history.append(dict(entry, task=tid))
+                key = (tid, int(entry["id"]))
+                if key not in self._seen_checkpoints:
+                    self._seen_checkpoints.add(key)
+                    if registry is not None:
+                        registry.observe_checkpoint(entry, tid)
+            m["completed"] += int(figures.get("completed") or 0)
+            m["failed"] += int(figures.get("failed") or 0)
+            m["in_progress"] = m["in_progress"] or bool(figures.get("in_progress"))
+            for k, v in figures.items():
+                if k not in ("completed", "failed", "in_progress") and (len(runners) == 1 or k not in m):
+                    m[k] = v
+        history.sort(key=lambda h: (h["id"], h["task"]))
+        m["history"] = history[-CHECKPOINT_HISTORY:]
+        m["completed"] += self._completed_checkpoints_carried
+        m["failed"] += self._failed_checkpoints_carried
+        m["directory"] = str(executor.checkpoint_dir)
+        restores = [r.restore_seconds for _, r in runners if r.restore_seconds is not None]
+        m["restore_seconds"] = max(restores) if restores else None
         return m
 
 

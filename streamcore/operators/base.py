@@ -77,12 +77,17 @@ class Output:
 
 @dataclass
 class OperatorRuntime:
-    """What the runtime gives an operator in ``setup``."""
+    """What the runtime gives an operator in ``setup``.
+
+    ``task_id`` is the id of the task the operator belongs to when the job runs as several
+    tasks (a consumer group's partition), ``None`` when it is the job's only task.
+    """
 
     clock: Clock
     max_parallelism: int
     state_factory: Any
     job_name: str = "job"
+    task_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +263,11 @@ class StreamOperator:
     def _set_idle(self, idle: bool) -> None:
         if idle != self._idle:
             self._idle = idle
-            self.output.emit_idle(idle)
+            self.process_idle(idle)
+
+    def process_idle(self, idle: bool) -> None:
+        """Every input became idle (``True``), or one is active again: tell downstream."""
+        self.output.emit_idle(idle)
 
 
 UserFn = Callable[..., Any]

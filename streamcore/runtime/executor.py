@@ -1,12 +1,18 @@
-"""The scheduler loop: one thread polls source splits in turn and pushes each batch
-synchronously through the operators of a :class:`~streamcore.runtime.task.Task`.
+"""The scheduler loop: one thread polls the source splits of every task of the process in turn
+and pushes each batch synchronously through that task's operators.
+
+A process runs one or more tasks (:class:`~streamcore.runtime.task_runner.TaskRunner`),
+as its :class:`~streamcore.runtime.membership.Membership` decides: a job in one process
+has one task; a job whose Kafka sources form a consumer group runs the tasks the group
+assigns, and starts and hands over tasks as the group rebalances, between batches.
 
 Backpressure is structural: a split is read only after the previous batch has gone
-all the way through. Between batches (when nothing is in flight) the executor fires
-processing-time timers, discovers new splits, lets the rate coordinator decide, asks the
-checkpoint coordinator whether a checkpoint is due (and acts on its answers: resets the
-record counter, notifies operators of completed checkpoints), serves savepoint requests
-and checks for a stop request, so a checkpoint is a consistent cut by construction.
+all the way through. Between batches (when nothing is in flight) the executor fires the
+task's processing-time timers, discovers new splits, lets the rate coordinator decide,
+asks the checkpoint coordinator whether a checkpoint is due (and acts on its answers:
+resets the record counter, notifies operators of completed checkpoints), serves
+savepoint requests and checks for a stop request, so a checkpoint is a consistent cut by
+construction.
 """
 
 from __future__ import annotations
@@ -16,14 +22,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamcore.errors import JobError, StreamcoreError
-from streamcore.graph import StreamGraph
-from streamcore.operators.base import StreamOperator
-from streamcore.runtime.source_task import SourceTask
+from streamcore.runtime.membership import Membership, StaticMembership
 from streamcore.runtime.task import Task
-from streamcore.state.factory import StateBackendFactory
+from streamcore.runtime.task_runner import TaskRunner
 from streamcore.time import Clock, SystemClock
 
 __all__ = ["JobControl", "JobExecutor", "JobResult"]
@@ -55,7 +60,8 @@ class JobControl:
     A savepoint request is ``(directory, done, result)``: the job appends the savepoint's
     path (or the exception) to ``result`` and sets ``done``. ``stop_savepoint`` is the
     result list of the savepoint a stop asked for, if any; ``final_checkpoint`` says whether
-    a stop without savepoint takes a last checkpoint (so sinks commit what was written).
+    a stop without savepoint takes a last checkpoint of every task (so sinks commit what
+    was written).
     """
 
     def __init__(self) -> None:
@@ -79,7 +85,7 @@ class JobControl:
     ) -> list[Any]:
         """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
 
-        With ``final_checkpoint`` (and no savepoint) a checkpointed job takes one last
+        With ``final_checkpoint`` (and no savepoint) every checkpointed task takes one last
         checkpoint at the stop position and its sinks commit it. Returns the list the
         savepoint's path (or its exception) is appended to.
         """
@@ -103,51 +109,103 @@ class JobControl:
 BatchListener = Callable[[Task], None]
 """Called between batches with the running task (instrumentation: benchmarks sample state size)."""
 
+RunnerFactory = Callable[[str], "TaskRunner | None"]
+"""Builds the runner of a task id (its state backend, checkpoints and restore plan), or
+returns ``None`` when the task cannot start yet (its previous owner still runs it)."""
+
 
 class JobExecutor:
-    """Runs one job to its end (bounded sources), or until stopped."""
+    """Runs the tasks of one job in this process to their end (bounded sources), or until stopped.
+
+    Args:
+        job_name: the job's name.
+        make_runner: builds the runner of a task id.
+        clock: the job clock.
+        batch_size: records taken from a split at a time.
+        membership: which tasks this process runs (one task ``"0"`` by default).
+        control: requests from other threads (stop, savepoints).
+        batch_listeners: called with the task after every batch.
+        checkpoint_dir: the job's checkpoint directory, if it checkpoints (savepoints go to
+            its ``savepoints/`` unless a request names a directory).
+    """
 
     def __init__(
         self,
-        graph: StreamGraph,
         job_name: str,
+        make_runner: RunnerFactory,
         *,
         clock: Clock,
         batch_size: int,
-        max_parallelism: int,
-        state_factory: StateBackendFactory,
-        checkpointing: Any = None,
-        restore: Any = None,
-        coordinator: Any = None,
+        membership: Membership | None = None,
         control: JobControl | None = None,
         idle_sleep_ms: int = 1,
         batch_listeners: list[BatchListener] | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.job_name = job_name
+        self.checkpoint_dir = checkpoint_dir
+        self.make_runner = make_runner
         self.clock = clock
         self.batch_size = batch_size
-        self.checkpointing = checkpointing
-        self.restore = restore
-        self.coordinator = coordinator
+        self.membership = membership or StaticMembership()
         self.control = control or JobControl()
         self.idle_sleep_ms = idle_sleep_ms
         self.batch_listeners = list(batch_listeners or ())
-        self.task = Task(
-            graph,
-            job_name,
-            clock=clock,
-            max_parallelism=max_parallelism,
-            state_factory=state_factory,
-            rate_coordinator=coordinator,
-        )
-        self.records_since_checkpoint = 0
+        self.runners: dict[str, TaskRunner] = {}
+        self.finished_runners: dict[str, TaskRunner] = {}
+        self._handed_over: list[TaskRunner] = []
         self._savepoints_taken = 0
-        self._proc_time_ops: list[StreamOperator] = []
-        self._discovering: list[SourceTask] = []
-        #: called with the executor once the job is open and about to poll (observers instrument it).
+        #: called with the executor once its first tasks run and it is about to poll (observers).
         self.start_listeners: list[Callable[[JobExecutor], None]] = []
-        #: seconds the last restore took (native files, open, load images), or None.
-        self.restore_seconds: float | None = None
+
+    @property
+    def task(self) -> Task:
+        """The task of a job that runs as one task (the first task otherwise)."""
+        runners = self.runners or self.finished_runners
+        if not runners:
+            msg = f"job {self.job_name!r} runs no task yet"
+            raise RuntimeError(msg)
+        return next(iter(runners.values())).task
+
+    # -- tasks coming and going ----------------------------------------------------------------
+    def _assign(self, task_ids: list[str]) -> list[str]:
+        """Start these tasks; returns those started (a task whose previous owner has not released
+        it yet is not: ``make_runner`` returns ``None``, and the membership offers it again)."""
+        now = self.clock.now_ms()
+        started = []
+        for task_id in task_ids:
+            if task_id in self.runners or task_id in self.finished_runners:
+                started.append(task_id)
+                continue
+            runner = self.make_runner(task_id)
+            if runner is None:
+                continue
+            self.runners[task_id] = runner  # closed with the others if starting fails
+            runner.start(now)
+            started.append(task_id)
+            logger.info("job %r started task %s", self.job_name, task_id)
+        return started
+
+    def _revoke(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            runner = self.runners.pop(task_id, None) or self.finished_runners.pop(task_id, None)
+            if runner is None:
+                continue
+            self._handed_over.append(runner)
+            try:
+                if not runner.finished:
+                    cid = runner.hand_over(self.clock.now_ms())
+                    logger.info("job %r handed task %s over at checkpoint %s", self.job_name, task_id, cid)
+            finally:
+                self._log_close_errors(runner.close())
+
+    def _lose(self, task_ids: list[str]) -> None:
+        """Another process may already run these tasks: close them, take no checkpoint, commit nothing."""
+        for task_id in task_ids:
+            runner = self.runners.pop(task_id, None) or self.finished_runners.pop(task_id, None)
+            if runner is not None:
+                self._handed_over.append(runner)
+                self._log_close_errors(runner.close())
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
@@ -159,52 +217,21 @@ class JobExecutor:
                 source is raised when the job itself succeeded, and logged otherwise.
         """
         start = time.perf_counter()
-        task = self.task
         stopped = False
         savepoint_path = None
         failed = True
         try:
-            factory = task.state_factory
-            restore_started = time.perf_counter()
-            if self.restore is not None:
-                self.restore.prepare(factory.snapshot_strategy)  # native files back into the working dir
-            factory.open(fresh=self.restore is None or not self.restore.needs_native)
-            task.build()
-            task.open_sources()
-            if self.restore is not None:
-                self.restore.apply(task)
-                self.restore_seconds = time.perf_counter() - restore_started
-            task.open_operators()
-            if self.coordinator is not None:
-                self.coordinator.attach(task.sources, self.clock)
-            self._proc_time_ops = [op for op in task.operators if op.keyed]
-            self._discovering = [s for s in task.sources if s.source.discovery_interval_ms is not None]
-            if self.checkpointing is not None:
-                restored = self.restore
-                self.checkpointing.attach(
-                    factory.snapshot_strategy.backend,
-                    self.clock.now_ms(),
-                    restored.meta if restored is not None else None,
-                    restored.path if restored is not None else None,
-                )
+            self.membership.start()
+            self.membership.poll(self._assign, self._revoke, self._lose)
             self.control.running.set()
             for listener in self.start_listeners:
                 listener(self)
             stopped = self._loop()
             if stopped:
                 savepoint_path = self._serve_savepoints(stopping=True)
-                if (
-                    savepoint_path is None
-                    and self.control.final_checkpoint
-                    and self.checkpointing is not None
-                ):
-                    for cid in self.checkpointing.on_job_finished(task, self.clock.now_ms()):
-                        task.notify_checkpoint_complete(cid)
-            else:
-                task.finish()
-                if self.checkpointing is not None:
-                    for cid in self.checkpointing.on_job_finished(task, self.clock.now_ms()):
-                        task.notify_checkpoint_complete(cid)
+                if savepoint_path is None and self.control.final_checkpoint:
+                    for runner in list(self.runners.values()):
+                        runner.hand_over(self.clock.now_ms())  # a last checkpoint; sinks commit it
             failed = False
         except StreamcoreError:
             raise
@@ -217,93 +244,76 @@ class JobExecutor:
             finally:
                 self._close(raise_errors=not failed)
         duration = time.perf_counter() - start
+        every = [*self.runners.values(), *self.finished_runners.values(), *self._handed_over]
         return JobResult(
             self.job_name,
             duration,
-            task.records_read(),
+            sum(r.task.records_read() for r in every),
             final_metrics,
             stopped=stopped,
             savepoint=savepoint_path,
-            checkpoints=list(self.checkpointing.completed_ids) if self.checkpointing is not None else [],
+            checkpoints=sorted({cid for r in every for cid in r.completed_checkpoints()}),
         )
 
     def _loop(self) -> bool:
-        """Poll until every source finished (returns False) or a stop was requested (True)."""
+        """Poll until every task finished (returns False) or a stop was requested (True)."""
         batch_size = self.batch_size
         control = self.control
         between = self._between_batches
-        coordinator = self.coordinator
-        sources = self.task.sources
+        membership = self.membership
         while True:
             if control.stop_requested.is_set():
                 return True
+            membership.poll(self._assign, self._revoke, self._lose)
             progressed = 0
-            active = False
-            for src in sources:
-                if src.finished:
-                    continue
-                active = True
-                for split in src.pollable():
-                    if coordinator is not None and not coordinator.may_poll(split):
-                        continue
-                    n = src.poll(split, batch_size)
-                    progressed += n
-                    self.records_since_checkpoint += n
-                    between()
-                if src.all_finished():
-                    src.finish()
-                    between()
-            if not active:
+            for task_id, runner in list(self.runners.items()):
+                n, active = runner.poll_round(batch_size, between)
+                progressed += n
+                if not active:
+                    runner.finish(self.clock.now_ms())
+                    self.finished_runners[task_id] = self.runners.pop(task_id)
+            if not self.runners and membership.may_end(list(self.finished_runners)):
                 return False
             if not progressed:
-                between()
-                if coordinator is not None:
-                    coordinator.on_idle_round()
+                for runner in list(self.runners.values()):
+                    between(runner)
+                    runner.on_idle_round()
                 if isinstance(self.clock, SystemClock):
                     time.sleep(self.idle_sleep_ms / 1000)
                 else:
                     self.clock.sleep(self.idle_sleep_ms)
 
-    def _between_batches(self) -> None:
-        now = self.clock.now_ms()
-        task = self.task
-        for op in self._proc_time_ops:
-            op.on_processing_time(now)
-        for src in self._discovering:
-            new = src.discover(now)
-            if new and self.coordinator is not None:
-                self.coordinator.add_splits(src, new, now)
-        if self.coordinator is not None:
-            self.coordinator.tick(now)
-        cp = self.checkpointing
-        if cp is not None:
-            if cp.is_due(now, self.records_since_checkpoint):
-                self.records_since_checkpoint = 0
-                cp.trigger(task, now)
-            for cid in cp.take_completed():
-                task.notify_checkpoint_complete(cid)
+    def _between_batches(self, runner: TaskRunner) -> None:
+        runner.between_batches(self.clock.now_ms())
         if self.control.savepoint_requests and not self.control.stop_requested.is_set():
             self._serve_savepoints(stopping=False)
         for listener in self.batch_listeners:
-            listener(task)
+            listener(runner.task)
 
     def _serve_savepoints(self, *, stopping: bool) -> str | None:
-        """Take every requested savepoint; returns the path of the one a stop asked for.
+        """Take every requested savepoint (one per running task); returns the stop's savepoint path.
 
         A stop with savepoint ends the job at that cut, so its operators are notified of it
-        (two-phase-commit sinks commit their last transaction).
+        (two-phase-commit sinks commit their last transaction). With several tasks, each
+        writes its savepoint into ``<directory>/task-<id>``.
         """
         from streamcore.checkpoint.savepoint import write_savepoint
 
         stop_result = self.control.stop_savepoint
         stop_path = None
+        runners = list(self.runners.values())
         for directory, done, result in self.control.take_savepoint_requests(stopping=stopping):
             try:
-                sid = self._next_savepoint_id()
-                path = write_savepoint(self.task, directory, sid)
+                paths = []
+                for runner in runners:
+                    sid = self._next_savepoint_id(runner)
+                    where = directory if len(runners) == 1 else f"{directory}/task-{runner.task_id}"
+                    paths.append(write_savepoint(runner.task, where, sid))
+                    if stopping and result is stop_result:
+                        runner.task.notify_checkpoint_complete(sid)
+                path = paths[0] if len(paths) == 1 else directory
                 result.append(path)
                 if stopping and result is stop_result:
-                    self.task.notify_checkpoint_complete(sid)
                     stop_path = path
             except Exception as exc:
                 result.append(exc)
@@ -311,39 +321,36 @@ class JobExecutor:
                 done.set()
         return stop_path
 
-    def _next_savepoint_id(self) -> int:
-        if self.checkpointing is not None:
-            return int(self.checkpointing.next_savepoint_id())
+    def _next_savepoint_id(self, runner: TaskRunner) -> int:
+        if runner.checkpointing is not None:
+            return int(runner.checkpointing.next_savepoint_id())
         self._savepoints_taken += 1
         return self._savepoints_taken
 
     def metrics(self) -> dict[str, Any]:
-        """Live figures of every source and operator, by uid (and of checkpoints, rate coordination)."""
-        out = self.task.metrics()
-        if not out:
-            return out
-        if self.checkpointing is not None:
-            out["checkpoints"] = self.checkpointing.metrics()
-        if self.coordinator is not None:
-            out["rate_coordinator"] = self.coordinator.metrics()
-        return out
+        """Live figures: of the one task by uid, or ``{"tasks": {task_id: figures}}`` with several."""
+        runners = {**self.finished_runners, **self.runners}
+        if len(runners) == 1:
+            return next(iter(runners.values())).metrics()
+        return {"tasks": {task_id: r.metrics() for task_id, r in sorted(runners.items())}}
 
     def _close(self, *, raise_errors: bool) -> None:
-        """Close everything; the first close error is raised after a clean run, the rest are logged."""
+        """Close every task and leave the group; the first close error is raised after a clean run."""
+        errors: list[tuple[str, Exception]] = []
+        for runner in [*self.runners.values(), *self.finished_runners.values()]:
+            errors.extend(runner.close())
         try:
-            if self.checkpointing is not None:
-                self.checkpointing.close()  # waits for a checkpoint still being written
-        finally:
-            errors = self.task.close()
-            try:
-                self.task.state_factory.close()
-            except Exception as exc:
-                errors.append(("state backend", exc))
-        for uid, exc in errors[1 if raise_errors else 0 :]:
-            logger.error("job %r: closing %r failed: %s: %s", self.job_name, uid, type(exc).__name__, exc)
+            self.membership.close()
+        except Exception as exc:
+            errors.append(("membership", exc))
+        self._log_close_errors(errors[1 if raise_errors else 0 :])
         if raise_errors and errors:
             uid, exc = errors[0]
             if isinstance(exc, StreamcoreError):
                 raise exc
             msg = f"job {self.job_name!r}: closing {uid!r} failed: {type(exc).__name__}: {exc}"
             raise JobError(msg) from exc
+
+    def _log_close_errors(self, errors: list[tuple[str, Exception]]) -> None:
+        for uid, exc in errors:
+            logger.error("job %r: closing %r failed: %s: %s", self.job_name, uid, type(exc).__name__, exc)

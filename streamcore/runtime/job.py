@@ -118,11 +118,11 @@ class JobHandle:
         return int(getattr(self._executor, "restarts", 0))
 
     def _default_savepoint_dir(self) -> str:
-        cp = self._executor.checkpointing
-        if cp is None:
+        directory = self._executor.checkpoint_dir
+        if directory is None:
             msg = (
                 "no savepoint directory: pass one, or enable_checkpointing(...) "
                 "to use <checkpoint_dir>/savepoints"
             )
             raise CheckpointError(msg)
-        return str(Path(cp.directory) / "savepoints")
+        return str(Path(directory) / "savepoints")

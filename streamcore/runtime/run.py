@@ -25,17 +25,39 @@ from streamcore.runtime.executor import JobControl, JobExecutor, JobResult
 from streamcore.runtime.restart import RestartStrategy, no_restart
 from streamcore.time import Clock, SystemClock
 
-__all__ = ["JobRun", "RunListener", "tasks_of"]
+__all__ = ["JobRun", "RunListener", "checkpoint_stats", "completed_checkpoints", "runners_of", "tasks_of"]
 
 logger = logging.getLogger("streamcore.runtime")
 
 
+def runners_of(executor: JobExecutor) -> list[tuple[str, Any]]:
+    """``(task_id, runner)`` of every task the executor runs or has finished, by task id.
+
+    A runner (:class:`~streamcore.runtime.task_runner.TaskRunner`) has the ``task``, its
+    ``checkpointing``, ``restore``, ``rate_coordinator`` and ``restore_seconds``.
+    """
+    every = {**executor.finished_runners, **executor.runners}
+    return sorted(every.items())
+
+
 def tasks_of(executor: JobExecutor) -> list[tuple[str, Any]]:
-    """``(task_id, task)`` of every task the executor runs (one today, task ``"0"``)."""
-    tasks = getattr(executor, "tasks", None)
-    if tasks:
-        return [(str(getattr(t, "task_id", i)), t) for i, t in enumerate(tasks)]
-    return [("0", executor.task)]
+    """``(task_id, task)`` of every task the executor runs or has finished."""
+    return [(tid, r.task) for tid, r in runners_of(executor)]
+
+
+def completed_checkpoints(executor: JobExecutor) -> list[tuple[str, int]]:
+    """``(task_id, checkpoint_id)`` of every checkpoint the executor's tasks completed, in order."""
+    return [(tid, cid) for tid, r in runners_of(executor) for cid in r.completed_checkpoints()]
+
+
+def checkpoint_stats(executor: JobExecutor) -> dict[tuple[str, int], dict[str, Any]]:
+    """The figures (duration, pause, sizes) of the recent checkpoints of every task."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for tid, r in runners_of(executor):
+        if r.checkpointing is not None:
+            for h in r.checkpointing.metrics().get("history", []):
+                out[(tid, int(h["id"]))] = h
+    return out
 
 
 class RunListener:
@@ -100,9 +122,9 @@ class JobRun:
 
     # -- what JobHandle uses ---------------------------------------------------------------
     @property
-    def checkpointing(self) -> Any:
-        """The current attempt's checkpoint coordinator (or None)."""
-        return self.executor.checkpointing if self.executor is not None else None
+    def checkpoint_dir(self) -> Any:
+        """The job's checkpoint directory (savepoints go to its ``savepoints/``), or None."""
+        return self.executor.checkpoint_dir if self.executor is not None else None
 
     def metrics(self) -> dict[str, Any]:
         """Live metrics of the current attempt (see :meth:`JobExecutor.metrics`)."""
@@ -232,9 +254,8 @@ class JobRun:
         return isinstance(exc, (StreamcoreError, CheckpointError, JobError))
 
     def _restore_after_failure(self, executor: JobExecutor) -> Any:
-        cp = executor.checkpointing
-        if cp is not None and (cp.completed_ids or executor.restore is not None):
-            return "latest" if cp.completed_ids else self._restore_from
+        if executor.checkpoint_dir is not None and completed_checkpoints(executor):
+            return "latest"
         return self._restore_from
 
     def _wait(self, delay_ms: int) -> bool:
@@ -249,7 +270,8 @@ class JobRun:
     def _attempt_started(self, executor: JobExecutor) -> None:
         self.state = "RUNNING"
         if self.attempt == 1:
-            restored = executor.restore
+            restores = [r.restore for _, r in runners_of(executor) if r.restore is not None]
+            restored = restores[0] if restores else None
             logger.info(
                 "job %r started: %s%s",
                 self.job_name,

@@ -10,9 +10,13 @@ and resumed in another.
 
 from __future__ import annotations
 
+import copy
+import types
+from collections.abc import Callable
 from typing import Any
 
 from streamcore.checkpoint.protocol import OperatorInfo, TaskImage
+from streamcore.errors import ConfigurationError
 from streamcore.graph import PhysicalPlan, StreamGraph
 from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.runtime.source_task import SourceTask
@@ -23,23 +27,72 @@ from streamcore.time import Clock
 __all__ = ["Task", "build_plan"]
 
 
-def build_plan(graph: StreamGraph, runtime: OperatorRuntime) -> PhysicalPlan:
-    """Instantiate every node of ``graph`` and wire the edges."""
+def copied_factory(
+    factory: Callable[[str, str], StreamOperator], memo: dict[int, Any], what: str
+) -> Callable[[str, str], StreamOperator]:
+    """``factory`` with deep copies of the objects it captured (user functions, sinks, configuration).
+
+    Several tasks of one process must not share a user function or sink object: each
+    keeps per-task attributes (state handles fetched in ``open``, open files, producers).
+    Flink gets the same by deserializing functions per task. ``memo`` is shared over one
+    task's graph, so an object two operators share stays shared within the task; the
+    environment, the graph and the clock are put in it beforehand so they are never copied.
+
+    Raises:
+        ConfigurationError: a captured object cannot be copied (create such resources in ``open``).
+    """
+    cells = factory.__closure__ or ()
+    defaults = factory.__defaults__
+    if not cells and not defaults:
+        return factory
+    try:
+        copied = tuple(types.CellType(copy.deepcopy(c.cell_contents, memo)) for c in cells)
+        defaults = copy.deepcopy(defaults, memo)
+    except Exception as exc:
+        msg = (
+            f"{what}: the job runs several tasks in this process and copies each operator's functions "
+            f"and sinks per task, but one of them cannot be copied ({type(exc).__name__}: {exc}); create "
+            "connections, locks and other resources in open(), not in __init__"
+        )
+        raise ConfigurationError(msg) from exc
+    code, globals_ = factory.__code__, factory.__globals__
+    return types.FunctionType(code, globals_, factory.__name__, defaults, copied or None)
+
+
+def build_plan(
+    graph: StreamGraph,
+    runtime: OperatorRuntime,
+    *,
+    partition: int | None = None,
+    keep: tuple[Any, ...] = (),
+) -> PhysicalPlan:
+    """Instantiate every node of ``graph`` and wire the edges.
+
+    With a ``partition`` (a task of a consumer group), every source reads only that
+    partition of its topics (:meth:`~streamcore.sources.base.Source.for_partition`), and
+    operators get their own copies of the functions and sinks they were built with
+    (:func:`copied_factory`); ``keep`` lists objects never copied (the environment...).
+    """
     graph.resolve_uids()
     built: dict[int, Any] = {}
     sources: list[SourceTask] = []
     operators: list[StreamOperator] = []
     by_uid: dict[str, Any] = {}
+    memo: dict[int, Any] = {id(obj): obj for obj in (graph, runtime.clock, *keep)}
     for node in graph.nodes:
         if node.kind == "source":
+            source = node.source if partition is None else node.source.for_partition(partition)
             task = SourceTask(
-                node.name, node.resolved_uid, node.source, node.watermarks, node.timestamp_fn, runtime.clock
+                node.name, node.resolved_uid, source, node.watermarks, node.timestamp_fn, runtime.clock
             )
             sources.append(task)
             built[node.id] = task
         else:
             assert node.factory is not None
-            op = node.factory(node.name, node.resolved_uid)
+            factory = node.factory
+            if partition is not None:
+                factory = copied_factory(factory, memo, f"operator {node.resolved_uid!r}")
+            op = factory(node.name, node.resolved_uid)
             op.setup(runtime)
             for producer, side, tag in node.inputs:
                 upstream = built[producer.id]
@@ -52,6 +105,10 @@ def build_plan(graph: StreamGraph, runtime: OperatorRuntime) -> PhysicalPlan:
 
 class Task:
     """One instance of the dataflow: build, open, snapshot, restore, notify, finish, close.
+
+    ``partition``: the task reads partition ``partition`` of every source topic (a task of
+    a consumer group), with its own copies of the job's functions and sinks; ``None``: it
+    is the job's only task and reads everything.
 
     Lifecycle: :meth:`build` (the state backend is open) -> :meth:`open_sources` ->
     (:meth:`restore`) -> :meth:`open_operators` -> polling by the executor, with
@@ -68,8 +125,12 @@ class Task:
         max_parallelism: int,
         state_factory: StateBackendFactory,
         rate_coordinator: Any = None,
+        partition: int | None = None,
+        keep: tuple[Any, ...] = (),
     ) -> None:
         self.graph = graph
+        self.partition = partition
+        self.keep = keep
         self.job_name = job_name
         self.clock = clock
         self.max_parallelism = max_parallelism
@@ -80,8 +141,11 @@ class Task:
     # -- lifecycle -----------------------------------------------------------------------
     def build(self) -> PhysicalPlan:
         """Create the operator and source instances (the state backend must be open)."""
-        runtime = OperatorRuntime(self.clock, self.max_parallelism, self.state_factory, self.job_name)
-        self.plan = build_plan(self.graph, runtime)
+        task_id = None if self.partition is None else str(self.partition)
+        runtime = OperatorRuntime(
+            self.clock, self.max_parallelism, self.state_factory, self.job_name, task_id
+        )
+        self.plan = build_plan(self.graph, runtime, partition=self.partition, keep=self.keep)
         return self.plan
 
     @property

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from streamcore.runtime.executor import JobExecutor
-from streamcore.runtime.run import JobRun, RunListener
+from streamcore.runtime.run import JobRun, RunListener, tasks_of
 from streamcore.time import MIN_TIMESTAMP
 
 __all__ = ["NoWatermarkWarning", "no_watermark_listener"]
@@ -44,7 +44,7 @@ class NoWatermarkWarning(RunListener):
 
     def attempt_started(self, run: JobRun, executor: JobExecutor) -> None:
         """Find the event-time windows of the attempt."""
-        self._windows = [op for op in executor.task.operators if _is_event_time_window(op)]
+        self._windows = [op for _, t in tasks_of(executor) for op in t.operators if _is_event_time_window(op)]
         self._since = executor.clock.now_ms()
 
     def between_batches(self, run: JobRun, executor: JobExecutor) -> None:
@@ -57,9 +57,14 @@ class NoWatermarkWarning(RunListener):
         if not waiting:
             return
         self._warned = True
-        sources = [
-            s.uid for s in executor.task.sources if s.strategy is None or s.strategy.description == "none"
-        ]
+        sources = sorted(
+            {
+                s.uid
+                for _, t in tasks_of(executor)
+                for s in t.sources
+                if s.strategy is None or s.strategy.description == "none"
+            }
+        )
         hint = (
             f"sources without a watermark strategy: {sources}; pass watermarks=WatermarkStrategy."
             "for_bounded_out_of_orderness(...) to them (or assign_timestamps_and_watermarks(...))"

@@ -140,8 +140,14 @@ class SinkOperator(StreamOperator):
         self.stateful = type(sink).snapshot_state is not Sink.snapshot_state
 
     def open(self) -> None:
-        """Open the sink."""
-        call_user(self, self.sink, "open of sink", self.sink.open, self.uid)
+        """Open the sink under the operator's uid, qualified by the task when the job has several.
+
+        The name is what the sink derives its resources from (part file names,
+        transactional ids), so two tasks of one sink never share one.
+        """
+        task_id = self.runtime.task_id if self.runtime is not None else None
+        name = self.uid if task_id is None else f"{self.uid}.task-{task_id}"
+        call_user(self, self.sink, "open of sink", self.sink.open, name)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """Write the batch."""

@@ -17,11 +17,17 @@ Committing offsets to the Kafka consumer group (``commit_offsets=True``) only se
 lag monitoring; it happens when a checkpoint completes and is never read back, except
 by ``starting_offsets="committed"`` on a fresh start.
 
+``assignment="group"`` runs the job as tasks: task ``p`` reads partition ``p`` of every
+source topic, and the consumer group ``group_id`` decides which process runs which
+task (:mod:`streamcore.sources.kafka_group`). Within a task, reading works exactly as
+above, from the task's own checkpoints.
+
 confluent-kafka is imported when the readers are created, not when this module is.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +49,9 @@ __all__ = [
     "KafkaRecord",
     "KafkaSource",
 ]
+
+#: how a source's partitions are assigned to processes.
+ASSIGNMENTS = ("static", "group")
 
 #: consumer settings streamcore decides, and what to do instead of setting them.
 OWNED_CONSUMER_KEYS: dict[str, str] = {
@@ -166,6 +175,11 @@ class KafkaSource(Source):
             its topics (default every 5 minutes, as Flink's KafkaSource); new partitions are
             read from their earliest offset. ``None`` disables it; bounded sources read the
             partitions that existed when they started.
+        assignment: ``"static"`` (this process reads every partition) or ``"group"``
+            (the job runs as one task per partition, assigned to the processes that run it
+            by the consumer group ``group_id``; every source of the job must then be such a
+            source, with the same bootstrap servers and group, over topics with the same
+            partition count).
 
     Raises:
         ConfigurationError: a bad argument (checked here), or a setting librdkafka rejects
@@ -197,6 +211,7 @@ class KafkaSource(Source):
         max_buffered: int = 50_000,
         timeout_s: float = 10.0,
         partition_discovery_s: float | None = 300.0,
+        assignment: str = "static",
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
             msg = f"bootstrap_servers must be a non-empty 'host:port,...' str, got {bootstrap_servers!r}"
@@ -233,6 +248,11 @@ class KafkaSource(Source):
                 raise ConfigurationError(msg)
         check_seconds(timeout_s, "timeout_s")
         check_seconds(partition_discovery_s, "partition_discovery_s", optional=True)
+        if assignment not in ASSIGNMENTS:
+            msg = f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}"
+            raise ConfigurationError(msg)
+        self.assignment = assignment
+        self.partitions: frozenset[int] | None = None
         self.bootstrap_servers = bootstrap_servers
         self.topics = topic_list
         self.group_id = group_id
@@ -285,6 +305,7 @@ class KafkaSource(Source):
             fetch_records=self.fetch_records,
             max_buffered=self.max_buffered,
             timeout_s=self.timeout_s,
+            partitions=self.partitions,
         )
 
     def create_readers(self) -> list[SplitReader]:
@@ -306,6 +327,24 @@ class KafkaSource(Source):
         """Readers of partitions added to the topics since ``readers`` were created (from earliest)."""
         shared = next((r.shared for r in readers if isinstance(r, KafkaPartitionReader)), None)
         return [] if shared is None else list(shared.discover())
+
+    def for_partition(self, partition: int) -> KafkaSource:
+        """This source reading only partition ``partition`` of each topic (one task of the group).
+
+        Raises:
+            ConfigurationError: the source is not in ``assignment="group"`` mode.
+        """
+        if self.assignment != "group":
+            msg = (
+                f"{self.describe()} reads every partition (assignment='static'); a job whose tasks the "
+                "consumer group assigns needs assignment='group' on every Kafka source"
+            )
+            raise ConfigurationError(msg)
+        task = copy.copy(self)
+        task.partitions = frozenset([partition])
+        # A task reads a fixed partition; new partitions become new tasks of the group.
+        task.discovery_interval_ms = None
+        return task
 
     def describe(self) -> str:
         """``kafka(topics, bounded|unbounded)``."""

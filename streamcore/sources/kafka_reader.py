@@ -97,6 +97,8 @@ class ReaderConfig:
     fetch_records: int
     max_buffered: int
     timeout_s: float
+    #: read only these partitions of every topic (one task of a consumer group); None: all.
+    partitions: frozenset[int] | None = None
 
 
 class SharedConsumer:
@@ -142,7 +144,17 @@ class SharedConsumer:
         TopicPartition = self.ck.TopicPartition
         tps: list[tuple[str, int]] = []
         for topic in src.topics:
-            tps.extend((topic, p) for p in self.partitions(topic))
+            have = self.partitions(topic)
+            if src.partitions is not None:
+                missing = sorted(src.partitions - set(have))
+                if missing:
+                    msg = (
+                        f"topic {topic!r} has partitions {sorted(have)}, not {missing}: the source topics "
+                        "of a consumer-group job must have the same number of partitions"
+                    )
+                    raise ConfigurationError(msg)
+                have = [p for p in have if p in src.partitions]
+            tps.extend((topic, p) for p in have)
         marks: dict[tuple[str, int], tuple[int, int]] = {}
         for tp in tps:
             with kafka_errors(f"reading the offsets of {tp[0]}-{tp[1]}", "is the cluster reachable?"):

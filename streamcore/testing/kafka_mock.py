@@ -100,6 +100,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "rd_kafka_mock_broker_set_down": (_int, [_void_p, _int32]),
     "rd_kafka_mock_broker_set_up": (_int, [_void_p, _int32]),
     "rd_kafka_mock_push_request_errors_array": (None, [_void_p, _int16, _size_t, ctypes.POINTER(_int)]),
+    "rd_kafka_mock_set_group_consumer_session_timeout_ms": (None, [_void_p, _int]),
+    "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms": (None, [_void_p, _int]),
 }
 
 
@@ -360,6 +362,23 @@ class MockKafkaCluster:
             _check_int("each error code", code, -(2**31), 2**31 - 1)
         array = (_int * len(codes))(*codes)
         self._lib.rd_kafka_mock_push_request_errors_array(self._cluster(), api_key, len(codes), array)
+
+    def set_group_timing(self, session_timeout_ms: int, heartbeat_interval_ms: int) -> None:
+        """Set the broker side of ``group.protocol=consumer`` groups: session timeout and heartbeat interval.
+
+        A member that stops heartbeating (a killed process) loses its partitions after
+        ``session_timeout_ms`` (30 s by default on the mock, 45 s on real brokers); tests
+        that kill group members set a few seconds.
+
+        Raises:
+            ConfigurationError: a value is not an int >= 1.
+            ConnectorError: the cluster is closed.
+        """
+        _check_int("session_timeout_ms", session_timeout_ms, 1)
+        _check_int("heartbeat_interval_ms", heartbeat_interval_ms, 1)
+        cluster = self._cluster()
+        self._lib.rd_kafka_mock_set_group_consumer_session_timeout_ms(cluster, session_timeout_ms)
+        self._lib.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(cluster, heartbeat_interval_ms)
 
     def close(self) -> None:
         """Stop the brokers and free the cluster's handle. Calling it again does nothing."""
