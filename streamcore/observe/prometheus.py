@@ -28,7 +28,7 @@ name                                        type       labels (besides job_name,
 ``streamcore_checkpoint_in_progress``       gauge
 ``streamcore_rate_coordinator_pauses_total``  counter
 ``streamcore_rate_coordinator_paused_splits``  gauge
-``streamcore_job_restarts_total``           counter
+``streamcore_job_restarts_total``           counter    (restarts of the process running the task)
 ``streamcore_job_uptime_seconds``           gauge
 ``streamcore_last_checkpoint_restore_seconds``  gauge  (one value per restore, so a gauge)
 ``streamcore_checkpoint_duration_seconds``  histogram  trigger to metadata written
@@ -206,11 +206,14 @@ class _StatusCollector:
         tasks = [t["id"] for t in snap.get("tasks", ())] or ["0"]
         job_info = snap.get("job", {})
         restarts = counter(
-            "job_restarts", "Restarts of the job after failures (restart strategy).", ["job_name"]
+            "job_restarts",
+            "Restarts of the job's process after failures (restart strategy).",
+            ["job_name", "task"],
         )
-        restarts.add_metric([job], job_info.get("restarts") or 0)
-        uptime = gauge("job_uptime_seconds", "Seconds since the job started.", ["job_name"])
-        uptime.add_metric([job], job_info.get("duration_s") or 0.0)
+        uptime = gauge("job_uptime_seconds", "Seconds since the job started.", ["job_name", "task"])
+        for tid in tasks:  # one series per task the process runs, so every series has a task label
+            restarts.add_metric([job, tid], job_info.get("restarts") or 0)
+            uptime.add_metric([job, tid], job_info.get("duration_s") or 0.0)
         yield from (restarts, uptime)
 
         cps = snap.get("checkpoints")

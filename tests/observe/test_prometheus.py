@@ -78,12 +78,11 @@ def test_metrics_have_flink_names_proper_types_and_task_labels(tmp_path):
         assert 0.0 <= s.value <= 1.0
     latency = [s for s in samples(fams, "streamcore_latency_seconds") if s.name.endswith("_count")]
     assert latency and latency[0].labels["operator"] == "sink" and latency[0].value > 0
-    # Nothing per checkpoint-history entry; every series carries a task label (job-level ones a job_name).
+    # Nothing per checkpoint-history entry; every series carries job_name and task labels.
     for fam in fams.values():
         for s in fam.samples:  # type: ignore[attr-defined]
             assert "scope" not in s.labels and "id" not in s.labels
-            if not s.name.startswith("streamcore_job_"):
-                assert "task" in s.labels, s.name
+            assert s.labels.get("task") == "0" and s.labels.get("job_name") == "observed", s
 
 
 def test_counters_stay_monotonic_after_the_job_ends(tmp_path):
