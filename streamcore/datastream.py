@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
+from streamcore.aggregates.rolling import field_reducer
 from streamcore.errors import ConfigurationError, GraphError
 from streamcore.functions import (
     CoProcessFunction,
@@ -67,71 +68,6 @@ __all__ = [
 ]
 
 Producer = tuple[Transformation, str | None]
-
-
-def _field_reducer(position: int | str, how: str) -> Callable[[Any, Any], Any]:
-    """The reduce function of Flink's rolling aggregations ``sum``/``min``/``max``/``min_by``/``max_by``.
-
-    ``position`` is an index of tuples and lists, a key of dicts, or an attribute name;
-    plain numbers are aggregated themselves (``position`` 0). ``sum``/``min``/``max`` keep
-    the first element and replace the field; ``min_by``/``max_by`` keep the whole element.
-
-    >>> _field_reducer(1, "sum")(("to", 1), ("to", 2))
-    ('to', 3)
-    >>> _field_reducer("n", "max")({"k": "a", "n": 1}, {"k": "a", "n": 5})
-    {'k': 'a', 'n': 5}
-    """
-    if isinstance(position, bool) or not isinstance(position, (int, str)):
-        msg = f"{how}() takes a field position (int) or name (str), got {position!r}"
-        raise ConfigurationError(msg)
-
-    def get(v: Any) -> Any:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and position == 0:
-            return v
-        try:
-            if isinstance(v, (tuple, list, dict)):
-                return v[position]  # type: ignore[index]
-            if isinstance(position, str):
-                return getattr(v, position)
-        except (KeyError, IndexError, AttributeError, TypeError) as exc:
-            msg = f"{how}({position!r}): element {_short(v)} has no field {position!r}"
-            raise ConfigurationError(msg) from exc
-        msg = f"{how}({position!r}) needs tuples, lists, dicts or objects with that field, got {_short(v)}"
-        raise ConfigurationError(msg)
-
-    def put(v: Any, x: Any) -> Any:
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and position == 0:
-            return x
-        if isinstance(v, tuple):
-            t = list(v)
-            t[position] = x  # type: ignore[index]
-            return type(v)(t) if type(v) is tuple else type(v)(*t)
-        if isinstance(v, list):
-            out = list(v)
-            out[position] = x  # type: ignore[index]
-            return out
-        if isinstance(v, dict):
-            return {**v, position: x}
-        import copy
-
-        out = copy.copy(v)
-        setattr(out, position, x)  # type: ignore[arg-type]
-        return out
-
-    if how == "sum":
-        return lambda a, b: put(a, get(a) + get(b))
-    if how == "min":
-        return lambda a, b: put(a, min(get(a), get(b)))
-    if how == "max":
-        return lambda a, b: put(a, max(get(a), get(b)))
-    if how == "min_by":
-        return lambda a, b: b if get(b) < get(a) else a
-    return lambda a, b: b if get(b) > get(a) else a
-
-
-def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_callable(fn: Any, what: str) -> None:
@@ -434,23 +370,23 @@ class KeyedStream(DataStream):
         >>> words.key_by(lambda w: w[0]).sum(1).execute_and_collect()
         [('to', 1), ('be', 1), ('to', 2)]
         """
-        return self.reduce(_field_reducer(position, "sum"))
+        return self.reduce(field_reducer(position, "sum"))
 
     def min(self, position: int | str = 0) -> DataStream:
         """Rolling minimum of field ``position`` per key (the other fields are the first element's)."""
-        return self.reduce(_field_reducer(position, "min"))
+        return self.reduce(field_reducer(position, "min"))
 
     def max(self, position: int | str = 0) -> DataStream:
         """Rolling maximum of field ``position`` per key (the other fields are the first element's)."""
-        return self.reduce(_field_reducer(position, "max"))
+        return self.reduce(field_reducer(position, "max"))
 
     def min_by(self, position: int | str = 0) -> DataStream:
         """The element with the smallest field ``position`` so far, per key."""
-        return self.reduce(_field_reducer(position, "min_by"))
+        return self.reduce(field_reducer(position, "min_by"))
 
     def max_by(self, position: int | str = 0) -> DataStream:
         """The element with the largest field ``position`` so far, per key."""
-        return self.reduce(_field_reducer(position, "max_by"))
+        return self.reduce(field_reducer(position, "max_by"))
 
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
@@ -632,15 +568,15 @@ class WindowedStream:
         >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
         [('be', 1, 10), ('to', 2, 0)]
         """
-        return self.reduce(_field_reducer(position, "sum"))
+        return self.reduce(field_reducer(position, "sum"))
 
     def min(self, position: int | str = 0) -> DataStream:
         """Minimum of field ``position`` per window (other fields from the first element)."""
-        return self.reduce(_field_reducer(position, "min"))
+        return self.reduce(field_reducer(position, "min"))
 
     def max(self, position: int | str = 0) -> DataStream:
         """Maximum of field ``position`` per window (other fields from the first element)."""
-        return self.reduce(_field_reducer(position, "max"))
+        return self.reduce(field_reducer(position, "max"))
 
     def process(self, function: ProcessWindowFunction) -> DataStream:
         """Evaluate each fired window with all its elements."""
