@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
+from streamcore.aggregates.rolling import field_reducer
 from streamcore.errors import ConfigurationError, GraphError
 from streamcore.functions import (
     CoProcessFunction,
@@ -207,6 +208,8 @@ class DataStream:
             raise ConfigurationError(msg)
         if timestamp is not None:
             _check_callable(timestamp, "timestamp")
+        else:
+            timestamp = strategy.timestamp_assigner
         if (
             len(self._producers) == 1
             and self._producers[0][0].kind == "source"
@@ -248,12 +251,46 @@ class DataStream:
         node.attrs["sink"] = s
         return DataStreamSink(node)
 
-    def print(self, prefix: str = "") -> DataStreamSink:
-        """Print every element (an at-least-once :class:`PrintSink`)."""
-        return self.sink_to(PrintSink(prefix))
+    def print(self, sink_identifier: str = "") -> DataStreamSink:
+        """Print every element, as ``sink_identifier> element`` with an identifier (Flink's format)."""
+        return self.sink_to(PrintSink(sink_identifier))
 
-    def execute_and_collect(self, job_name: str = "collect", **execute_kw: Any) -> list[Any]:
-        """Build and run the job; return this stream's elements in emission order."""
+    def add_sink(self, sink: Sink | Callable[[Any], Any]) -> DataStreamSink:
+        """PyFlink's name of :meth:`sink_to`."""
+        return self.sink_to(sink)
+
+    def execute_and_collect(
+        self, job_name: str = "collect", limit: int | None = None, **execute_kw: Any
+    ) -> Any:
+        """Build and run the job; return this stream's elements in emission order.
+
+        Without ``limit`` the job runs to its end and the result is a list. With
+        ``limit=n`` the job runs in the background and the result is an iterator of at
+        most ``n`` elements (it also works on unbounded sources): the job is stopped when
+        the iterator is exhausted or closed (use it in a ``with`` block to stop it early).
+        PyFlink returns a list with ``limit``; here ``list(it)`` gives one.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment(batch_size=4)
+        >>> numbers = env.from_generator(lambda split, offset: offset)  # unbounded
+        >>> with numbers.map(lambda x: x * 2).execute_and_collect(limit=3) as it:
+        ...     list(it)
+        [0, 2, 4]
+        """
+        if limit is not None:
+            if type(limit) is not int or limit < 1:
+                msg = f"execute_and_collect(limit=...) takes an int >= 1 or None, got {limit!r}"
+                raise ConfigurationError(msg)
+            from streamcore.sinks.collect import CollectIterator, QueueSink
+
+            qsink = QueueSink()
+            qnode = self.sink_to(qsink)._node
+            try:
+                handle = self._env.execute_async(job_name, **execute_kw)
+            except BaseException:
+                self._env.graph.remove(qnode)
+                raise
+            return CollectIterator(handle, qsink, limit, lambda: self._env.graph.remove(qnode))
         sink = CollectSink()
         node = self.sink_to(sink)._node
         try:
@@ -323,6 +360,33 @@ class KeyedStream(DataStream):
         rf = ReduceFunction(fn)
         kf = self.key_selector
         return self.transform("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Rolling sum of field ``position`` per key (Flink's ``sum``): emits the running result per element.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> words = env.from_collection([("to", 1), ("be", 1), ("to", 1)])
+        >>> words.key_by(lambda w: w[0]).sum(1).execute_and_collect()
+        [('to', 1), ('be', 1), ('to', 2)]
+        """
+        return self.reduce(field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Rolling minimum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Rolling maximum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(field_reducer(position, "max"))
+
+    def min_by(self, position: int | str = 0) -> DataStream:
+        """The element with the smallest field ``position`` so far, per key."""
+        return self.reduce(field_reducer(position, "min_by"))
+
+    def max_by(self, position: int | str = 0) -> DataStream:
+        """The element with the largest field ``position`` so far, per key."""
+        return self.reduce(field_reducer(position, "max_by"))
 
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
@@ -492,6 +556,27 @@ class WindowedStream:
             raise ConfigurationError(msg)
         self._check_window_fn(window_function, "reduce(..., window_function)")
         return self._build(ReduceAggregate(reduce_function), plain(window_function))
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Sum of field ``position`` per window (Flink's ``window(...).sum``), other fields as the first.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> rows = [("to", 1, 0), ("be", 1, 10), ("to", 1, 20)]
+        >>> words = env.from_collection(rows, timestamp=lambda w: w[2])
+        >>> keyed = words.key_by(lambda w: w[0])
+        >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
+        [('be', 1, 10), ('to', 2, 0)]
+        """
+        return self.reduce(field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Minimum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Maximum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(field_reducer(position, "max"))
 
     def process(self, function: ProcessWindowFunction) -> DataStream:
         """Evaluate each fired window with all its elements."""

@@ -144,6 +144,9 @@ class GraphOwner(Protocol):
     def execute(self, job_name: str = ..., restore_from: Any = None) -> Any:
         """Run the job built on :attr:`graph`."""
 
+    def execute_async(self, job_name: str = ..., restore_from: Any = None) -> Any:
+        """Run the job built on :attr:`graph` in the background; returns its handle."""
+
 
 @dataclass
 class PhysicalPlan:

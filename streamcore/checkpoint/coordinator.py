@@ -258,6 +258,7 @@ class CheckpointCoordinator:
                 self.completed_ids.append(pending.checkpoint_id)
                 self._base = native_base(meta)
                 self._history.append(dict(meta["stats"], id=pending.checkpoint_id))
+                self._log_completed(self._history[-1])
             else:
                 self._failed += 1
         if self._pool is not None:
@@ -312,9 +313,21 @@ class CheckpointCoordinator:
         stats = dict(meta["stats"], id=cid)
         self._history.append(stats)
         del self._history[:-HISTORY]
-        logger.debug("checkpoint %d of job %r completed: %s", cid, self.job_name, stats)
+        self._log_completed(stats)
         # Step 5: report it; the runtime tells the operators (two-phase-commit sinks commit).
         self._completed_unreported.append(cid)
+
+    def _log_completed(self, stats: dict[str, Any]) -> None:
+        logger.info(
+            "checkpoint %d of job %r completed in %.1f ms (pause %.1f ms): %d bytes, %d written",
+            stats["id"],
+            self.job_name,
+            stats.get("duration_ms") or 0.0,
+            stats.get("pause_ms") or 0.0,
+            stats.get("size_bytes") or 0,
+            stats.get("incremental_bytes") or 0,
+            extra={"checkpoint_id": stats["id"], "job": self.job_name},
+        )
 
     def _on_failure(self, cid: int, exc: BaseException, tolerate: bool = True) -> None:
         self._failed += 1

@@ -45,6 +45,7 @@ from typing import Any
 
 from streamcore.errors import ConnectorError, StreamcoreError
 from streamcore.kafka_client import error_name, import_confluent_kafka, kafka_errors
+from streamcore.logs import librdkafka_logger
 
 __all__ = ["DeliveryStats", "ProducerSettings", "SinkProducer"]
 
@@ -163,6 +164,7 @@ class SinkProducer:
         }
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
+        conf.setdefault("logger", librdkafka_logger())
         with kafka_errors(f"creating a Kafka producer for topic {settings.topic!r}"):
             self._producer: Any = ck.Producer(conf)
         if transactional_id is not None:

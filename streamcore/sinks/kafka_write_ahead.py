@@ -49,6 +49,7 @@ from typing import Any
 
 from streamcore.errors import ConnectorError
 from streamcore.kafka_client import TRANSIENT_ERRORS, error_name, import_confluent_kafka, kafka_errors
+from streamcore.logs import librdkafka_logger
 from streamcore.serde import msgpack_dumps, msgpack_loads
 
 __all__ = [
@@ -217,6 +218,7 @@ class CommitMarkers:
             # A short fetch wait: the reader stops at the end of a short range.
             "fetch.wait.max.ms": 10,
         }
+        conf.setdefault("logger", librdkafka_logger())
         with kafka_errors("creating the consumer of the commit-marker topic"):
             return ck.Consumer(conf)
 
