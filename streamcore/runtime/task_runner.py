@@ -25,7 +25,15 @@ from streamcore.operators.base import StreamOperator
 from streamcore.runtime.source_task import SourceTask
 from streamcore.runtime.task import Task
 
-__all__ = ["TaskRunner"]
+__all__ = ["STARVATION_ROUNDS", "TaskRunner"]
+
+#: a split not polled for this many scheduling rounds is polled first (event-time order aside).
+STARVATION_ROUNDS = 64
+
+
+def _schedule_key(candidate: tuple[Any, ...]) -> tuple[Any, ...]:
+    return candidate[:4]
+
 
 logger = logging.getLogger("streamcore.runtime")
 
@@ -68,6 +76,7 @@ class TaskRunner:
         self.restore_seconds: float | None = None
         self._proc_time_ops: list[StreamOperator] = []
         self._discovering: list[SourceTask] = []
+        self._round = 0
 
     @property
     def sources(self) -> list[SourceTask]:
@@ -104,26 +113,48 @@ class TaskRunner:
             )
 
     def poll_round(self, batch_size: int, between: Any) -> tuple[int, bool]:
-        """Poll every pollable split of the task once; ``between()`` runs after each batch.
+        """Read one batch, from the split furthest behind in event time; ``between()`` runs after it.
+
+        Splits are tried in order of their watermark (lowest first; splits without one yet
+        and without a watermark strategy count as lowest, least recently polled first), as
+        Kafka Streams picks the partition with the smallest head timestamp: inputs of
+        different event-time speed then advance together, and joins and windows buffer
+        little. A split with nothing to read is skipped, never waited for; one not polled
+        for ``STARVATION_ROUNDS`` rounds goes first, so none starves.
 
         Returns ``(records read, whether any source is still active)``.
         """
         coordinator = self.rate_coordinator
-        progressed = 0
+        self._round += 1
+        rnd = self._round
         active = False
-        for src in self.task.sources:
+        candidates = []
+        for order, src in enumerate(self.task.sources):
             if src.finished:
                 continue
             active = True
-            for split in src.pollable():
-                if coordinator is not None and not coordinator.may_poll(split):
-                    continue
-                n = src.poll(split, batch_size)
-                progressed += n
-                self.records_since_checkpoint += n
-                between(self)
             if src.all_finished():
                 src.finish()
+                between(self)
+                continue
+            for index, split in enumerate(src.pollable()):
+                starving = rnd - split.last_polled > STARVATION_ROUNDS
+                position = (order, index)  # deterministic tie-break: declaration order
+                candidates.append((not starving, split.watermark, split.last_polled, position, src, split))
+        candidates.sort(key=_schedule_key)
+        progressed = 0
+        for *_, src, split in candidates:
+            if coordinator is not None and not coordinator.may_poll(split):
+                continue
+            split.last_polled = rnd
+            n = src.poll(split, batch_size)
+            if n:
+                progressed = n
+                self.records_since_checkpoint += n
+                between(self)
+                break
+        else:
+            if candidates:
                 between(self)
         return progressed, active
 

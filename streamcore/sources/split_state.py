@@ -35,6 +35,7 @@ class SplitState:
         "generator",
         "idle",
         "last_active",
+        "last_polled",
         "pause_started",
         "paused",
         "paused_ms",
@@ -51,6 +52,7 @@ class SplitState:
         self.paused = False
         self.paused_ms = 0
         self.pause_started = now
+        self.last_polled = 0  # the scheduling round of the last poll
 
     @property
     def split_id(self) -> str:
