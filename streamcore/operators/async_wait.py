@@ -312,9 +312,9 @@ class AsyncWaitOperator(StreamOperator):
 
     def finish(self) -> None:
         """End of input: wait for every element in flight and emit it (and the queued watermarks)."""
+        self._drain()
         while self._queue.elements:
             self._wait_for_completions()
-        self._drain()
 
     # -- input -----------------------------------------------------------------------------
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
@@ -327,8 +327,10 @@ class AsyncWaitOperator(StreamOperator):
         while i < n:
             room = self.capacity - q.elements
             if room <= 0:
-                self.waits += 1
-                self._wait_for_completions()
+                self._drain()  # elements answered at once (cache hits) may leave without waiting
+                if self.capacity - q.elements <= 0:
+                    self.waits += 1
+                    self._wait_for_completions()
                 continue
             j = min(n, i + room)
             entries = [_Element(v, t) for v, t in zip(values[i:j], tss[i:j], strict=True)]
