@@ -305,7 +305,7 @@ class AsyncWaitOperator(StreamOperator):
             return
         try:
             if loop.alive:
-                loop.cancel_tasks(LIFECYCLE_TIMEOUT_S)
+                loop.cancel_tasks(self._tasks, LIFECYCLE_TIMEOUT_S)
                 self._run_lifecycle(loop, self._close_coro, "close")
         finally:
             loop.stop()

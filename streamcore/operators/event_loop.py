@@ -74,19 +74,22 @@ class EventLoopThread:
             fut.cancel()
             raise TimeoutError(f"did not finish within {timeout_s} s") from None
 
-    def cancel_tasks(self, timeout_s: float) -> None:
-        """Cancel every task on the loop and wait (up to ``timeout_s``) until they are done."""
+    def cancel_tasks(self, tasks: set[asyncio.Task[Any]], timeout_s: float) -> None:
+        """Cancel ``tasks`` (a set only the loop touches) and wait (up to ``timeout_s``) until they are done.
 
-        async def cancel_all() -> None:
-            me = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not me]
-            for t in tasks:
+        Only the caller's own tasks: clients' background tasks (pool workers) must live on
+        until the clients are closed.
+        """
+
+        async def cancel() -> None:
+            pending = list(tasks)
+            for t in pending:
                 t.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
         if self.alive:
-            self.call(cancel_all(), timeout_s)
+            self.call(cancel(), timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the loop and join its thread (idempotent)."""
