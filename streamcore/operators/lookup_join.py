@@ -20,8 +20,9 @@ not stored). A load that times out on every attempt fails the job with
 :class:`~streamcore.errors.AsyncTimeoutError`; one that fails (the store is down, the
 query is wrong, the result has the wrong shape) with
 :class:`~streamcore.errors.LookupStoreError`. Both name the operator and the store.
-Counters (``metrics()["lookup"]``): cache hits and misses, loads (round trips), load
-time, keys asked for and rows returned.
+Counters (``metrics()["lookup"]``): cache hits and misses, misses that joined a load
+already in flight for their key (``coalesced``), loads (round trips), load time, keys
+asked for and rows returned.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class LookupJoinOperator(AsyncWaitOperator):
         self.keys_loaded = 0
         self.rows_loaded = 0
         self.misses = 0
+        self.coalesced = 0
 
     def setup(self, runtime: Any) -> None:
         """Keep the clock (cache expiry is in processing time)."""
@@ -156,6 +158,7 @@ class LookupJoinOperator(AsyncWaitOperator):
                     new.append(k)
                 else:
                     w.append(e)
+                    self.coalesced += 1
         else:
             for e, k in zip(entries, keys, strict=True):
                 try:
@@ -167,6 +170,7 @@ class LookupJoinOperator(AsyncWaitOperator):
                     new.append(k)
                 else:
                     w.append(e)
+                    self.coalesced += 1
             self.misses += len(entries)
         if new:
             size = self.lookup.max_batch_keys
@@ -278,6 +282,7 @@ class LookupJoinOperator(AsyncWaitOperator):
             "hits": hits,
             "misses": misses,
             "hit_ratio": hits / (hits + misses) if hits + misses else 0.0,
+            "coalesced": self.coalesced,
             "loads": self.loads,
             "load_time_ms": self.load_time_s * 1000,
             "keys_loaded": self.keys_loaded,

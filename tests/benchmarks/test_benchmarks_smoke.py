@@ -38,6 +38,16 @@ REQUIRED = {
     "catch_up.py": {"peak_state_ratio", "catch_up_time_ratio"},
     "windows.py": {"tumbling_heap_ratio", "tumbling_rocksdb_ratio", "hll_rel_error", "bloom_fp_rate"},
     "kafka_throughput.py": {"ratio_to_raw"},
+    "lookup_join.py": {
+        "sync_rps",
+        "async_rps",
+        "async_cached_rps",
+        "speedup_async",
+        "speedup_cached",
+        "cache_hit_ratio",
+        "p99_latency_ms",
+        "peak_rss_mb",
+    },
 }
 
 PRESENT = sorted(name for name in REQUIRED if (BENCH / name).exists())

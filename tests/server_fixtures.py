@@ -1,4 +1,4 @@
-"""Real servers for the lookup tests: one PostgreSQL and one Redis per test session.
+"""Real servers for tests (a pytest plugin of tests/conftest.py): one PostgreSQL and one Redis per session.
 
 Each starts on a temporary directory and a free loopback port and is stopped by its
 process id at the end of the session (:mod:`streamcore.testing.servers`). A missing
