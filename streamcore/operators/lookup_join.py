@@ -14,9 +14,18 @@ whose requests are batched key loads instead of one call per element:
    waiting for its keys: ``join(value, row)`` per element; a key without a row is dropped
    (``how="inner"``) or joined with ``None`` (``how="left"``).
 
-Checkpoints, ordering, watermarks, timeouts and retries are the async operator's: the
-elements still in the operator are stored and loaded again after a restore (the cache is
-not stored). A load that times out on every attempt fails the job with
+Order. With ``ordered=True`` results leave in input order (the async operator's ordered
+queue). ``DataStream.lookup_join`` uses it only for ``key_by_lookup_key=False``; keyed by
+the lookup key (the default) it uses the unordered queue, which for a lookup join keeps
+the input order *per key* (Flink's key-ordered async lookup): an element whose key has a
+load in flight waits for that load and is answered after the earlier elements of its key
+in arrival order, and a hit can only follow the load that filled the cache, so elements
+of one key never pass each other, while a hit does not wait for another key's load.
+Either way no result crosses a watermark.
+
+Checkpoints, watermarks, timeouts and retries are the async operator's: the elements
+still in the operator are stored and loaded again after a restore (the cache is not
+stored, and a restore starts with it empty). A load that times out on every attempt fails the job with
 :class:`~streamcore.errors.AsyncTimeoutError`; one that fails (the store is down, the
 query is wrong, the result has the wrong shape) with
 :class:`~streamcore.errors.LookupStoreError`. Both name the operator and the store.
