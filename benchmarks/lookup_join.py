@@ -147,6 +147,8 @@ def main() -> None:
         "queries_async": lookup_a["loads"],
         "keys_per_query_async": lookup_a["keys_loaded"] / max(1, lookup_a["loads"]),
         "queries_cached": lookup_c["loads"],
+        "keys_per_query_cached": lookup_c["keys_loaded"] / max(1, lookup_c["loads"]),
+        "coalesced_misses_cached": lookup_c["coalesced"],
         "peak_rss_mb": peak_rss_mb(),
     }
     report(figures, args.json)

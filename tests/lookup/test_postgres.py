@@ -125,7 +125,7 @@ def test_a_timeout_storm_fails_the_job_after_retries_and_a_restore_loses_and_dup
 ) -> None:
     """Lookups turn slow mid-job: every attempt times out, the job fails; restored, it ends exactly once."""
     q = (
-        "WITH d AS MATERIALIZED (SELECT pg_sleep(CASE WHEN (SELECT slow FROM ctl) THEN 0.5 ELSE 0 END)) "
+        "WITH d AS MATERIALIZED (SELECT pg_sleep(CASE WHEN (SELECT slow FROM ctl) THEN 3 ELSE 0 END)) "
         "SELECT s.* FROM shops s, d WHERE s.shop_id = ANY(%s)"
     )
     n = 600
@@ -147,7 +147,7 @@ def test_a_timeout_storm_fails_the_job_after_retries_and_a_restore_loses_and_dup
                 sc.PostgresLookup(dsn, key="shop_id", query=q, pool_size=2),
                 on=lambda o: o["shop_id"],
                 how="left",
-                timeout_ms=100,
+                timeout_ms=1_000,
                 capacity=40,
                 retry=sc.AsyncRetryStrategy.fixed_delay(2, 10),
             )
@@ -160,7 +160,8 @@ def test_a_timeout_storm_fails_the_job_after_retries_and_a_restore_loses_and_dup
         env = sc.StreamEnvironment(batch_size=20)
         build(env)
         with pytest.raises(
-            AsyncTimeoutError, match=r"operator 'enrich': a lookup .* timed out on all 2 attempt"
+            AsyncTimeoutError,
+            match=r"operator 'enrich': a lookup .* timed out on all 2 attempt\(s\) of 1000 ms",
         ):
             env.execute("storm", restore_from="latest")
     finally:

@@ -162,15 +162,45 @@ def test_unordered_wait_never_moves_a_result_across_a_watermark(events: list[tup
     assert _segments(log.events) == _segments(expected_output(seq))
 
 
+class Gated(sc.AsyncFunction):
+    """Elements in ``held`` wait until the gate opens; the others answer at once."""
+
+    def __init__(self, held: set[int] | None = None) -> None:
+        self.held = held
+        self.running = 0
+        self.max_running = 0
+
+    async def open(self, ctx: Any) -> None:
+        self.gate = asyncio.Event()
+
+    async def async_invoke(self, value: int) -> list[int]:
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.held is None or value in self.held:
+                await self.gate.wait()
+        finally:
+            self.running -= 1
+        return [value * 10]
+
+
+def wait_for(cond: Any, h: OperatorHarness) -> None:
+    """Emit completions between "batches" until ``cond()`` (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + 30
+    while not cond():
+        assert time.monotonic() < deadline, "hang guard"
+        time.sleep(0.002)
+        h.operator.on_processing_time(0)
+
+
 def test_unordered_wait_lets_fast_results_overtake_slow_ones() -> None:
-    h, log = harness(Delayed({0: 0.2}), ordered=False)
+    fn = Gated(held={0})
+    h, log = harness(fn, ordered=False)
     with h:
         h.process_elements([0, 1, 2], [0, 1, 2])
-        deadline = time.monotonic() + 10
-        while len(log.events) < 2 and time.monotonic() < deadline:
-            time.sleep(0.005)
-            h.operator.on_processing_time(0)
+        wait_for(lambda: len(log.events) == 2, h)
         assert [e[1] for e in log.events] == [10, 20]
+        h.operator._loop.post(fn.gate.set)
         h.operator.finish()
     assert [e[1] for e in log.events] == [10, 20, 0]
 
@@ -201,13 +231,12 @@ def test_restore_at_any_point_reissues_in_flight_elements_nothing_lost_or_duplic
 
 
 def test_the_job_thread_blocks_only_at_capacity() -> None:
-    fn = Delayed({i: 0.02 for i in range(50)})
+    fn = Gated()
     h, log = harness(fn, ordered=True, capacity=7)
     with h:
-        started = time.perf_counter()
-        h.process_elements(list(range(5)), list(range(5)))
-        assert time.perf_counter() - started < 0.015  # returned before any request completed
-        assert h.operator.waits == 0
+        h.process_elements(list(range(5)), list(range(5)))  # nothing completes: returns below capacity
+        assert h.operator.waits == 0 and log.events == []
+        h.operator._loop.post(fn.gate.set)
         h.process_elements(list(range(5, 50)), list(range(5, 50)))
         h.operator.finish()
     assert fn.max_running <= 7
@@ -219,10 +248,7 @@ def test_completions_are_emitted_between_batches_while_sources_are_idle() -> Non
     h, log = harness(Delayed(), ordered=True)
     with h:
         h.process_elements([1, 2], [1, 2])
-        deadline = time.monotonic() + 10
-        while len(log.events) < 2 and time.monotonic() < deadline:
-            time.sleep(0.002)
-            h.operator.on_processing_time(0)
+        wait_for(lambda: len(log.events) == 2, h)
         assert [e[1] for e in log.events] == [10, 20]
 
 
