@@ -51,6 +51,7 @@ from streamcore.errors import (
     AsyncTimeoutError,
     ConfigurationError,
     JobError,
+    RestoreError,
     StreamcoreError,
     UserFunctionError,
 )
@@ -364,8 +365,11 @@ class AsyncWaitOperator(StreamOperator):
             return
         rows = image.get("queue") if isinstance(image, dict) else None
         if not isinstance(rows, list):
-            msg = f"operator {self.uid!r}: the restored state is not an async operator's queue"
-            raise JobError(msg)
+            msg = (
+                f"operator {self.uid!r}: the restored state is not an async operator's queue; restore "
+                "the checkpoint into the job that wrote it, or give this operator another uid"
+            )
+            raise RestoreError(msg)
         self._restored = rows
 
     def _reissue(self, rows: list[list[Any]]) -> None:

@@ -415,3 +415,18 @@ def test_bad_configuration_is_rejected() -> None:
 
     with pytest.raises(ConfigurationError, match="async def"):
         sc.AsyncDataStream.ordered_wait(s, NotAsync())
+
+
+def test_the_runtime_calls_non_keyed_async_operators_between_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = AsyncWaitOperator.on_processing_time
+
+    def spy(self: AsyncWaitOperator, now: int) -> None:
+        calls.append(now)
+        real(self, now)
+
+    monkeypatch.setattr(AsyncWaitOperator, "on_processing_time", spy)
+    env = sc.StreamEnvironment(batch_size=2)
+    out = sc.AsyncDataStream.unordered_wait(env.from_collection(list(range(10))), Delayed(), timeout_ms=5_000)
+    assert sorted(out.execute_and_collect()) == [i * 10 for i in range(10)]
+    assert len(calls) >= 5  # once after every batch
