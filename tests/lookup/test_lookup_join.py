@@ -298,3 +298,13 @@ def test_metrics_are_json_friendly(tmp_path: Path) -> None:
     json.dumps(m)
     assert m["lookup"]["hits"] + m["lookup"]["misses"] == 30 and m["async"]["in_flight"] == 0
     assert len(out) == 20
+
+
+def test_importing_streamcore_loads_neither_psycopg_nor_redis() -> None:
+    import subprocess
+    import sys
+
+    heavy = "('psycopg', 'psycopg_pool', 'redis')"
+    code = f"import sys, streamcore; print(any(m.split('.')[0] in {heavy} for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
