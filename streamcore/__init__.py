@@ -23,7 +23,7 @@ from streamcore.datastream import (
     KeyedStream,
     WindowedStream,
 )
-from streamcore.environment import StreamEnvironment
+from streamcore.environment import StreamEnvironment, StreamExecutionEnvironment
 from streamcore.errors import StreamcoreError
 from streamcore.functions import (
     AsyncFunction,
@@ -44,6 +44,7 @@ from streamcore.operators.window_functions import (
 )
 from streamcore.runtime.executor import JobResult
 from streamcore.runtime.job import JobHandle
+from streamcore.runtime.restart import RestartStrategy, exponential_delay, fixed_delay, no_restart
 from streamcore.sinks.base import CallableSink, CollectSink, PrintSink, Sink
 from streamcore.sinks.file import FileSink
 from streamcore.sinks.kafka import KafkaSink
@@ -67,6 +68,7 @@ from streamcore.time import (
     WatermarkGenerator,
     WatermarkStrategy,
 )
+from streamcore.typeinfo import TypeInformation, Types
 from streamcore.windowing import (
     ContinuousEventTimeTrigger,
     CountEvictor,
@@ -140,6 +142,7 @@ __all__ = [
     "PurgingTrigger",
     "RedisLookup",
     "ReducingStateDescriptor",
+    "RestartStrategy",
     "RestoreFrom",
     "SQLiteLookup",
     "Sink",
@@ -149,6 +152,7 @@ __all__ = [
     "SplitReader",
     "StateTtlConfig",
     "StreamEnvironment",
+    "StreamExecutionEnvironment",
     "StreamcoreError",
     "SystemClock",
     "TimeWindow",
@@ -157,6 +161,8 @@ __all__ = [
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
     "TwoPhaseCommitSink",
+    "TypeInformation",
+    "Types",
     "ValueStateDescriptor",
     "WatermarkGenerator",
     "WatermarkStrategy",
@@ -165,6 +171,9 @@ __all__ = [
     "WindowedStream",
     "aggregates",
     "errors",
+    "exponential_delay",
+    "fixed_delay",
+    "no_restart",
     "serde",
     "time",
     "windowing",

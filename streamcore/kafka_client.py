@@ -9,6 +9,7 @@ exceptions into :class:`~streamcore.errors.ConfigurationError` (bad settings) or
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -106,8 +107,10 @@ def check_client_config(config: Any, owned: Mapping[str, str], who: str) -> dict
         if key in owned:
             msg = f"{who} config must not set {key!r}: {owned[key]}"
             raise ConfigurationError(msg)
-        if value is None or not (isinstance(value, (str, int, float, bool)) or callable(value)):
-            msg = f"{who} config {key!r} must be a str, number, bool or callback, got {value!r}"
+        if value is None or not (
+            isinstance(value, (str, int, float, bool, logging.Logger)) or callable(value)
+        ):
+            msg = f"{who} config {key!r} must be a str, number, bool, callback or logger, got {value!r}"
             raise ConfigurationError(msg)
         out[key] = value
     return out

@@ -75,6 +75,11 @@ class CheckpointCoordinator:
     ) -> None:
         self.config = config
         self.fence = fence
+        self.remote: Any = None
+        if config.remote is not None:
+            from streamcore.checkpoint.remote import RemoteStore
+
+            self.remote = RemoteStore(config.remote, dict(config.storage_options or {}))
         self.job_name = job_name
         self.directory: Path = config.directory
         self.storage = CheckpointStorage(config.directory)
@@ -117,6 +122,9 @@ class CheckpointCoordinator:
             raise CheckpointError(msg) from exc
         found = self.storage.list()
         ids = [c.id for c in found]
+        if self.remote is not None:
+            self.remote.check_writable()
+            ids.extend(self.remote.complete_ids())
         if restored is not None:
             ids.append(int(restored["id"]))
         self._next_id = max(ids, default=0) + 1
@@ -250,6 +258,7 @@ class CheckpointCoordinator:
                 self.completed_ids.append(pending.checkpoint_id)
                 self._base = native_base(meta)
                 self._history.append(dict(meta["stats"], id=pending.checkpoint_id))
+                self._log_completed(self._history[-1])
             else:
                 self._failed += 1
         if self._pool is not None:
@@ -263,6 +272,10 @@ class CheckpointCoordinator:
             meta = complete_snapshot(
                 pending, self.storage.shared, self._base, self.config.incremental, before_metadata=self.fence
             )
+            if self.remote is not None:
+                if self.fence is not None:
+                    self.fence()
+                meta["stats"]["uploaded_bytes"] = self.remote.upload(pending.directory, meta)
         except BaseException:
             discard_snapshot(pending, pending.directory)
             raise
@@ -273,6 +286,8 @@ class CheckpointCoordinator:
             self._retain()
         except OSError as exc:
             logger.warning("checkpoint retention in %s failed (retried next time): %s", self.directory, exc)
+        if self.remote is not None:
+            self.remote.prune(self.config.retain, self._pinned)
         return meta
 
     def _wait_inflight(self) -> None:
@@ -298,9 +313,21 @@ class CheckpointCoordinator:
         stats = dict(meta["stats"], id=cid)
         self._history.append(stats)
         del self._history[:-HISTORY]
-        logger.debug("checkpoint %d of job %r completed: %s", cid, self.job_name, stats)
+        self._log_completed(stats)
         # Step 5: report it; the runtime tells the operators (two-phase-commit sinks commit).
         self._completed_unreported.append(cid)
+
+    def _log_completed(self, stats: dict[str, Any]) -> None:
+        logger.info(
+            "checkpoint %d of job %r completed in %.1f ms (pause %.1f ms): %d bytes, %d written",
+            stats["id"],
+            self.job_name,
+            stats.get("duration_ms") or 0.0,
+            stats.get("pause_ms") or 0.0,
+            stats.get("size_bytes") or 0,
+            stats.get("incremental_bytes") or 0,
+            extra={"checkpoint_id": stats["id"], "job": self.job_name},
+        )
 
     def _on_failure(self, cid: int, exc: BaseException, tolerate: bool = True) -> None:
         self._failed += 1

@@ -279,6 +279,12 @@ def plan_restore(
             msg = "restore_from='latest' needs enable_checkpointing(directory) to know where to look"
             raise ConfigurationError(msg)
         root = Path(checkpoint_config.directory)
+        if checkpoint_config.remote is not None:
+            from streamcore.checkpoint.remote import RemoteStore
+
+            store = RemoteStore(checkpoint_config.remote, dict(checkpoint_config.storage_options or {}))
+            if store.download(root):
+                logger.info("downloaded the checkpoints of %s into %s", checkpoint_config.remote, root)
         if not root.exists():
             logger.info("no checkpoint directory %s yet: job %r starts fresh", root, job_name)
             return None

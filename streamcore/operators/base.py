@@ -266,7 +266,11 @@ class StreamOperator:
     def _set_idle(self, idle: bool) -> None:
         if idle != self._idle:
             self._idle = idle
-            self.output.emit_idle(idle)
+            self.process_idle(idle)
+
+    def process_idle(self, idle: bool) -> None:
+        """Every input became idle (``True``), or one is active again: tell downstream."""
+        self.output.emit_idle(idle)
 
 
 UserFn = Callable[..., Any]

@@ -102,11 +102,25 @@ class KeyedOperator(StreamOperator):
         except StreamcoreError:
             raise
         except Exception as exc:
-            msg = (
-                f"key selector {function_name(kf)} of operator {self.uid!r} raised "
-                f"{type(exc).__name__}: {exc}; make it return a key for every element"
-            )
-            raise KeySelectorError(msg) from exc
+            raise self._key_selector_error(kf, values, exc) from exc
+
+    def _key_selector_error(self, kf: Any, values: list[Any], exc: Exception) -> KeySelectorError:
+        """Name the ``key_by`` (its function and where it is defined) and show the element (truncated)."""
+        element = "an element"
+        for v in values:  # find the element it failed on (key selectors are pure)
+            try:
+                kf(v)
+            except Exception:
+                text = repr(v)
+                element = f"element {text if len(text) <= 200 else text[:197] + '...'}"
+                break
+        code = getattr(kf, "__code__", None)
+        where = f" (defined at {code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+        msg = (
+            f"key_by({function_name(kf)}){where} raised {type(exc).__name__}: {exc} for {element}, "
+            f"feeding operator {self.uid!r}; make the key selector return a key for every element"
+        )
+        return KeySelectorError(msg)
 
     def key_error(self, exc: KeyEncodingError, side: int = 0) -> KeyEncodingError:
         """Re-word a key encoding error with the operator and key selector names."""

@@ -47,6 +47,7 @@ class JobResult:
     stopped: bool = False
     savepoint: str | None = None
     checkpoints: list[int] = field(default_factory=list)
+    restarts: int = 0
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "finished"
@@ -58,13 +59,16 @@ class JobControl:
 
     A savepoint request is ``(directory, done, result)``: the job appends the savepoint's
     path (or the exception) to ``result`` and sets ``done``. ``stop_savepoint`` is the
-    result list of the savepoint a stop asked for, if any.
+    result list of the savepoint a stop asked for, if any; ``final_checkpoint`` says whether
+    a stop without savepoint takes a last checkpoint of every task (so sinks commit what
+    was written).
     """
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
         self.savepoint_requests: list[tuple[str, threading.Event, list[Any]]] = []
         self.stop_savepoint: list[Any] | None = None
+        self.final_checkpoint = False
         self.lock = threading.Lock()
         self.running = threading.Event()
 
@@ -76,13 +80,18 @@ class JobControl:
             self.savepoint_requests.append((directory, done, result))
         return done, result
 
-    def request_stop(self, savepoint_directory: str | None = None) -> list[Any]:
+    def request_stop(
+        self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False
+    ) -> list[Any]:
         """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
 
-        Returns the list the savepoint's path (or its exception) is appended to.
+        With ``final_checkpoint`` (and no savepoint) every checkpointed task takes one last
+        checkpoint at the stop position and its sinks commit it. Returns the list the
+        savepoint's path (or its exception) is appended to.
         """
         result: list[Any] = []
         with self.lock:
+            self.final_checkpoint = self.final_checkpoint or final_checkpoint
             if savepoint_directory is not None:
                 self.stop_savepoint = result
                 self.savepoint_requests.append((savepoint_directory, threading.Event(), result))
@@ -100,8 +109,9 @@ class JobControl:
 BatchListener = Callable[[Task], None]
 """Called between batches with the running task (instrumentation: benchmarks sample state size)."""
 
-RunnerFactory = Callable[[str], TaskRunner]
-"""Builds the runner of a task id (its state backend, checkpoints and restore plan)."""
+RunnerFactory = Callable[[str], "TaskRunner | None"]
+"""Builds the runner of a task id (its state backend, checkpoints and restore plan), or
+returns ``None`` when the task cannot start yet (its previous owner still runs it)."""
 
 
 class JobExecutor:
@@ -145,6 +155,8 @@ class JobExecutor:
         self.finished_runners: dict[str, TaskRunner] = {}
         self._handed_over: list[TaskRunner] = []
         self._savepoints_taken = 0
+        #: called with the executor once its first tasks run and it is about to poll (observers).
+        self.start_listeners: list[Callable[[JobExecutor], None]] = []
 
     @property
     def task(self) -> Task:
@@ -156,15 +168,23 @@ class JobExecutor:
         return next(iter(runners.values())).task
 
     # -- tasks coming and going ----------------------------------------------------------------
-    def _assign(self, task_ids: list[str]) -> None:
+    def _assign(self, task_ids: list[str]) -> list[str]:
+        """Start these tasks; returns those started (a task whose previous owner has not released
+        it yet is not: ``make_runner`` returns ``None``, and the membership offers it again)."""
         now = self.clock.now_ms()
+        started = []
         for task_id in task_ids:
-            if task_id in self.runners:
+            if task_id in self.runners or task_id in self.finished_runners:
+                started.append(task_id)
                 continue
             runner = self.make_runner(task_id)
+            if runner is None:
+                continue
             self.runners[task_id] = runner  # closed with the others if starting fails
             runner.start(now)
+            started.append(task_id)
             logger.info("job %r started task %s", self.job_name, task_id)
+        return started
 
     def _revoke(self, task_ids: list[str]) -> None:
         for task_id in task_ids:
@@ -204,9 +224,18 @@ class JobExecutor:
             self.membership.start()
             self.membership.poll(self._assign, self._revoke, self._lose)
             self.control.running.set()
+            for listener in self.start_listeners:
+                listener(self)
             stopped = self._loop()
             if stopped:
                 savepoint_path = self._serve_savepoints(stopping=True)
+                if self.membership.dynamic:
+                    # Leaving the group: every running task's final checkpoint, so the next
+                    # owner continues from there and replays nothing.
+                    self._revoke(list(self.runners))
+                elif savepoint_path is None and self.control.final_checkpoint:
+                    for runner in list(self.runners.values()):
+                        runner.hand_over(self.clock.now_ms())  # a last checkpoint; sinks commit it
             failed = False
         except StreamcoreError:
             raise

@@ -15,7 +15,7 @@ __all__ = ["JobHandle"]
 class JobHandle:
     """Returned by ``env.execute_async()``. The dataflow runs in one background thread."""
 
-    def __init__(self, executor: JobExecutor) -> None:
+    def __init__(self, executor: JobExecutor | Any) -> None:
         self._executor = executor
         self._control: JobControl = executor.control
         self._result: JobResult | None = None
@@ -58,23 +58,35 @@ class JobHandle:
         assert self._result is not None
         return self._result
 
-    def stop(self, savepoint: bool | str | Path = False, timeout: float | None = None) -> JobResult:
+    def stop(
+        self,
+        savepoint: bool | str | Path = False,
+        timeout: float | None = None,
+        *,
+        final_checkpoint: bool = False,
+    ) -> JobResult:
         """Stop the job between two batches and wait for it.
 
         Args:
             savepoint: ``True`` (a savepoint in the checkpoint directory's ``savepoints/``) or a
                 directory: take a savepoint at the stop position first; ``result.savepoint`` has its path.
+            final_checkpoint: without a savepoint, take one last checkpoint at the stop
+                position (sinks commit it), as ``streamcore run`` does on SIGTERM.
         """
         directory = None
         if savepoint:
             directory = self._default_savepoint_dir() if savepoint is True else str(savepoint)
-        result = self._control.request_stop(directory)
+        result = self._control.request_stop(directory, final_checkpoint=final_checkpoint)
         res = self.wait(timeout)
         if savepoint:
             if result and isinstance(result[0], BaseException):
                 raise result[0]
             res.savepoint = result[0] if result else None
         return res
+
+    def request_stop(self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False) -> None:
+        """Ask the job to stop (as :meth:`stop`) without waiting; safe from a signal handler."""
+        self._control.request_stop(savepoint_directory, final_checkpoint=final_checkpoint)
 
     def trigger_savepoint(self, directory: str | Path | None = None, timeout: float | None = 60.0) -> str:
         """Take a savepoint while the job keeps running; returns its path."""
@@ -90,6 +102,20 @@ class JobHandle:
     def metrics(self) -> dict[str, Any]:
         """Live metrics of every source and operator, by uid."""
         return self._executor.metrics()
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's URL when ``enable_metrics(port=...)`` serves one (``/metrics`` is beside it)."""
+        for listener in getattr(self._executor, "listeners", ()):
+            url = getattr(listener, "url", None)
+            if url:
+                return str(url)
+        return None
+
+    @property
+    def restarts(self) -> int:
+        """Restarts after failures so far (restart strategy)."""
+        return int(getattr(self._executor, "restarts", 0))
 
     def _default_savepoint_dir(self) -> str:
         directory = self._executor.checkpoint_dir

@@ -24,12 +24,12 @@ are closed without a checkpoint, because this process may be a zombie.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError
 from streamcore.kafka_client import import_confluent_kafka, kafka_errors
-from streamcore.runtime.membership import Membership, TaskCallback
+from streamcore.runtime.membership import AssignCallback, Membership, TaskCallback
 
 __all__ = ["KafkaGroupMembership", "check_co_partitioned"]
 
@@ -65,6 +65,8 @@ class KafkaGroupMembership(Membership):
         topics: every source topic of the job (checked to be co-partitioned at start).
         config: more librdkafka settings of the membership consumer (security, timeouts).
         timeout_s: time limit of the metadata look-up at start.
+        job_finished: whether every task of the job read all its input (a bounded job's
+            processes end then, and only then: a task can move to a process until it is done).
     """
 
     dynamic = True
@@ -76,7 +78,9 @@ class KafkaGroupMembership(Membership):
         topics: Sequence[str],
         config: Mapping[str, Any] | None = None,
         timeout_s: float = 10.0,
+        job_finished: Callable[[], bool] | None = None,
     ) -> None:
+        self.job_finished = job_finished
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
         self.topics = sorted(set(topics))
@@ -85,9 +89,10 @@ class KafkaGroupMembership(Membership):
         self.timeout_s = timeout_s
         self.partitions = 0
         self._consumer: Any = None
-        self._callbacks: tuple[TaskCallback, TaskCallback, TaskCallback] | None = None
+        self._callbacks: tuple[TaskCallback, TaskCallback] | None = None
         self._error: BaseException | None = None
         self.assigned: set[int] = set()
+        self.pending: set[int] = set()  # assigned, not started yet
         self.rebalances = 0
 
     def start(self) -> None:
@@ -133,10 +138,9 @@ class KafkaGroupMembership(Membership):
         )
 
     # -- callbacks, run inside Consumer.poll -------------------------------------------------------
-    def _run(self, which: int, parts: list[Any]) -> None:
-        if self._error is not None or self._callbacks is None:
+    def _run(self, which: int, ids: list[int]) -> None:
+        if not ids or self._error is not None or self._callbacks is None:
             return
-        ids = sorted(p.partition for p in parts)
         try:
             self._callbacks[which]([str(p) for p in ids])
         except BaseException as exc:  # raised again after poll() returns
@@ -146,33 +150,44 @@ class KafkaGroupMembership(Membership):
         self.rebalances += 1
         if parts:
             consumer.pause(parts)  # membership only: tasks read with their own consumers
-            self.assigned.update(p.partition for p in parts)
-            logger.info("group %r assigned tasks %s", self.group_id, sorted(p.partition for p in parts))
-        self._run(0, parts)
+            ids = {p.partition for p in parts}
+            self.assigned.update(ids)
+            self.pending.update(ids)  # started after poll() returns: never block the group's callback
+            logger.info("group %r assigned tasks %s", self.group_id, sorted(ids))
+
+    def _drop(self, parts: list[Any]) -> list[int]:
+        """Forget ``parts``; returns those that had started (pending ones simply never start)."""
+        ids = {p.partition for p in parts}
+        self.assigned.difference_update(ids)
+        started = sorted(ids - self.pending)
+        self.pending.difference_update(ids)
+        return started
 
     def _on_revoke(self, consumer: Any, parts: list[Any]) -> None:
         self.rebalances += 1
-        self.assigned.difference_update(p.partition for p in parts)
         if parts:
             logger.info("group %r revoked tasks %s", self.group_id, sorted(p.partition for p in parts))
-        self._run(1, parts)
+        self._run(0, self._drop(parts))  # hand over inside the callback: before the group moves them
 
     def _on_lost(self, consumer: Any, parts: list[Any]) -> None:
-        self.assigned.difference_update(p.partition for p in parts)
-        logger.warning(
-            "group %r: tasks %s were lost (this member's session expired); closing them without a checkpoint",
-            self.group_id,
-            sorted(p.partition for p in parts),
-        )
-        self._run(2, parts)
+        if parts:
+            logger.warning(
+                "group %r: tasks %s were lost (this member's session expired); closing them without a "
+                "checkpoint",
+                self.group_id,
+                sorted(p.partition for p in parts),
+            )
+        self._run(1, self._drop(parts))
 
-    def poll(self, assign: TaskCallback, revoke: TaskCallback, lose: TaskCallback | None = None) -> None:
-        """Serve the group's callbacks (assign, revoke, lose) that are due; never blocks.
+    def poll(self, assign: AssignCallback, revoke: TaskCallback, lose: TaskCallback | None = None) -> None:
+        """Serve the group's callbacks that are due, then start the assigned tasks that can start.
+
+        Never blocks: a task whose previous owner has not released it yet stays pending.
 
         Raises:
-            StreamcoreError: a task failed to start or to hand over (raised from the callback).
+            StreamcoreError: a task failed to start or to hand over.
         """
-        self._callbacks = (assign, revoke, lose or revoke)
+        self._callbacks = (revoke, lose or revoke)
         try:
             with kafka_errors(f"polling consumer group {self.group_id!r}"):
                 msg = self._consumer.poll(0)
@@ -183,10 +198,15 @@ class KafkaGroupMembership(Membership):
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        if self.pending:
+            started = assign([str(p) for p in sorted(self.pending)])
+            self.pending.difference_update(int(t) for t in started)
 
     def may_end(self, finished: Sequence[str]) -> bool:
-        """A bounded job's process ends once every task it runs has read all its input."""
-        return bool(finished)
+        """A bounded job's process ends once every task of the job (not only its own) read all its input."""
+        if self.pending or self.job_finished is None:
+            return False
+        return self.job_finished()
 
     def close(self) -> None:
         """Leave the group: its tasks move to the other members (after their final checkpoints)."""

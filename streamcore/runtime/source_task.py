@@ -115,7 +115,10 @@ class SourceTask:
             self.output.emit(values, ts)
         for tag, side_values, side_ts in reader.take_side_outputs():
             self.output.emit_side(tag, side_values, side_ts)
-        if split.generator is not None:
+        in_band = reader.current_watermark()
+        if in_band is not None:
+            split.watermark = in_band
+        elif split.generator is not None:
             split.watermark = split.generator.current_watermark()
         self.update_watermark()
         return len(values)

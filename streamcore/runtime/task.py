@@ -41,11 +41,13 @@ def copied_factory(
     Raises:
         ConfigurationError: a captured object cannot be copied (create such resources in ``open``).
     """
-    cells = factory.__closure__
-    if not cells:
+    cells = factory.__closure__ or ()
+    defaults = factory.__defaults__
+    if not cells and not defaults:
         return factory
     try:
         copied = tuple(types.CellType(copy.deepcopy(c.cell_contents, memo)) for c in cells)
+        defaults = copy.deepcopy(defaults, memo)
     except Exception as exc:
         msg = (
             f"{what}: the job runs several tasks in this process and copies each operator's functions "
@@ -53,10 +55,8 @@ def copied_factory(
             "connections, locks and other resources in open(), not in __init__"
         )
         raise ConfigurationError(msg) from exc
-    fn = types.FunctionType(
-        factory.__code__, factory.__globals__, factory.__name__, factory.__defaults__, copied
-    )
-    return fn  # type: ignore[no-any-return]
+    code, globals_ = factory.__code__, factory.__globals__
+    return types.FunctionType(code, globals_, factory.__name__, defaults, copied or None)
 
 
 def build_plan(

@@ -18,6 +18,7 @@ a due checkpoint is taken and operators hear of completed ones.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from streamcore.operators.base import StreamOperator
@@ -63,6 +64,8 @@ class TaskRunner:
         self.records_since_checkpoint = 0
         self.finished = False
         self.started = False
+        #: seconds the restore took (native files, open, images), or None without a restore.
+        self.restore_seconds: float | None = None
         self._proc_time_ops: list[StreamOperator] = []
         self._discovering: list[SourceTask] = []
 
@@ -77,6 +80,7 @@ class TaskRunner:
         task = self.task
         factory = task.state_factory
         restore = self.restore
+        began = time.perf_counter()
         if restore is not None:
             restore.prepare(factory.snapshot_strategy)  # native files back into the working dir
         factory.open(fresh=restore is None or not restore.needs_native)
@@ -85,6 +89,7 @@ class TaskRunner:
         task.open_sources()
         if restore is not None:
             restore.apply(task)
+            self.restore_seconds = time.perf_counter() - began
         task.open_operators()
         if self.rate_coordinator is not None:
             self.rate_coordinator.attach(task.sources, task.clock)
@@ -164,7 +169,7 @@ class TaskRunner:
             for cid in completed:
                 self.task.notify_checkpoint_complete(cid)
         if self.ownership is not None:
-            self.ownership.release()
+            self.ownership.release("finished")
 
     def hand_over(self, now_ms: int) -> int | None:
         """The task moves to another process: take a final checkpoint now (returns its id), commit.

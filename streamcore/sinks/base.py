@@ -85,10 +85,27 @@ class CollectSink(Sink):
 
 
 class PrintSink(Sink):
-    """Prints every record on its own line, with an optional prefix."""
+    """Prints every record on its own line, as Flink does: ``PrintSink("wc")`` prints ``wc> ('to', 1)``.
 
-    def __init__(self, prefix: str = "", stream: TextIO | None = None) -> None:
-        self.prefix = prefix
+    Args:
+        identifier: printed before each record as ``identifier> `` (nothing when empty).
+        stream: where to print (``sys.stdout`` when None).
+        prefix: printed verbatim before each record instead of ``identifier> ``.
+
+    >>> PrintSink("wc").write_batch([("to", 1)], None)
+    wc> ('to', 1)
+    >>> PrintSink(prefix="- ").write_batch([1], None)
+    - 1
+    """
+
+    def __init__(
+        self, identifier: str = "", stream: TextIO | None = None, *, prefix: str | None = None
+    ) -> None:
+        if not isinstance(identifier, str) or (prefix is not None and not isinstance(prefix, str)):
+            msg = f"PrintSink takes a str identifier (and prefix), got {identifier!r}, {prefix!r}"
+            raise ConfigurationError(msg)
+        self.identifier = identifier
+        self.prefix = prefix if prefix is not None else (f"{identifier}> " if identifier else "")
         self.stream = stream
 
     def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:

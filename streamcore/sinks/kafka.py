@@ -92,6 +92,8 @@ class KafkaSink(TwoPhaseCommitSink):
             librdkafka's partitioner spreads records.
         value_serializer: ``record -> bytes`` (default: compact JSON).
         key_serializer: ``key -> bytes`` (default :func:`default_key_serializer`).
+        partitioner: ``record -> partition`` (an int below the topic's partition count);
+            ``None``: librdkafka's partitioner spreads records by key (or sticks without one).
         delivery: ``"at_least_once"`` or ``"exactly_once"``.
         transactional_id_prefix: exactly once only: prefix of the producers'
             ``transactional.id``; default ``streamcore-<topic>-<sink uid>``. Two jobs
@@ -137,6 +139,7 @@ class KafkaSink(TwoPhaseCommitSink):
         key: Callable[[Any], Any] | None = None,
         value_serializer: Callable[[Any], bytes] = json_dumps,
         key_serializer: Callable[[Any], bytes | None] = default_key_serializer,
+        partitioner: Callable[[Any], int] | None = None,
         delivery: str = "at_least_once",
         transactional_id_prefix: str | None = None,
         write_ahead: bool | None = None,
@@ -149,6 +152,9 @@ class KafkaSink(TwoPhaseCommitSink):
         super().__init__()
         _check_target(bootstrap_servers, topic)
         _check_functions(key, value_serializer, key_serializer)
+        if partitioner is not None and not callable(partitioner):
+            msg = f"KafkaSink partitioner must be a callable record -> int, got {type(partitioner).__name__}"
+            raise ConfigurationError(msg)
         _check_delivery(delivery, transactional_id_prefix, write_ahead)
         uses_markers = delivery == "exactly_once" and write_ahead is not False
         marker_topic = _resolve_marker_topic(topic, marker_topic, uses_markers)
@@ -162,6 +168,7 @@ class KafkaSink(TwoPhaseCommitSink):
         self.key = key
         self.value_serializer = value_serializer
         self.key_serializer = key_serializer
+        self.partitioner = partitioner
         self.delivery = delivery
         self.exactly_once = delivery == "exactly_once"
         self.transactional_id_prefix = transactional_id_prefix
@@ -190,8 +197,8 @@ class KafkaSink(TwoPhaseCommitSink):
             self._at_least_once = AtLeastOnceDelivery(settings, self._stats)
 
     # -- records to bytes ----------------------------------------------------------------------
-    def _serialize(self, values: list[Any]) -> tuple[list[bytes], list[Any] | None]:
-        """The value bytes and key bytes (``None``: no keys) of a batch.
+    def _serialize(self, values: list[Any]) -> tuple[list[bytes], list[Any] | None, list[int] | None]:
+        """The value bytes, key bytes (``None``: no keys) and partitions (``None``: librdkafka's) of a batch.
 
         Raises:
             SerializationError: a user function raised; names it.
@@ -199,13 +206,17 @@ class KafkaSink(TwoPhaseCommitSink):
         fn: Any = self.value_serializer
         try:
             payloads = [fn(v) for v in values]
+            partitions = None
+            if self.partitioner is not None:
+                fn = self.partitioner
+                partitions = [fn(v) for v in values]
             keyf = self.key
             if keyf is None:
-                return payloads, None
+                return payloads, None, partitions
             fn = keyf
             raw_keys = [keyf(v) for v in values]
             fn = self.key_serializer
-            return payloads, [fn(k) for k in raw_keys]
+            return payloads, [fn(k) for k in raw_keys], partitions
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -240,8 +251,8 @@ class KafkaSink(TwoPhaseCommitSink):
     def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
         """Produce the batch (into the open transaction with exactly once)."""
         if self._at_least_once is not None:
-            payloads, keys = self._serialize(values)
-            self._at_least_once.write(payloads, keys, timestamps)
+            payloads, keys, partitions = self._serialize(values)
+            self._at_least_once.write(payloads, keys, timestamps, partitions)
         else:
             super().write_batch(values, timestamps)
 
@@ -318,8 +329,8 @@ class KafkaSink(TwoPhaseCommitSink):
 
     def write_transaction(self, transaction: Any, values: list[Any], timestamps: list[int] | None) -> None:
         """Produce the batch on the transaction's producer (and log it, with ``write_ahead``)."""
-        payloads, keys = self._serialize(values)
-        self._txn().write(transaction, payloads, keys, timestamps)
+        payloads, keys, partitions = self._serialize(values)
+        self._txn().write(transaction, payloads, keys, timestamps, partitions)
 
     def pre_commit(self, transaction: Any) -> None:
         """Produce the commit marker (``write_ahead``, if it has records), then flush.

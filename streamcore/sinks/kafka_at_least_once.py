@@ -32,14 +32,20 @@ class AtLeastOnceDelivery:
         """Create the producer."""
         self.producer = SinkProducer(self.settings, self.stats)
 
-    def write(self, payloads: list[Any], keys: list[Any] | None, timestamps: list[int] | None) -> None:
-        """Produce a serialized batch.
+    def write(
+        self,
+        payloads: list[Any],
+        keys: list[Any] | None,
+        timestamps: list[int] | None,
+        partitions: list[int] | None = None,
+    ) -> None:
+        """Produce a serialized batch (to the given partitions, if any).
 
         Raises:
             ConnectorError: see :meth:`SinkProducer.produce_batch`.
         """
         assert self.producer is not None, "AtLeastOnceDelivery.open() was not called"
-        self.producer.produce_batch(payloads, keys, timestamps)
+        self.producer.produce_batch(payloads, keys, timestamps, partitions)
 
     def flush(self, what: str) -> None:
         """Wait until everything produced is acknowledged (``what``: "checkpoint 3", for errors).

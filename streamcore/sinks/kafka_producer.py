@@ -45,6 +45,7 @@ from typing import Any
 
 from streamcore.errors import ConnectorError, StreamcoreError
 from streamcore.kafka_client import error_name, import_confluent_kafka, kafka_errors
+from streamcore.logs import librdkafka_logger
 
 __all__ = ["DeliveryStats", "ProducerSettings", "SinkProducer"]
 
@@ -163,6 +164,7 @@ class SinkProducer:
         }
         if transactional_id is not None:
             conf["transactional.id"] = transactional_id
+        conf.setdefault("logger", librdkafka_logger())
         with kafka_errors(f"creating a Kafka producer for topic {settings.topic!r}"):
             self._producer: Any = ck.Producer(conf)
         if transactional_id is not None:
@@ -222,9 +224,15 @@ class SinkProducer:
 
     # -- producing -----------------------------------------------------------------------------
     def produce_batch(
-        self, payloads: list[Any], keys: list[Any] | None, timestamps: list[int] | None
+        self,
+        payloads: list[Any],
+        keys: list[Any] | None,
+        timestamps: list[int] | None,
+        partitions: list[int] | None = None,
     ) -> None:
         """Produce serialized records to the sink's topic (with their timestamps if the sink writes them).
+
+        ``partitions``: the partition of each record (else librdkafka's partitioner decides).
 
         Raises:
             ConnectorError: the queue stayed full for ``flush_timeout_s``, librdkafka refused a
@@ -237,7 +245,16 @@ class SinkProducer:
         produce = producer.produce
         retry = self._produce_when_room
         with self._calling(f"producing to topic {topic!r}"):
-            if self.settings.write_timestamps and timestamps is not None:
+            if partitions is not None:
+                kk = keys if keys is not None else [None] * len(payloads)
+                tt = timestamps if self.settings.write_timestamps and timestamps is not None else None
+                for i, (value, k, p) in enumerate(zip(payloads, kk, partitions, strict=True)):
+                    t = tt[i] if tt is not None and tt[i] > 0 else 0
+                    try:
+                        produce(topic, value, k, partition=p, timestamp=t)
+                    except BufferError:
+                        retry(value, k, t, p)
+            elif self.settings.write_timestamps and timestamps is not None:
                 # Kafka timestamps are >= 0; 0 lets the producer stamp the record itself.
                 kk = keys if keys is not None else [None] * len(payloads)
                 for value, k, t in zip(payloads, kk, timestamps, strict=True):
@@ -265,7 +282,7 @@ class SinkProducer:
             self.transaction_records += len(payloads)
         self.check_errors()
 
-    def _produce_when_room(self, value: bytes, key: Any, timestamp: int) -> None:
+    def _produce_when_room(self, value: bytes, key: Any, timestamp: int, partition: int = -1) -> None:
         """The local queue is full: serve delivery reports until the record fits."""
         producer = self._producer
         timeout = self.settings.flush_timeout_s
@@ -273,7 +290,7 @@ class SinkProducer:
         while True:
             producer.poll(0.05)
             try:
-                producer.produce(self.settings.topic, value, key, timestamp=timestamp)
+                producer.produce(self.settings.topic, value, key, partition=partition, timestamp=timestamp)
                 return
             except BufferError:
                 if time.monotonic() > deadline:

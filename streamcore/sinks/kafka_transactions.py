@@ -118,13 +118,15 @@ class TransactionalDelivery:
         payloads: list[Any],
         keys: list[Any] | None,
         timestamps: list[int] | None,
+        partitions: list[int] | None = None,
     ) -> None:
         """Produce a serialized batch on the transaction's producer (and log it, with write-ahead)."""
-        self.producers[transaction["tid"]].produce_batch(payloads, keys, timestamps)
+        self.producers[transaction["tid"]].produce_batch(payloads, keys, timestamps, partitions)
         transaction["records"] += len(payloads)
         log = transaction.get("log")
         if log is not None:
-            log.append(pack_batch(payloads, keys, timestamps if self.settings.write_timestamps else None))
+            stamps = timestamps if self.settings.write_timestamps else None
+            log.append(pack_batch(payloads, keys, stamps, partitions))
 
     def pre_commit(self, transaction: dict[str, Any]) -> None:
         """Produce the commit marker (write-ahead, if it has records), then flush.
@@ -284,8 +286,8 @@ class TransactionalDelivery:
         )
         producer.begin_transaction()
         try:
-            for payloads, keys, timestamps in logged_batches(transaction):
-                producer.produce_batch(payloads, keys, timestamps)
+            for payloads, keys, timestamps, partitions in logged_batches(transaction):
+                producer.produce_batch(payloads, keys, timestamps, partitions)
                 self.records_replayed += len(payloads)
             self._produce_marker(producer, transaction)
             producer.flush(f"the replay of {tid!r}")

@@ -45,6 +45,13 @@ class SplitReader(ABC):
     def resume(self) -> None:
         """The split may be polled again."""
 
+    def current_watermark(self) -> int | None:
+        """The split's watermark when its records carry it in-band (a repartition topic), else ``None``.
+
+        ``None`` lets the source's watermark strategy compute it from timestamps.
+        """
+        return None
+
     def take_side_outputs(self) -> list[tuple[str, list[Any], list[int] | None]]:
         """Records routed to side outputs since the last call (dead letters).
 

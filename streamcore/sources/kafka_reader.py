@@ -27,6 +27,7 @@ from streamcore.kafka_client import (
     import_confluent_kafka,
     kafka_errors,
 )
+from streamcore.logs import librdkafka_logger
 from streamcore.sources.base import SplitReader
 from streamcore.timestamps import extract_timestamps
 
@@ -127,6 +128,7 @@ class SharedConsumer:
         conf = dict(config.consumer_config)
         conf["error_cb"] = self._on_client_error
         conf["on_commit"] = self._on_commit
+        conf.setdefault("logger", librdkafka_logger())
         with kafka_errors(f"creating a Kafka consumer for {config.bootstrap_servers}"):
             self.consumer = self.ck.Consumer(conf)
 
