@@ -53,6 +53,10 @@ class Lookup:
         """A readable name of the store for error messages (no passwords)."""
         return type(self).__name__
 
+    def lineage_datasets(self) -> list[tuple[str, str]]:
+        """``[(namespace, name)]`` of the tables it reads (OpenLineage naming); none by default."""
+        return []
+
 
 def merge_row(value: Any, row: Any) -> Any:
     """The default output of a lookup join for element ``value`` and its dimension ``row``.

@@ -82,6 +82,19 @@ class PostgresLookup(Lookup):
         """``PostgresLookup('<dsn without password>')``."""
         return f"PostgresLookup({redact_dsn(self.dsn)!r})"
 
+    def lineage_datasets(self) -> list[tuple[str, str]]:
+        """``("postgres://host:port", "database.table")`` (OpenLineage's naming; no credentials)."""
+        from urllib.parse import urlsplit
+
+        host, port, db = "localhost", 5432, ""
+        if "://" in self.dsn:
+            u = urlsplit(self.dsn)
+            host, port, db = u.hostname or host, u.port or port, u.path.lstrip("/")
+        else:
+            kv = dict(part.split("=", 1) for part in self.dsn.split() if "=" in part)
+            host, port, db = kv.get("host", host), int(kv.get("port", port)), kv.get("dbname", "")
+        return [(f"postgres://{host}:{port}", f"{db}.{self.table or 'query'}")]
+
     async def open(self) -> None:
         """Connect once (clear error when the server is down), open the pool, check the query."""
         try:

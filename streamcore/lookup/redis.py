@@ -57,6 +57,14 @@ class RedisLookup(Lookup):
         """``RedisLookup('<url without password>')``."""
         return f"RedisLookup({redact_dsn(self.url)!r})"
 
+    def lineage_datasets(self) -> list[tuple[str, str]]:
+        """``("redis://host:port", "<db>/<key_prefix>*")`` (no credentials)."""
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        db = u.path.lstrip("/") or "0"
+        return [(f"redis://{u.hostname or 'localhost'}:{u.port or 6379}", f"{db}/{self.key_prefix}*")]
+
     async def open(self) -> None:
         """Create the client and ping the server."""
         try:

@@ -74,6 +74,10 @@ class SQLiteLookup(Lookup):
         """``SQLiteLookup('<path>')``."""
         return f"SQLiteLookup({str(self.path)!r})"
 
+    def lineage_datasets(self) -> list[tuple[str, str]]:
+        """``("sqlite://<absolute path>", table)`` (the query's tables are not parsed)."""
+        return [(f"sqlite://{self.path.resolve()}", self.table or "query")]
+
     def _sql(self, n: int) -> str:
         return self._template.replace("{keys}", ", ".join("?" * n))
 

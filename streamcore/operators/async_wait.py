@@ -262,6 +262,7 @@ class AsyncWaitOperator(StreamOperator):
         self._loop: EventLoopThread | None = None
         self._restored: list[list[Any]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()  # touched on the loop only
+        self._idle_pending = False
         self._user_timeout = callable(getattr(fn, "timeout", None)) and (
             getattr(type(fn), "timeout", None) is not AsyncFunction.timeout
         )
@@ -347,6 +348,18 @@ class AsyncWaitOperator(StreamOperator):
         """Queue the watermark behind every earlier element; emit what may leave."""
         self._queue.add_watermark(watermark)
         self._drain()
+
+    def process_idle(self, idle: bool) -> None:
+        """Tell downstream the input is idle only once every element in flight has left.
+
+        Otherwise a downstream operator would drop this input from its watermark and could
+        advance past results still to come (Flink holds the status back the same way).
+        """
+        if idle and self._queue.elements:
+            self._idle_pending = True
+            return
+        self._idle_pending = False
+        self.output.emit_idle(idle)
 
     def on_processing_time(self, now: int) -> None:
         """Between batches (also while sources are idle): emit what completed meanwhile."""
@@ -529,6 +542,9 @@ class AsyncWaitOperator(StreamOperator):
                 else:
                     out_ts.extend([item.timestamp] * len(outs))
         emit(out, out_ts)
+        if self._idle_pending and not self._queue.elements:
+            self._idle_pending = False
+            self.output.emit_idle(True)
 
     def _emit(self, out: list[Any], out_ts: list[Any]) -> None:
         if out:

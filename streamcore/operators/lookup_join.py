@@ -280,6 +280,10 @@ class LookupJoinOperator(AsyncWaitOperator):
         self._queue.complete(e)
 
     # -- observability ---------------------------------------------------------------------------
+    def lineage_datasets(self) -> list[tuple[str, str]]:
+        """The dimension tables the join reads (``streamcore.lineage.datasets`` asks for them)."""
+        return list(self.lookup.lineage_datasets())
+
     def metrics(self) -> dict[str, Any]:
         """The async counters plus cache hits/misses, loads, load time, keys and rows."""
         m = super().metrics()

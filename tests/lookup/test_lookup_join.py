@@ -308,3 +308,20 @@ def test_importing_streamcore_loads_neither_psycopg_nor_redis() -> None:
     code = f"import sys, streamcore; print(any(m.split('.')[0] in {heavy} for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_lookups_name_their_tables_for_lineage(tmp_path: Path) -> None:
+    from streamcore.lineage import datasets
+    from streamcore.lookup import merge_row
+    from streamcore.operators.lookup_join import LookupJoinOperator
+
+    pg = sc.PostgresLookup("postgresql://app:pw@db.example:6543/shop", "shops", key="shop_id")
+    assert pg.lineage_datasets() == [("postgres://db.example:6543", "shop.shops")]
+    kv = sc.PostgresLookup("host=10.0.0.9 dbname=dw password=x", "dim.cities", key="city_id")
+    assert kv.lineage_datasets() == [("postgres://10.0.0.9:5432", "dw.dim.cities")]
+    assert sc.RedisLookup("redis://:pw@cache:6380/2", key_prefix="shop:").lineage_datasets() == [
+        ("redis://cache:6380", "2/shop:*")
+    ]
+    lite = sc.SQLiteLookup(tmp_path / "d.db", "shops", key="shop_id")
+    op = LookupJoinOperator("lj", "lj", lite, lambda o: o, merge_row)
+    assert datasets(op) == [(f"sqlite://{(tmp_path / 'd.db').resolve()}", "shops")]

@@ -37,7 +37,7 @@ class Log(StreamOperator):
         self.events.append(("w", watermark))
 
     def receive_idle(self, edge: int, idle: bool) -> None:
-        pass
+        self.events.append(("idle", idle))
 
 
 class Delayed(sc.AsyncFunction):
@@ -430,3 +430,17 @@ def test_the_runtime_calls_non_keyed_async_operators_between_batches(monkeypatch
     out = sc.AsyncDataStream.unordered_wait(env.from_collection(list(range(10))), Delayed(), timeout_ms=5_000)
     assert sorted(out.execute_and_collect()) == [i * 10 for i in range(10)]
     assert len(calls) >= 5  # once after every batch
+
+
+def test_idleness_is_forwarded_only_after_the_elements_in_flight_left() -> None:
+    fn = Gated()
+    h, log = harness(fn, ordered=False)
+    with h:
+        h.process_elements([1, 2], [1, 2])
+        h.operator.receive_idle(h.edges[0], True)
+        assert log.events == []  # held back: results are still to come
+        h.operator._loop.post(fn.gate.set)
+        wait_for(lambda: len(log.events) == 3, h)
+        assert sorted(log.events[:2]) == [("e", 10, 1), ("e", 20, 2)] and log.events[2] == ("idle", True)
+        h.operator.receive_idle(h.edges[0], False)
+        assert log.events[-1] == ("idle", False)
