@@ -14,6 +14,14 @@ Without a broker it starts librdkafka's mock cluster in this process; with
 through the Admin API there).
 
     python examples/kafka_ad_click_join.py [--impressions N] [--clicks N]
+
+The job itself is :func:`build_job`, so the same file runs as several worker
+processes of one consumer group (each worker runs the partitions the group gives it;
+see the README's "Scaling out"), once the topics exist and hold data:
+
+    STREAMCORE_KAFKA_BOOTSTRAP=host:port STREAMCORE_TOPIC_SUFFIX=<suffix> STREAMCORE_ASSIGNMENT=group \
+        streamcore run examples/kafka_ad_click_join.py --workers 4 --checkpoints /shared/ad-join \
+        --state-backend rocksdb
 """
 
 from __future__ import annotations
@@ -84,10 +92,16 @@ def produce(bootstrap: str, topic: str, records: list[dict[str, Any]]) -> None:
         producer.close()
 
 
-def create_topics(bootstrap: str, cluster: Any, suffix: str) -> dict[str, str]:
-    names = {t: f"{t}-{suffix}" for t in TOPICS}
+def topic_names(suffix: str) -> dict[str, str]:
+    """The topics of one run (``<topic>-<suffix>``) and the sink's commit-marker topic."""
+    names = {t: f"{t}-{suffix}" if suffix else t for t in TOPICS}
     # The exactly-once sink's commit markers: one small record per transaction, one partition.
     names["commits"] = f"{names['ad-clicks-joined']}.streamcore-commits"
+    return names
+
+
+def create_topics(bootstrap: str, cluster: Any, suffix: str) -> dict[str, str]:
+    names = topic_names(suffix)
     partitions = {name: 1 if key == "commits" else PARTITIONS for key, name in names.items()}
     if cluster is not None:
         for name, count in partitions.items():
@@ -127,9 +141,16 @@ class Attribute(sc.ProcessJoinFunction):
         }
 
 
-def run_job(bootstrap: str, names: dict[str, str], work: Path) -> tuple[Any, KafkaSink]:
-    env = sc.StreamEnvironment(state_backend="rocksdb", state_dir=work / "state", batch_size=500)
-    env.enable_checkpointing(work / "checkpoints", every_records=10_000)
+def build(
+    env: sc.StreamEnvironment, bootstrap: str, names: dict[str, str], assignment: str = "static"
+) -> KafkaSink:
+    """The job on ``env``: both backlogs, the interval join, exactly-once into Kafka; returns the sink.
+
+    With ``assignment="group"`` the job runs as one task per partition (the topics are keyed
+    by ad, so every ad's clicks and impressions are in the same partition of each:
+    ``key_by(partitioned=True)``, no repartition topic), assigned by consumer group
+    ``kafka-ad-click-join`` to whichever processes run it.
+    """
     env.set_source_rate_coordination()
 
     def aligned(bound: int) -> sc.WatermarkStrategy:
@@ -146,8 +167,9 @@ def run_job(bootstrap: str, names: dict[str, str], work: Path) -> tuple[Any, Kaf
             "kafka-ad-click-join",
             value_deserializer=json_loads,
             stopping_offsets="latest",  # a backfill: read the backlog, then finish
-            commit_offsets=True,  # for lag monitoring only
+            commit_offsets=assignment == "static",  # for lag monitoring only
             config=CONSUMER,
+            assignment=assignment,
         )
 
     imps = env.from_source(kafka(names["impressions"]), watermarks=aligned(seconds(5)), name="impressions")
@@ -161,14 +183,38 @@ def run_job(bootstrap: str, names: dict[str, str], work: Path) -> tuple[Any, Kaf
     )
     (
         clks.uid("clicks")
-        .key_by(lambda c: c["ad_id"])
-        .interval_join(imps.uid("impressions").key_by(lambda i: i["ad_id"]))
+        .key_by(lambda c: c["ad_id"], partitioned=True)
+        .interval_join(imps.uid("impressions").key_by(lambda i: i["ad_id"], partitioned=True))
         .between(-minutes(20), 0)
         .process(Attribute())
         .uid("click-impression-join")
         .sink_to(sink)
         .uid("joined-to-kafka")
     )
+    return sink
+
+
+def build_job(env: sc.StreamEnvironment) -> str:
+    """``streamcore run`` entry point: the cluster and topics come from the environment.
+
+    ``STREAMCORE_KAFKA_BOOTSTRAP`` (required), ``STREAMCORE_TOPIC_SUFFIX`` (the topics'
+    suffix, as :func:`create_topics` named them) and ``STREAMCORE_ASSIGNMENT`` (``static``
+    or ``group``, default ``group``).
+    """
+    bootstrap = os.environ.get("STREAMCORE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise SystemExit("set STREAMCORE_KAFKA_BOOTSTRAP=host:port (and STREAMCORE_TOPIC_SUFFIX)")
+    suffix = os.environ.get("STREAMCORE_TOPIC_SUFFIX", "")
+    names = topic_names(suffix)
+    env.batch_size = 500
+    build(env, bootstrap, names, os.environ.get("STREAMCORE_ASSIGNMENT", "group"))
+    return "kafka-ad-click-join"
+
+
+def run_job(bootstrap: str, names: dict[str, str], work: Path) -> tuple[Any, KafkaSink]:
+    env = sc.StreamEnvironment(state_backend="rocksdb", state_dir=work / "state", batch_size=500)
+    env.enable_checkpointing(work / "checkpoints", every_records=10_000)
+    sink = build(env, bootstrap, names)
     return env.execute("kafka-ad-click-join", restore_from="latest"), sink
 
 

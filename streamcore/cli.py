@@ -3,7 +3,7 @@
 ::
 
     streamcore run JOB [--restore latest|PATH] [--checkpoints DIR] [--metrics-port N]
-                       [--state-backend heap|rocksdb] [--savepoint-on-stop [DIR]] ...
+                       [--state-backend heap|rocksdb] [--savepoint-on-stop [DIR]] [--workers N] ...
     streamcore status URL [--json]
     streamcore savepoint URL [--dir DIR]
     streamcore stop URL [--savepoint] [--dir DIR]
@@ -167,6 +167,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress line")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO (default), WARNING or ERROR")
     p.add_argument("--log-json", action="store_true", help="structured logs, one JSON object per line")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run N worker processes of a consumer-group job on this machine (supervised)",
+    )
 
 
 def run_options(args: argparse.Namespace) -> Any:
@@ -198,6 +205,10 @@ def parse_run_args(argv: Sequence[str]) -> Any:
 
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.workers is not None:
+        from streamcore.supervise import run_workers
+
+        return run_workers(run_options(args), args.workers)
     from streamcore.launch import run_job
 
     return run_job(run_options(args))

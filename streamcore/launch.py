@@ -32,7 +32,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -125,10 +125,20 @@ def _configure(opts: RunOptions) -> Any:
     returned = fn(env)
     name = opts.name or (returned if isinstance(returned, str) and returned else default_name)
     if opts.checkpoints is not None:
-        if env.checkpoint_config is None:
+        cfg = env.checkpoint_config
+        if cfg is None:
             env.enable_checkpointing(opts.checkpoints, every_ms=10_000)
-        else:
-            env.checkpoint_config = replace(env.checkpoint_config, directory=Path(opts.checkpoints))
+        else:  # the job's settings, in the directory (or object storage) the command names
+            env.enable_checkpointing(
+                opts.checkpoints,
+                cfg.every_records,
+                cfg.every_ms,
+                cfg.incremental,
+                cfg.retain,
+                cfg.tolerable_failures,
+                cfg.asynchronous,
+                storage_options=dict(cfg.storage_options) if cfg.storage_options else None,
+            )
     if opts.metrics_port is not None or opts.pushgateway is not None:
         current = env.metrics_config
         port = opts.metrics_port if opts.metrics_port is not None else (current.port if current else None)

@@ -183,7 +183,12 @@ class JobExecutor:
             self.runners[task_id] = runner  # closed with the others if starting fails
             runner.start(now)
             started.append(task_id)
-            logger.info("job %r started task %s", self.job_name, task_id)
+            logger.info(
+                "job %r started task %s (restore %.3f s)",
+                self.job_name,
+                task_id,
+                runner.restore_seconds or 0.0,
+            )
         return started
 
     def _revoke(self, task_ids: list[str]) -> None:

@@ -38,6 +38,15 @@ REQUIRED = {
     "catch_up.py": {"peak_state_ratio", "catch_up_time_ratio"},
     "windows.py": {"tumbling_heap_ratio", "tumbling_rocksdb_ratio", "hll_rel_error", "bloom_fp_rate"},
     "kafka_throughput.py": {"ratio_to_raw"},
+    "scale_out.py": {
+        "rps_1",
+        "rps_2",
+        "speedup_2_workers",
+        "rebalance_pause_ms_p50",
+        "task_restore_s_p50",
+        "lost",
+        "duplicated",
+    },
     "lookup_join.py": {
         "sync_rps",
         "async_rps",
@@ -68,6 +77,10 @@ def test_benchmark_quick_mode(script, tmp_path):
     figures = json.loads(last)
     missing = REQUIRED[script] - set(figures)
     assert not missing, f"{script} --json lacks {sorted(missing)}"
+    # Correctness figures must hold in the smoke run too (speed is for the full runs to show).
+    for key in ("lost", "duplicated"):
+        if key in figures:
+            assert figures[key] == 0, f"{script}: {key} = {figures[key]}"
 
 
 def test_the_core_benchmarks_exist():
