@@ -2,7 +2,8 @@
 
 Build a dataflow with :class:`StreamEnvironment` and the fluent :class:`DataStream`
 API, run it in your own process with keyed state on the heap or in RocksDB, event
-time and watermarks, interval joins, windows and checkpoints.
+time and watermarks, interval joins, windows, checkpoints, async I/O and lookup
+joins against PostgreSQL, Redis or SQLite.
 
 >>> import streamcore as sc
 >>> env = sc.StreamEnvironment()
@@ -14,6 +15,7 @@ from streamcore import aggregates, errors, serde, time, windowing
 from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import (
     AllWindowedStream,
+    AsyncDataStream,
     ConnectedStreams,
     DataStream,
     DataStreamSink,
@@ -24,6 +26,8 @@ from streamcore.datastream import (
 from streamcore.environment import StreamEnvironment, StreamExecutionEnvironment
 from streamcore.errors import StreamcoreError
 from streamcore.functions import (
+    AsyncFunction,
+    AsyncRetryStrategy,
     CoProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
@@ -31,6 +35,7 @@ from streamcore.functions import (
     ProcessFunction,
     ProcessJoinFunction,
 )
+from streamcore.lookup import Lookup, LookupCache, PostgresLookup, RedisLookup, SQLiteLookup
 from streamcore.operators.window_functions import (
     AllWindowFunction,
     ProcessAllWindowFunction,
@@ -92,6 +97,9 @@ __all__ = [
     "MIN_TIMESTAMP",
     "AllWindowFunction",
     "AllWindowedStream",
+    "AsyncDataStream",
+    "AsyncFunction",
+    "AsyncRetryStrategy",
     "CallableSink",
     "Clock",
     "CoProcessFunction",
@@ -118,9 +126,12 @@ __all__ = [
     "KeyedProcessFunction",
     "KeyedStream",
     "ListStateDescriptor",
+    "Lookup",
+    "LookupCache",
     "ManualClock",
     "MapStateDescriptor",
     "OutputTag",
+    "PostgresLookup",
     "PrintSink",
     "ProcessAllWindowFunction",
     "ProcessFunction",
@@ -129,9 +140,11 @@ __all__ = [
     "ProcessingTimeSessionWindows",
     "ProcessingTimeTrigger",
     "PurgingTrigger",
+    "RedisLookup",
     "ReducingStateDescriptor",
     "RestartStrategy",
     "RestoreFrom",
+    "SQLiteLookup",
     "Sink",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",

@@ -30,8 +30,10 @@ from streamcore.functions import (
     ProcessJoinFunction,
 )
 from streamcore.graph import GraphOwner, Transformation, validate_uid
+from streamcore.operators.async_wait import async_wait_factory
 from streamcore.operators.basic import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
 from streamcore.operators.interval_join import SCAN_MODES, IntervalJoinOperator, check_bound
+from streamcore.operators.lookup_join import lookup_join_factory
 from streamcore.operators.process import (
     CoProcessOperator,
     KeyedCoProcessOperator,
@@ -59,6 +61,7 @@ from streamcore.windowing import (
 
 __all__ = [
     "AllWindowedStream",
+    "AsyncDataStream",
     "ConnectedStreams",
     "DataStream",
     "DataStreamSink",
@@ -233,6 +236,70 @@ class DataStream:
     def count_window_all(self, size: int, slide: int | None = None) -> AllWindowedStream:
         """Windows of ``size`` elements over the whole stream (see :func:`count_window_assigner`)."""
         return AllWindowedStream(self.key_by(_all_key), count_window_assigner(size, slide))
+
+    def lookup_join(
+        self,
+        lookup: Any,
+        on: Callable[[Any], Any],
+        *,
+        cache: Any = None,
+        key_by_lookup_key: bool = True,
+        how: str = "inner",
+        join: Callable[[Any, Any], Any] | None = None,
+        timeout_ms: int = 30_000,
+        capacity: int = 10_000,
+        retry: Any = None,
+    ) -> DataStream:
+        """Enrich each element with the row of its key ``on(element)`` from a dimension store.
+
+        The keys of each batch that the ``cache`` (a :class:`~streamcore.lookup.LookupCache`)
+        does not hold are deduplicated and loaded in one query per round trip, on an
+        event loop of the operator, up to ``capacity`` elements in flight; see
+        :mod:`streamcore.operators.lookup_join`.
+
+        Args:
+            lookup: a :class:`~streamcore.lookup.Lookup` (``SQLiteLookup``, ``PostgresLookup``,
+                ``RedisLookup`` or your own).
+            on: the lookup key of an element (hashable).
+            key_by_lookup_key: key the stream by the lookup key first (the default): results
+                keep their input order per key, so a cache hit never waits for another
+                key's load, and a job split into tasks gives each task's cache a fraction
+                of the keys. ``False`` keeps the input order of the whole stream.
+                Either way no result crosses a watermark.
+            how: ``"inner"`` drops elements whose key has no row; ``"left"`` joins them with ``None``.
+            join: ``join(value, row) -> output``; default :func:`~streamcore.lookup.merge_row`
+                (dicts merge, the row's fields win; a dict without a row stays as it is;
+                otherwise ``(value, row)``).
+            timeout_ms: bound of each attempt of a load.
+            retry: an :class:`~streamcore.functions.AsyncRetryStrategy` for failed or slow loads.
+
+        >>> import sqlite3, tempfile, os, streamcore as sc
+        >>> path = os.path.join(tempfile.mkdtemp(), "dims.db")
+        >>> with sqlite3.connect(path) as db:
+        ...     _ = db.execute("CREATE TABLE shops (shop_id INTEGER PRIMARY KEY, city TEXT)")
+        ...     _ = db.executemany("INSERT INTO shops VALUES (?, ?)", [(1, "Lyon"), (2, "Oslo")])
+        >>> env = sc.StreamEnvironment()
+        >>> orders = env.from_collection([{"id": 10, "shop_id": 2}, {"id": 11, "shop_id": 3}])
+        >>> orders.lookup_join(sc.SQLiteLookup(path, "shops", key="shop_id"), on=lambda o: o["shop_id"],
+        ...                    how="left").execute_and_collect()
+        [{'id': 10, 'shop_id': 2, 'city': 'Oslo'}, {'id': 11, 'shop_id': 3}]
+        """
+        factory = lookup_join_factory(
+            lookup,
+            on,
+            cache=cache,
+            key_by_lookup_key=key_by_lookup_key,
+            how=how,
+            join=join,
+            timeout_ms=timeout_ms,
+            capacity=capacity,
+            retry=retry,
+        )
+        stream = self.key_by(on) if key_by_lookup_key else self
+        node = stream._add("lookup_join", factory)
+        if key_by_lookup_key:
+            node.attrs["key_selector"] = on  # the partitioning a multi-task runtime may apply
+        return DataStream(self._env, [(node, None)])
 
     def get_side_output(self, tag: OutputTag) -> DataStream:
         """The side output ``tag`` of the operator that produced this stream."""
@@ -438,6 +505,49 @@ class ConnectedStreams:
             return self.transform("co_process", lambda n, u: CoProcessOperator(n, u, fn))
         msg = f"ConnectedStreams.process() takes a CoProcessFunction, got {type(fn).__name__}"
         raise ConfigurationError(msg)
+
+
+class AsyncDataStream:
+    """Async I/O on a stream (Flink's ``AsyncDataStream``): run an :class:`~streamcore.AsyncFunction`.
+
+    Up to ``capacity`` elements are in flight at once on the operator's own event loop;
+    the job's thread blocks only when all of them are. Each attempt is bounded by
+    ``timeout_ms``; ``retry`` (an :class:`~streamcore.functions.AsyncRetryStrategy`) tries
+    failed or slow requests again. In-flight elements are part of checkpoints and are
+    issued again after a restore. See :mod:`streamcore.operators.async_wait`.
+
+    >>> import streamcore as sc
+    >>> class Double(sc.AsyncFunction):
+    ...     async def async_invoke(self, value):
+    ...         return [value * 2]
+    >>> env = sc.StreamEnvironment()
+    >>> numbers = env.from_collection([1, 2, 3])
+    >>> sc.AsyncDataStream.ordered_wait(numbers, Double(), timeout_ms=1_000).execute_and_collect()
+    [2, 4, 6]
+    """
+
+    @staticmethod
+    def ordered_wait(
+        stream: DataStream, fn: Any, timeout_ms: int = 30_000, capacity: int = 100, *, retry: Any = None
+    ) -> DataStream:
+        """Results in input order (a result waits for every earlier element's)."""
+        factory = async_wait_factory(fn, ordered=True, timeout_ms=timeout_ms, capacity=capacity, retry=retry)
+        return _check_stream(stream, "ordered_wait").transform("async_wait", factory)
+
+    @staticmethod
+    def unordered_wait(
+        stream: DataStream, fn: Any, timeout_ms: int = 30_000, capacity: int = 100, *, retry: Any = None
+    ) -> DataStream:
+        """Results as they complete, but never across a watermark (which waits for every earlier element)."""
+        factory = async_wait_factory(fn, ordered=False, timeout_ms=timeout_ms, capacity=capacity, retry=retry)
+        return _check_stream(stream, "unordered_wait").transform("async_wait", factory)
+
+
+def _check_stream(stream: Any, what: str) -> DataStream:
+    if not isinstance(stream, DataStream):
+        msg = f"AsyncDataStream.{what}() takes a DataStream first, got {type(stream).__name__}"
+        raise ConfigurationError(msg)
+    return stream
 
 
 # -- windows ------------------------------------------------------------------------------

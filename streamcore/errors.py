@@ -12,7 +12,8 @@ boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
     │   └── GraphError                        an invalid dataflow (bad uid, cycles, mixing envs)
     ├── UserFunctionError                     a user function raised; names operator and function
     │   ├── KeySelectorError                  the key function raised or returned a bad key
-    │   └── TimestampError (TypeError)        a timestamp that is not an int
+    │   ├── TimestampError (TypeError)        a timestamp that is not an int
+    │   └── AsyncTimeoutError (TimeoutError)  an async request timed out after its retries, unhandled
     ├── KeyEncodingError (TypeError)          a key of a type with no stable byte encoding
     ├── SerializationError (TypeError)        a state value msgpack (or your serializer) cannot encode
     ├── StateError                            misuse of keyed state
@@ -25,13 +26,15 @@ boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
     │   │   └── CorruptCheckpointError        metadata or a file failed validation
     │   └── TaskFencedError                   another process took a task over (this one is a zombie)
     ├── ConnectorError                        a source or sink failed (Kafka, files)
-    │   └── DeserializationError              a record could not be decoded
+    │   ├── DeserializationError              a record could not be decoded
+    │   └── LookupStoreError                  a dimension store failed (down, query error, bad result)
     └── JobError                              the job failed while running; wraps the cause
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AsyncTimeoutError",
     "CheckpointError",
     "ConfigurationError",
     "ConnectorError",
@@ -41,6 +44,7 @@ __all__ = [
     "JobError",
     "KeyEncodingError",
     "KeySelectorError",
+    "LookupStoreError",
     "NoCurrentKeyError",
     "RestoreError",
     "SerializationError",
@@ -139,3 +143,20 @@ class DeserializationError(ConnectorError, ValueError):
 
 class JobError(StreamcoreError):
     """Raised by ``execute()`` when the job fails while running; the cause is chained."""
+
+
+class AsyncTimeoutError(UserFunctionError, TimeoutError):
+    """Raised when an async request (``AsyncFunction.async_invoke`` or a lookup) timed out on every attempt.
+
+    An :class:`~streamcore.functions.AsyncFunction` that overrides ``timeout(value)`` handles
+    its timeouts itself (e.g. emits a fallback); the default ``timeout`` raises this error,
+    naming the operator, the function and the element.
+    """
+
+
+class LookupStoreError(ConnectorError):
+    """Raised when a dimension store of a lookup join fails.
+
+    The store was unreachable at start, a query failed, or a result had the wrong shape;
+    the message names the operator, the store (a DSN without its password) and a hint.
+    """

@@ -17,12 +17,16 @@ called concurrently with another.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from streamcore.errors import ConfigurationError, UserFunctionError
 
 __all__ = [
+    "AsyncFunction",
+    "AsyncFunctionContext",
+    "AsyncRetryStrategy",
     "CoProcessFunction",
     "Context",
     "KeyedCoProcessFunction",
@@ -193,6 +197,134 @@ class ProcessJoinFunction(_Function):
     def process_element(self, left: Any, right: Any, ctx: Any) -> Iterable[Any] | None:
         """Called per joined pair; ``ctx`` has left/right timestamps and ``output``."""
         raise NotImplementedError(f"{type(self).__name__} must implement process_element(left, right, ctx)")
+
+
+class AsyncFunctionContext:
+    """What an :class:`AsyncFunction`'s ``open(ctx)`` gets: which operator, job and task it serves."""
+
+    __slots__ = ("job_name", "operator_uid", "task_id")
+
+    def __init__(self, operator_uid: str, job_name: str, task_id: str | None) -> None:
+        self.operator_uid = operator_uid
+        self.job_name = job_name
+        self.task_id = task_id
+
+
+class AsyncFunction:
+    """A function that enriches elements with asynchronous I/O (Flink's ``AsyncFunction``).
+
+    Used by ``AsyncDataStream.ordered_wait`` / ``unordered_wait``. Every method except
+    :meth:`timeout` runs on one asyncio event loop that the operator owns (in a helper
+    thread), so ``open`` can create any asyncio client (a connection pool) and
+    ``async_invoke`` can await it; many invocations are in flight at once, up to the
+    operator's ``capacity``. Keep all I/O state on ``self``; never touch streamcore state
+    from these methods. ``open`` and ``close`` may also be plain (non-async) methods.
+
+    ``async_invoke(value)`` returns the element's outputs: a list (or another iterable),
+    or ``None`` for none. A tuple, dict, str or bytes is one value and is an error (return
+    ``[value]``). Outputs carry the input element's timestamp.
+
+    >>> class Double(AsyncFunction):
+    ...     async def async_invoke(self, value):
+    ...         return [value * 2]
+    """
+
+    async def open(self, ctx: AsyncFunctionContext) -> None:
+        """Called once on the event loop before the first element: open clients and pools here."""
+
+    async def async_invoke(self, value: Any) -> Iterable[Any] | None:
+        """Called per element on the event loop; return its outputs (a list) or ``None``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement async def async_invoke(value)")
+
+    def timeout(self, value: Any) -> Iterable[Any] | None:
+        """Called on the job's thread when every attempt of ``value`` timed out; return fallback outputs.
+
+        The default raises :class:`~streamcore.errors.AsyncTimeoutError` naming the operator
+        (the operator detects that this method was not overridden).
+        """
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Called once on the event loop after the last element (also after failures)."""
+
+
+@dataclass(frozen=True)
+class AsyncRetryStrategy:
+    """When and how often an async request is tried again (Flink's ``AsyncRetryStrategies``).
+
+    An attempt fails when it raises an exception that ``retry_on_exception`` accepts
+    (default: any ``Exception``), times out (``retry_on_timeout``), or returns a result that
+    ``retry_on_result`` accepts (default: never). The ``n``-th retry waits
+    ``min(initial_delay_ms * multiplier ** (n - 1), max_delay_ms)``. The predicates run on
+    the operator's event loop: keep them pure.
+
+    >>> AsyncRetryStrategy.fixed_delay(3, 50).delay_ms(2)
+    50
+    >>> AsyncRetryStrategy.exponential_backoff(5, 10, 1_000, 2.0).delay_ms(3)
+    40
+    """
+
+    max_attempts: int = 3
+    initial_delay_ms: int = 100
+    max_delay_ms: int = 10_000
+    multiplier: float = 2.0
+    retry_on_exception: Callable[[BaseException], bool] | None = None
+    retry_on_result: Callable[[Any], bool] | None = None
+    retry_on_timeout: bool = True
+
+    def __post_init__(self) -> None:
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
+            msg = f"AsyncRetryStrategy max_attempts must be an int >= 1, got {self.max_attempts!r}"
+            raise ConfigurationError(msg)
+        for name in ("initial_delay_ms", "max_delay_ms"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 0:
+                msg = f"AsyncRetryStrategy {name} must be an int of milliseconds >= 0, got {v!r}"
+                raise ConfigurationError(msg)
+        if not isinstance(self.multiplier, (int, float)) or self.multiplier < 1:
+            msg = f"AsyncRetryStrategy multiplier must be a number >= 1, got {self.multiplier!r}"
+            raise ConfigurationError(msg)
+        for name in ("retry_on_exception", "retry_on_result"):
+            fn = getattr(self, name)
+            if fn is not None and not callable(fn):
+                msg = f"AsyncRetryStrategy {name} must be a callable or None, got {type(fn).__name__}"
+                raise ConfigurationError(msg)
+
+    @classmethod
+    def no_retry(cls) -> AsyncRetryStrategy:
+        """One attempt only."""
+        return cls(max_attempts=1)
+
+    @classmethod
+    def fixed_delay(cls, max_attempts: int, delay_ms: int, **predicates: Any) -> AsyncRetryStrategy:
+        """Up to ``max_attempts`` attempts, ``delay_ms`` apart."""
+        return cls(max_attempts, delay_ms, delay_ms, 1.0, **predicates)
+
+    @classmethod
+    def exponential_backoff(
+        cls,
+        max_attempts: int,
+        initial_delay_ms: int,
+        max_delay_ms: int,
+        multiplier: float = 2.0,
+        **predicates: Any,
+    ) -> AsyncRetryStrategy:
+        """Up to ``max_attempts`` attempts; the waits grow by ``multiplier`` up to ``max_delay_ms``."""
+        return cls(max_attempts, initial_delay_ms, max_delay_ms, multiplier, **predicates)
+
+    def delay_ms(self, retry: int) -> int:
+        """The wait before retry number ``retry`` (1 for the second attempt)."""
+        return int(min(self.initial_delay_ms * self.multiplier ** (retry - 1), self.max_delay_ms))
+
+    def retries_exception(self, exc: BaseException) -> bool:
+        """Whether an attempt that raised ``exc`` is tried again (attempts permitting)."""
+        pred = self.retry_on_exception
+        return isinstance(exc, Exception) if pred is None else bool(pred(exc))
+
+    def retries_result(self, result: Any) -> bool:
+        """Whether an attempt that returned ``result`` is tried again (attempts permitting)."""
+        pred = self.retry_on_result
+        return pred is not None and bool(pred(result))
 
 
 def function_name(fn: Any) -> str:

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+#: fixtures that start real PostgreSQL and Redis servers (``postgres_server``, ``redis_server``).
+pytest_plugins = ["tests.server_fixtures"]
+
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 settings.register_profile(

@@ -140,6 +140,9 @@ class StreamOperator:
     #: whether the operator keeps state in checkpoints. Restoring a savepoint into a job that
     #: added or removed operators without state needs no flag (Flink's rule).
     stateful = False
+    #: non-keyed operators that need ``on_processing_time`` between batches (async I/O drains
+    #: completed requests there, also while sources are idle) set this; keyed ones get it anyway.
+    needs_processing_time = False
 
     def __init__(self, name: str, uid: str) -> None:
         self.name = name

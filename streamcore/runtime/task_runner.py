@@ -102,7 +102,7 @@ class TaskRunner:
         task.open_operators()
         if self.rate_coordinator is not None:
             self.rate_coordinator.attach(task.sources, task.clock)
-        self._proc_time_ops = [op for op in task.operators if op.keyed]
+        self._proc_time_ops = [op for op in task.operators if op.keyed or op.needs_processing_time]
         self._discovering = [s for s in task.sources if s.source.discovery_interval_ms is not None]
         if self.checkpointing is not None:
             self.checkpointing.attach(

@@ -47,6 +47,16 @@ REQUIRED = {
         "lost",
         "duplicated",
     },
+    "lookup_join.py": {
+        "sync_rps",
+        "async_rps",
+        "async_cached_rps",
+        "speedup_async",
+        "speedup_cached",
+        "cache_hit_ratio",
+        "p99_latency_ms",
+        "peak_rss_mb",
+    },
 }
 
 PRESENT = sorted(name for name in REQUIRED if (BENCH / name).exists())
