@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from common import peak_rss_mb  # noqa: E402
+
 import streamcore as sc  # noqa: E402
 from tests.checkpoint.crash_job import run_crash_test  # noqa: E402
 
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         crash_lines=crash["lines"],
         crash_s=round(crash["seconds"], 1),
         total_s=round(time.perf_counter() - started, 1),
+        peak_rss_mb=peak_rss_mb(),
         quick=args.quick,
     )
     if not args.json:

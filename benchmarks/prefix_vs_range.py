@@ -45,6 +45,8 @@ import rocksdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import peak_rss_mb
+
 import streamcore as sc
 from streamcore.keygroups import DEFAULT_MAX_PARALLELISM
 from streamcore.state.api import KeyContext
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r.update(end_to_end(args, dist))
         report(dist, r)
         out[dist] = r
+    out["peak_rss_mb"] = peak_rss_mb()
     out["buffered_ok"] = args.quick or min(out["uniform"]["buffered"], out["hot"]["buffered"]) >= 2_000_000
     out["targets"] = {"p99_ratio_hot": 10.0, "range_vs_floor": 0.5, "range_scanned_per_probe": "matches (+1)"}
     out["targets_met"] = {

@@ -212,6 +212,65 @@ def test_store_created_inside_a_batch_joins_it(db: RocksDBDatabase) -> None:
     assert s._cf.get(b"k") == b"v"
 
 
+class _RecordingBatch:
+    """A ``WriteBatch`` that records the keys written, in batch order."""
+
+    written: list[list[bytes]] = []
+
+    def __init__(self, raw_mode: bool) -> None:
+        self.real = _REAL_WRITE_BATCH(raw_mode=raw_mode)
+        self.keys: list[bytes] = []
+        _RecordingBatch.written.append(self.keys)
+
+    def put(self, key: bytes, value: bytes, cf: object) -> None:
+        self.keys.append(key)
+        self.real.put(key, value, cf)
+
+    def delete(self, key: bytes, cf: object) -> None:
+        self.keys.append(key)
+        self.real.delete(key, cf)
+
+    def is_empty(self) -> bool:
+        return self.real.is_empty()
+
+    def len(self) -> int:
+        return self.real.len()
+
+
+_REAL_WRITE_BATCH = rocksdict.WriteBatch
+
+
+def test_a_batch_is_written_in_key_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rocksdict, "WriteBatch", _RecordingBatch)
+    _RecordingBatch.written = written = []
+    with RocksDBDatabase(tmp_path / "db") as db:
+        s = db.column_family("s")
+        real_write = db._write
+        db._write = lambda batch, options: real_write(batch.real, options)
+        s.put(b"b", b"0")
+        db.begin_batch()
+        s.put_many([b"d", b"a"], [b"1", b"2"])
+        s.delete_many([b"b"])
+        s.put(b"c", b"3")
+        s.delete(b"d")
+        db.commit_batch()
+        assert [keys for keys in written if keys] == [[b"a", b"b", b"c", b"d"]]
+        assert list(s.iter_prefix(b"")) == [(b"a", b"2"), (b"c", b"3")]
+
+
+def test_put_many_rejects_mismatched_or_non_bytes_input(db: RocksDBDatabase) -> None:
+    s = db.column_family("s")
+    with pytest.raises(ConfigurationError, match="as many values as keys"):
+        s.put_many([b"a"], [])
+    db.begin_batch()
+    with pytest.raises(SerializationError):
+        s.put_many([b"a", "b"], [b"1", b"2"])  # type: ignore[list-item]
+    with pytest.raises(SerializationError):
+        s.delete_many([1])  # type: ignore[list-item]
+    db.commit_batch()
+    assert s.get(b"a") is None
+
+
 # -- range scans --------------------------------------------------------------------------
 
 
@@ -335,6 +394,8 @@ _ops = st.lists(
             st.one_of(st.none(), st.integers(0, 4)),
         ),
         st.tuples(st.just("prefix"), _keys),
+        st.tuples(st.just("put_many"), st.lists(st.tuples(_keys, st.binary(max_size=3)), max_size=5)),
+        st.tuples(st.just("delete_many"), st.lists(_keys, max_size=5)),
         st.tuples(st.sampled_from(["begin", "commit", "abort"])),
     ),
     max_size=60,
@@ -360,6 +421,7 @@ def test_store_matches_a_sorted_dict_oracle(
     final_range: tuple[bytes, bytes],
     chunks: tuple[int, int],
 ) -> None:
+    """Every operation, in and out of batches, then a reopen."""
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
         mp.setattr(store_module, "_FIRST_CHUNK", chunks[0])
         mp.setattr(store_module, "_CHUNK", chunks[1])
@@ -411,6 +473,13 @@ def test_store_matches_a_sorted_dict_oracle(
                 elif name == "prefix":
                     got = list(s.iter_prefix(op[1]))
                     assert got == sorted((k, v) for k, v in view.items() if k.startswith(op[1]))
+                elif name == "put_many":
+                    s.put_many([k for k, _ in op[1]], [v for _, v in op[1]])
+                    view.update(op[1])
+                elif name == "delete_many":
+                    s.delete_many(op[1])
+                    for k in op[1]:
+                        view.pop(k, None)
                 elif name == "begin":
                     if pending is None:
                         db.begin_batch()
@@ -437,6 +506,10 @@ def test_store_matches_a_sorted_dict_oracle(
             check_everything()
             db.commit_batch()
             committed, pending = pending, None
+            check_everything()
+            db.close()
+            db = RocksDBDatabase(Path(tmp) / "db")
+            s = db.column_family("prop")
             check_everything()
         finally:
             db.close()

@@ -369,9 +369,8 @@ class RocksDBTimeOrderedState(TimeOrderedState):
             raise _dumps_error(self._name, self._uid, bad, exc, "buffer") from exc
         counts = self._key_counts()  # built before the writes, which it must not count twice
         seqs = list(self._backend.next_seqs(len(values)))
-        put = self._store.put
-        for kb, ts, seq, d in zip(key_bytes, timestamps, seqs, data, strict=True):
-            put(kb + encode_ts_seq(ts, seq), d)
+        entries = zip(key_bytes, timestamps, seqs, strict=True)
+        self._store.put_many([kb + encode_ts_seq(ts, seq) for kb, ts, seq in entries], data)
         get = counts.get
         for k in keys:
             counts[k] = get(k, 0) + 1
@@ -400,9 +399,9 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         keys = [e[2] for e in entries]
         key_bytes = self._kc.key_bytes_batch(keys)
         self._key_counts()  # built before the deletes, which _uncount subtracts
-        delete = self._store.delete
-        for kb, (ts, seq, _) in zip(key_bytes, entries, strict=True):
-            delete(kb + encode_ts_seq(ts, seq))
+        self._store.delete_many(
+            [kb + encode_ts_seq(ts, seq) for kb, (ts, seq, _) in zip(key_bytes, entries, strict=True)]
+        )
         self._uncount(keys)
 
     def _uncount(self, keys: list[Any]) -> None:

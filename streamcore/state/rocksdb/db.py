@@ -130,8 +130,7 @@ class RocksDBDatabase:
         self._read_only = _read_only
         self._options = build_options(options, block_cache_bytes)
         self._stores: dict[str, RocksDBStore] = {}
-        self._batch: rocksdict.WriteBatch | None = None
-        self._batch_depth = 0
+        self._batch_depth = 0  # nesting of begin_batch; stores keep a batch's writes in overlays
         self._rdict: rocksdict.Rdict | None = None
         wo = rocksdict.WriteOptions()
         wo.disable_wal = bool(disable_wal)
@@ -289,8 +288,8 @@ class RocksDBDatabase:
 
     @property
     def in_batch(self) -> bool:
-        """Whether a write batch is open."""
-        return self._batch is not None
+        """Whether a write batch is open (between ``begin_batch`` and its ``commit_batch``)."""
+        return self._batch_depth > 0
 
     # -- column families ----------------------------------------------------------------
 
@@ -329,8 +328,8 @@ class RocksDBDatabase:
             msg = f"cannot open column family {name!r} in {self._path}: {exc}"
             raise StateBackendError(msg) from exc
         store = RocksDBStore(name, cf_name, cf, handle, self._write_options)
-        if self._batch is not None:
-            store.begin_batch(self._batch)
+        if self._batch_depth:
+            store.begin_batch()
         self._stores[name] = store
         return store
 
@@ -342,7 +341,7 @@ class RocksDBDatabase:
             StateBackendError: no such column family, or RocksDB failed.
         """
         rdict = self._require_open()
-        if self._batch is not None:
+        if self._batch_depth:
             msg = f"cannot drop column family {name!r} while a write batch is open; commit or abort it first"
             raise StateError(msg)
         cf_name = _cf_name(name)
@@ -364,17 +363,15 @@ class RocksDBDatabase:
     def begin_batch(self) -> None:
         """Start grouping writes of every store into one atomic batch (nests: see module docs)."""
         self._require_open()
-        if self._batch is not None:
+        if self._batch_depth:
             self._batch_depth += 1
             return
         if self._read_only:
             msg = f"cannot write: the database {self._path} is open read-only"
             raise StateBackendError(msg)
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        self._batch = batch
         self._batch_depth = 1
         for store in self._stores.values():
-            store.begin_batch(batch)
+            store.begin_batch()
 
     def commit_batch(self) -> None:
         """Write the batch atomically (outermost commit only) and return stores to direct writes.
@@ -383,15 +380,17 @@ class RocksDBDatabase:
             StateError: no batch is open.
             StateBackendError: RocksDB failed to write; the batch's writes are discarded.
         """
-        batch = self._batch
-        if batch is None:
+        if not self._batch_depth:
             msg = "commit_batch() without begin_batch(): no write batch is open"
             raise StateError(msg)
         self._batch_depth -= 1
         if self._batch_depth:
             return
-        self._batch = None
+        stores = list(self._stores.values())
+        batch = rocksdict.WriteBatch(raw_mode=True)
         try:
+            for store in stores:
+                store.write_into(batch)
             # A WriteBatch is consumed by a write; an empty one is not worth the call.
             if not batch.is_empty():
                 self._write(batch, self._write_options)
@@ -399,14 +398,13 @@ class RocksDBDatabase:
             msg = f"writing a batch of {batch.len()} operations to {self._path} failed: {exc}"
             raise StateBackendError(msg) from exc
         finally:
-            for store in self._stores.values():
+            for store in stores:
                 store.end_batch()
 
     def abort_batch(self) -> None:
         """Discard the open batch (all nesting levels): nothing of it reaches RocksDB."""
-        if self._batch is None:
+        if not self._batch_depth:
             return
-        self._batch = None
         self._batch_depth = 0
         for store in self._stores.values():
             store.end_batch()
@@ -457,7 +455,7 @@ class RocksDBDatabase:
             StateBackendError: ``target_dir`` is not empty, or RocksDB failed.
         """
         rdict = self._require_open()
-        if self._batch is not None:
+        if self._batch_depth:
             msg = "cannot checkpoint while a write batch is open; checkpoints are taken between batches"
             raise StateError(msg)
         target = Path(target_dir)
