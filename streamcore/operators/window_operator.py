@@ -291,6 +291,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 self._batch_general(values, timestamps, keys, out, out_ts, late)
         self._emit(out, out_ts)
         if late:
+            late.sort()  # the general path visits the batch key by key: back to arrival order
             self.late_records += len(late)
             self.late_per_side[0] += len(late)
             if self.late_tag is not None:

@@ -84,6 +84,19 @@ def test_sessions_match_oracle_rocksdb(stream: Any, gap: int, lateness: int) -> 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_late_elements_reach_the_side_output_in_arrival_order(backend: str, tmp_path: Path) -> None:
+    """Keys interleaved in one batch: the late side output keeps the batch's order, not key groups."""
+    h = _session_harness(backend, tmp_path, 5, 0)
+    h.advance(100)
+    late = [("a", 1, 0), ("b", 2, 1), ("a", 3, 2), ("c", 4, 3), ("b", 5, 4)]
+    h.push(late, [e[1] for e in late])
+    assert h.late.values == late
+    assert h.late.timestamps == [1, 2, 3, 4, 5]
+    assert h.outputs() == []
+    h.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_bridging_element_merges_two_sessions_and_their_accumulators(backend: str, tmp_path: Path) -> None:
     agg = combine(n=Count(), total=Sum(lambda e: e[2]))
     h = _session_harness(backend, tmp_path, 5, 0, aggregate=agg, window_fn=None)
