@@ -58,6 +58,7 @@ from streamcore.errors import (
     StateError,
     StreamcoreError,
     TimestampError,
+    UserFunctionError,
 )
 from streamcore.functions import _Function
 from streamcore.operators.base import user_error
@@ -400,7 +401,17 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 value = values[i]
                 ts = timestamps[i] if timestamps is not None else None
                 skipped = True
-                for window in assign(value, ts, actx):
+                try:
+                    windows = assign(value, ts, actx)
+                except StreamcoreError:
+                    raise
+                except Exception as exc:
+                    msg = (
+                        f"window assigner {self.assigner!r} of operator {self.uid!r} raised "
+                        f"{type(exc).__name__}: {exc}; fix its function or filter the input before it"
+                    )
+                    raise UserFunctionError(msg) from exc
+                for window in windows:
                     if sessions is not None:
                         window = sessions.add_window(window, self._on_merge)
                         ns = (window.start, window.end)
