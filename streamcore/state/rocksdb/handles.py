@@ -1,0 +1,221 @@
+"""The typed keyed-state handles of the RocksDB backend: value, reducing, list and map state.
+
+Each handle is bound to its operator's :class:`~streamcore.state.api.KeyContext` and
+reads and writes one column family's :class:`RocksDBStore` under ``kg + key + ns``
+(``+ seq`` for list elements, ``+ user_key`` for map entries); the layout table is in
+:mod:`streamcore.state.rocksdb.backend`, which creates the handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from streamcore.errors import SerializationError
+from streamcore.serde import decode_key, encode_key, encode_seq
+from streamcore.state.api import KeyContext, ListState, MapState, ReducingState, ValueState
+from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
+
+__all__ = [
+    "RocksDBListState",
+    "RocksDBMapState",
+    "RocksDBReducingState",
+    "RocksDBValueState",
+    "dumps_error",
+    "dumps_ok",
+]
+
+_NS_NONE = encode_key(None)
+
+
+def dumps_ok(dumps: Any, value: Any) -> bool:
+    """Whether ``dumps(value)`` succeeds (to name the culprit of a failed batch)."""
+    try:
+        dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def dumps_error(name: str, uid: str, value: Any, exc: Exception) -> SerializationError:
+    """The error for a value of state ``name`` (of operator ``uid``) that its serializer rejected."""
+    msg = (
+        f"operator {uid!r}, state {name!r}: cannot serialize a value of type {type(value).__name__} "
+        f"({exc}); store msgpack-able values or pass serializer=... to the state descriptor"
+    )
+    return SerializationError(msg)
+
+
+class _Handle:
+    __slots__ = (
+        "_delete",
+        "_dumps",
+        "_get",
+        "_kc",
+        "_loads",
+        "_name",
+        "_ns",
+        "_ns_bytes",
+        "_put",
+        "_store",
+        "_uid",
+    )
+
+    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: StateDescriptor, uid: str) -> None:
+        self._kc = kc
+        self._store = store
+        self._get = store.get
+        self._put = store.put
+        self._delete = store.delete
+        self._dumps = descriptor.serializer.dumps
+        self._loads = descriptor.serializer.loads
+        self._name = descriptor.name
+        self._uid = uid
+        self._ns: Any = None
+        self._ns_bytes = _NS_NONE
+
+    def set_namespace(self, namespace: Any) -> None:
+        """Point this handle at ``namespace``."""
+        self._ns = namespace
+        self._ns_bytes = encode_key(namespace)
+
+    def _encode(self, value: Any) -> bytes:
+        try:
+            return self._dumps(value)
+        except Exception as exc:
+            raise dumps_error(self._name, self._uid, value, exc) from exc
+
+
+class RocksDBValueState(_Handle, ValueState):
+    """Value state: one entry per key and namespace."""
+
+    __slots__ = ("_default",)
+
+    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str) -> None:
+        super().__init__(kc, store, descriptor, uid)
+        self._default = getattr(descriptor, "default", None)
+
+    def value(self) -> Any:
+        """The current key's value or the default."""
+        raw = self._get(self._kc.key_bytes + self._ns_bytes)
+        return self._default if raw is None else self._loads(raw)
+
+    def update(self, value: Any) -> None:
+        """Set the value (``None`` clears)."""
+        if value is None:
+            self._delete(self._kc.key_bytes + self._ns_bytes)
+            return
+        try:
+            data = self._dumps(value)
+        except Exception as exc:
+            raise dumps_error(self._name, self._uid, value, exc) from exc
+        self._put(self._kc.key_bytes + self._ns_bytes, data)
+
+    def clear(self) -> None:
+        """Remove the value."""
+        self._delete(self._kc.key_bytes + self._ns_bytes)
+
+
+class RocksDBReducingState(_Handle, ReducingState):
+    """Reducing state: read, fold, write."""
+
+    __slots__ = ("_reduce",)
+
+    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str) -> None:
+        super().__init__(kc, store, descriptor, uid)
+        self._reduce = descriptor.reduce_fn
+
+    def get(self) -> Any:
+        """The folded value or ``None``."""
+        raw = self._get(self._kc.key_bytes + self._ns_bytes)
+        return None if raw is None else self._loads(raw)
+
+    def add(self, value: Any) -> None:
+        """Fold ``value`` in."""
+        k = self._kc.key_bytes + self._ns_bytes
+        raw = self._get(k)
+        new = value if raw is None else self._reduce(self._loads(raw), value)
+        self._put(k, self._encode(new))
+
+    def clear(self) -> None:
+        """Remove the value."""
+        self._delete(self._kc.key_bytes + self._ns_bytes)
+
+
+class RocksDBListState(_Handle, ListState):
+    """List state: one entry per element, ordered by a sequence number (appends are one put)."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str, backend: Any) -> None:
+        super().__init__(kc, store, descriptor, uid)
+        self._backend = backend
+
+    def _prefix(self) -> bytes:
+        return self._kc.key_bytes + self._ns_bytes
+
+    def get(self) -> list[Any]:
+        """The elements in insertion order."""
+        loads = self._loads
+        return [loads(v) for _, v in self._store.iter_prefix(self._prefix())]
+
+    def add(self, value: Any) -> None:
+        """Append ``value`` (one put)."""
+        self._put(self._prefix() + encode_seq(self._backend.next_seq()), self._encode(value))
+
+    def add_all(self, values: Iterable[Any]) -> None:
+        """Append several values."""
+        prefix = self._prefix()
+        for v in values:
+            self._put(prefix + encode_seq(self._backend.next_seq()), self._encode(v))
+
+    def update(self, values: Iterable[Any]) -> None:
+        """Replace the list."""
+        self.clear()
+        self.add_all(values)
+
+    def clear(self) -> None:
+        """Remove every element (one range tombstone)."""
+        prefix = self._prefix()
+        self._store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
+
+
+class RocksDBMapState(_Handle, MapState):
+    """Map state: one entry per user key, in encoded user-key order."""
+
+    __slots__ = ()
+
+    def get(self, user_key: Any) -> Any:
+        """The value under ``user_key`` or ``None``."""
+        raw = self._get(self._kc.key_bytes + self._ns_bytes + encode_key(user_key))
+        return None if raw is None else self._loads(raw)
+
+    def put(self, user_key: Any, value: Any) -> None:
+        """Store ``value`` under ``user_key``."""
+        self._put(self._kc.key_bytes + self._ns_bytes + encode_key(user_key), self._encode(value))
+
+    def remove(self, user_key: Any) -> None:
+        """Remove ``user_key``."""
+        self._delete(self._kc.key_bytes + self._ns_bytes + encode_key(user_key))
+
+    def contains(self, user_key: Any) -> bool:
+        """Whether ``user_key`` is present."""
+        return self._get(self._kc.key_bytes + self._ns_bytes + encode_key(user_key)) is not None
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """The entries (read into a list first, so the map may change while iterating)."""
+        prefix = self._kc.key_bytes + self._ns_bytes
+        n = len(prefix)
+        loads = self._loads
+        return iter([(decode_key(k, n)[0], loads(v)) for k, v in self._store.iter_prefix(prefix)])
+
+    def is_empty(self) -> bool:
+        """Whether the map has no entry."""
+        prefix = self._kc.key_bytes + self._ns_bytes
+        return next(self._store.iter_range(prefix, prefix_upper_bound(prefix), limit=1), None) is None
+
+    def clear(self) -> None:
+        """Remove the whole map (one range tombstone)."""
+        prefix = self._kc.key_bytes + self._ns_bytes
+        self._store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
