@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from streamcore.state.api import (
@@ -26,12 +26,23 @@ from streamcore.state.api import (
     ValueState,
 )
 from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.handles import Fold, ValueCodec
 from streamcore.state.ttl import is_expired
 from streamcore.time import Clock
 
 __all__ = ["HeapKeyedStateBackend"]
 
 _INF = float("inf")
+
+
+def _drop_keys(table: dict[Any, Any], keys: Sequence[Any]) -> None:
+    """Remove ``keys`` from a namespace's dict (all at once when they are all of it)."""
+    if len(table) == len(keys):
+        table.clear()
+    else:
+        pop = table.pop
+        for k in keys:
+            pop(k, None)
 
 
 class _HeapHandle:
@@ -54,20 +65,29 @@ class _HeapHandle:
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
         self._ns = namespace
+        self._table = self._table_of(namespace)
+
+    def _table_of(self, namespace: Any) -> dict[Any, Any]:
+        """The ``{key: value}`` dict of ``namespace``, created empty when missing."""
         table = self._tables.get(namespace)
         if table is None:
             table = self._tables[namespace] = {}
-        self._table = table
+        return table
 
 
 class HeapValueState(_HeapHandle, ValueState):
-    """Value state in a dict."""
+    """Value state in a dict.
 
-    __slots__ = ("_default",)
+    ``codec``: set by :meth:`hold_live_values`; the backend's snapshots encode this
+    state's values with it and its restores decode them.
+    """
+
+    __slots__ = ("_default", "codec")
 
     def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]], default: Any) -> None:
         super().__init__(kc, tables)
         self._default = default
+        self.codec: ValueCodec | None = None
 
     def value(self) -> Any:
         """The current key's value or the default."""
@@ -83,6 +103,47 @@ class HeapValueState(_HeapHandle, ValueState):
     def clear(self) -> None:
         """Remove the value."""
         self._table.pop(self._kc.key, None)
+
+    # -- bulk operations ------------------------------------------------------------------
+    def hold_live_values(self, codec: ValueCodec, cache_entries: int = 0) -> None:
+        """Values stay the live objects they are; snapshots encode them, restores decode them."""
+        self.codec = codec
+        decode = codec.decode
+        for table in self._tables.values():  # rows restored before this call hold the stored form
+            for key, stored in table.items():
+                table[key] = decode(stored)
+
+    def fold_many(
+        self,
+        namespace: Any,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        fold: Fold,
+        *,
+        known: Container[Any] | None = None,
+    ) -> list[Any]:
+        """``fold`` works on the namespace's own dict: values are folded in place, nothing is copied."""
+        new_keys: list[Any] = []
+        fold(self._table_of(namespace), keys, values, new_keys)
+        if new_keys:
+            self._kc.key_bytes_batch(new_keys)  # every key needs an encoding, as with set_current_key
+        return new_keys
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
+        """The live values of ``keys`` (``None`` where none); ``clear`` removes them."""
+        table = self._tables.get(namespace)
+        if table is None:
+            return [None] * len(keys)
+        out = list(map(table.get, keys))
+        if clear:
+            _drop_keys(table, keys)
+        return out
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the values of ``keys``."""
+        table = self._tables.get(namespace)
+        if table:
+            _drop_keys(table, keys)
 
 
 class HeapReducingState(_HeapHandle, ReducingState):
@@ -150,6 +211,39 @@ class HeapListState(_HeapHandle, ListState):
     def clear(self) -> None:
         """Remove the list."""
         self._table.pop(self._kc.key, None)
+
+    # -- bulk operations ------------------------------------------------------------------
+    def add_many(self, namespace: Any, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        """Append each value to its key's list."""
+        table = self._table_of(namespace)
+        get = table.get
+        new_keys = []
+        for k, v in zip(keys, values, strict=True):
+            lst = get(k)
+            if lst is None:
+                table[k] = [v]
+                new_keys.append(k)
+            else:
+                lst.append(v)
+        if new_keys:
+            self._kc.key_bytes_batch(new_keys)  # every key needs an encoding, as with set_current_key
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
+        """Copies of the lists of ``keys`` (the lists themselves when ``clear`` removes them)."""
+        table = self._tables.get(namespace)
+        if table is None:
+            return [[] for _ in keys]
+        lists = list(map(table.get, keys))
+        if not clear:
+            return [list(lst) if lst else [] for lst in lists]
+        _drop_keys(table, keys)
+        return [lst or [] for lst in lists]
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the lists of ``keys``."""
+        table = self._tables.get(namespace)
+        if table:
+            _drop_keys(table, keys)
 
 
 class HeapMapState(_HeapHandle, MapState):
@@ -548,7 +642,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 for key, value in table.items():
                     payload = [[k, v] for k, v in value.items()] if kind == "map" else value
                     rows.append([kg_of(key), key, ns, payload])
-            states[name] = {"kind": desc_kind, "storage": kind, "rows": rows}
+            states[name] = {"kind": desc_kind, "storage": kind, "rows": self._stored_rows(name, rows)}
         return {
             "states": states,
             "timers": {n: svc.snapshot() for n, svc in self._timer_services.items()},  # type: ignore[attr-defined]
@@ -562,7 +656,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
             if name not in self._tables:
                 self._tables[name] = (st["storage"], {})
             kind, tables = self._tables[name]
-            for _kg, key, ns, payload in st["rows"]:
+            for _kg, key, ns, payload in self._live_rows(name, st["rows"]):
                 table = tables.setdefault(ns, {})
                 table[key] = dict((k, v) for k, v in payload) if kind == "map" else payload
         for name, timers in image.get("timers", {}).items():
@@ -571,6 +665,29 @@ class HeapKeyedStateBackend(KeyedStateBackend):
             self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
         for h in self._handles:
             h.set_namespace(h._ns)
+
+    # -- live values (ValueState.hold_live_values) ------------------------------------------
+    def _codec(self, name: str) -> ValueCodec | None:
+        """The codec of state ``name`` when it holds live values."""
+        registered = self._states.get(name)
+        handle = registered[1] if registered is not None else None
+        return handle.codec if isinstance(handle, HeapValueState) else None
+
+    def _stored_rows(self, name: str, rows: list[list[Any]]) -> list[list[Any]]:
+        """Snapshot rows of state ``name`` with live values encoded."""
+        codec = self._codec(name)
+        if codec is None:
+            return rows
+        encode = codec.encode
+        return [[kg, key, ns, encode(value)] for kg, key, ns, value in rows]
+
+    def _live_rows(self, name: str, rows: list[list[Any]]) -> list[list[Any]]:
+        """Image rows of state ``name`` with values decoded when it holds live values."""
+        codec = self._codec(name)
+        if codec is None:
+            return rows
+        decode = codec.decode
+        return [[kg, key, ns, decode(stored)] for kg, key, ns, stored in rows]
 
     def metrics(self) -> dict[str, Any]:
         """Keys per state and buffered entries."""

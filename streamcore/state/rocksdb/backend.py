@@ -458,6 +458,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         canonical rows either way: in the database they would need a serializer only
         their descriptor knows.
         """
+        self.flush_write_back()
         if not canonical:
             image: dict[str, Any] = {"native": "rocksdb", "states": sorted(self._stores)}
             if self._restored_rows:
@@ -541,6 +542,24 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
                 else:
                     for uk, v in payload:
                         store.put(prefix + encode_key(uk), dumps(v))
+        finally:
+            self.end_batch()
+
+    # -- write-back caches (ValueState.hold_live_values) ------------------------------------
+    def flush_write_back(self) -> None:
+        """Write the changed values that write-back caches hold to the database, in one batch.
+
+        :meth:`snapshot` calls it first, so native and canonical snapshots both see them.
+        Without such values it writes nothing (a read-only database can be snapshotted).
+        """
+        handles = [h for _, h in self._states.values() if isinstance(h, RocksDBValueState)]
+        unwritten = [h for h in handles if h.has_unwritten_values]
+        if not unwritten:
+            return
+        self.begin_batch()
+        try:
+            for handle in unwritten:
+                handle.flush()
         finally:
             self.end_batch()
 

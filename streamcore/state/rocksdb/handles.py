@@ -8,14 +8,16 @@ reads and writes one column family's :class:`RocksDBStore` under ``kg + key + ns
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from streamcore.errors import SerializationError
 from streamcore.serde import decode_key, encode_key, encode_seq
 from streamcore.state.api import KeyContext, ListState, MapState, ReducingState, ValueState
 from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.handles import Fold, ValueCodec
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
+from streamcore.state.write_back import WriteBackCache
 
 __all__ = [
     "RocksDBListState",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 _NS_NONE = encode_key(None)
+_NOT_CACHED = object()
 
 
 def dumps_ok(dumps: Any, value: Any) -> bool:
@@ -45,6 +48,11 @@ def dumps_error(name: str, uid: str, value: Any, exc: Exception) -> Serializatio
         f"({exc}); store msgpack-able values or pass serializer=... to the state descriptor"
     )
     return SerializationError(msg)
+
+
+def _delete_prefix(store: RocksDBStore, prefix: bytes) -> None:
+    """Delete every entry under ``prefix``: one range tombstone."""
+    store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
 
 
 class _Handle:
@@ -88,23 +96,36 @@ class _Handle:
 
 
 class RocksDBValueState(_Handle, ValueState):
-    """Value state: one entry per key and namespace."""
+    """Value state: one entry per key and namespace.
 
-    __slots__ = ("_default",)
+    With :meth:`hold_live_values` the serializer stores ``codec.encode(value)``, and an
+    optional write-back cache sits in front of the store, which every method consults.
+    """
+
+    __slots__ = ("_cache", "_default")
 
     def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str) -> None:
         super().__init__(kc, store, descriptor, uid)
         self._default = getattr(descriptor, "default", None)
+        self._cache: WriteBackCache | None = None
 
     def value(self) -> Any:
         """The current key's value or the default."""
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(self._ns, self._kc.key, _NOT_CACHED)
+            if cached is not _NOT_CACHED:
+                return cached
         raw = self._get(self._kc.key_bytes + self._ns_bytes)
         return self._default if raw is None else self._loads(raw)
 
     def update(self, value: Any) -> None:
         """Set the value (``None`` clears)."""
         if value is None:
-            self._delete(self._kc.key_bytes + self._ns_bytes)
+            self.clear()
+            return
+        cache = self._cache
+        if cache is not None and cache.replace(self._ns, self._kc.key, value):
             return
         try:
             data = self._dumps(value)
@@ -114,7 +135,91 @@ class RocksDBValueState(_Handle, ValueState):
 
     def clear(self) -> None:
         """Remove the value."""
+        if self._cache is not None:
+            self._cache.discard(self._ns, self._kc.key)
         self._delete(self._kc.key_bytes + self._ns_bytes)
+
+    # -- bulk operations ------------------------------------------------------------------
+    def hold_live_values(self, codec: ValueCodec, cache_entries: int = 0) -> None:
+        """Encode before serializing, decode after deserializing; cache decoded values if asked."""
+        dumps, loads = self._dumps, self._loads
+        encode, decode = codec.encode, codec.decode
+        self._dumps = lambda value: dumps(encode(value))
+        self._loads = lambda raw: decode(loads(raw))
+        if cache_entries > 0:
+            self._cache = WriteBackCache(self._read_many, self._write_many, self._delete_many, cache_entries)
+
+    def fold_many(
+        self,
+        namespace: Any,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        fold: Fold,
+        *,
+        known: Container[Any] | None = None,
+    ) -> list[Any]:
+        """Read each key of the batch once, fold in a dict, write each back once (or fold in the cache)."""
+        if self._cache is not None:
+            return self._cache.fold(namespace, keys, values, fold, known)
+        distinct = list(dict.fromkeys(keys))
+        readable = distinct if known is None else [k for k in distinct if k in known]
+        found = self._read_many(namespace, readable)
+        table = {k: v for k, v in zip(readable, found, strict=True) if v is not None}
+        new_keys: list[Any] = []
+        fold(table, keys, values, new_keys)
+        self._write_many(namespace, distinct, [table[k] for k in distinct])
+        return new_keys
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
+        """One read per key that is not cached; ``clear`` deletes them in the open batch."""
+        if self._cache is not None:
+            return self._cache.get_many(namespace, keys, clear)
+        out = self._read_many(namespace, keys)
+        if clear:
+            self._delete_many(namespace, keys)
+        return out
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """One delete per key."""
+        if self._cache is not None:
+            self._cache.clear_many(namespace, keys)
+        else:
+            self._delete_many(namespace, keys)
+
+    @property
+    def has_unwritten_values(self) -> bool:
+        """Whether the write-back cache holds values that the store does not have yet."""
+        return self._cache is not None and self._cache.has_dirty()
+
+    def flush(self) -> None:
+        """Write the changed values of the write-back cache to the store (before snapshots)."""
+        if self._cache is not None:
+            self._cache.flush()
+
+    # One store.get per key: it sees the open batch, and rocksdict's multi-get
+    # (Rdict.get(list)) measured no faster (0.76-1.0 against 0.77-0.86 us a key).
+    def _read_many(self, namespace: Any, keys: Sequence[Any]) -> list[Any]:
+        suffix = encode_key(namespace)
+        get = self._get
+        loads = self._loads
+        out = []
+        for kb in self._kc.key_bytes_batch(list(keys)):
+            raw = get(kb + suffix)
+            out.append(None if raw is None else loads(raw))
+        return out
+
+    def _write_many(self, namespace: Any, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        suffix = encode_key(namespace)
+        put = self._put
+        encode = self._encode
+        for kb, value in zip(self._kc.key_bytes_batch(list(keys)), values, strict=True):
+            put(kb + suffix, encode(value))
+
+    def _delete_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        suffix = encode_key(namespace)
+        delete = self._delete
+        for kb in self._kc.key_bytes_batch(list(keys)):
+            delete(kb + suffix)
 
 
 class RocksDBReducingState(_Handle, ReducingState):
@@ -177,8 +282,36 @@ class RocksDBListState(_Handle, ListState):
 
     def clear(self) -> None:
         """Remove every element (one range tombstone)."""
-        prefix = self._prefix()
-        self._store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
+        _delete_prefix(self._store, self._prefix())
+
+    # -- bulk operations ------------------------------------------------------------------
+    def add_many(self, namespace: Any, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        """One put per element, in order."""
+        suffix = encode_key(namespace)
+        put = self._put
+        encode = self._encode
+        next_seq = self._backend.next_seq
+        for kb, value in zip(self._kc.key_bytes_batch(list(keys)), values, strict=True):
+            put(kb + suffix + encode_seq(next_seq()), encode(value))
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
+        """One prefix scan per key (and one range tombstone with ``clear``)."""
+        suffix = encode_key(namespace)
+        store = self._store
+        loads = self._loads
+        out = []
+        for kb in self._kc.key_bytes_batch(list(keys)):
+            prefix = kb + suffix
+            out.append([loads(v) for _, v in store.iter_prefix(prefix)])
+            if clear:
+                _delete_prefix(store, prefix)
+        return out
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """One range tombstone per key."""
+        suffix = encode_key(namespace)
+        for kb in self._kc.key_bytes_batch(list(keys)):
+            _delete_prefix(self._store, kb + suffix)
 
 
 class RocksDBMapState(_Handle, MapState):
