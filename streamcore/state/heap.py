@@ -54,14 +54,6 @@ class _HeapHandle:
         self._ns: Any = None
         self._table = tables.setdefault(None, {})
 
-    def namespace_table(self) -> dict[Any, Any]:
-        """The live ``{key: value}`` dict of the current namespace (heap only).
-
-        For operators that fold a whole batch into many keys' values at once (the aligned
-        window path); writes go straight into state.
-        """
-        return self._table
-
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
         self._ns = namespace

@@ -624,7 +624,7 @@ def test_explicit_event_time_trigger_takes_the_aligned_path() -> None:
         trigger=EventTimeTrigger.create(),
         aggregate=Count(),
     )
-    assert op._aligned
+    assert op.aligned
 
 
 # -- errors and configuration ---------------------------------------------------------------------
