@@ -2,9 +2,10 @@
 
 A *window assigner* puts each element into zero or more windows: tumbling and sliding
 windows aligned to the epoch (plus an offset), session windows that merge as the gaps
-between elements close, processing-time variants, and the single global window of
-count windows. A *trigger* decides when a window's contents are evaluated (fired) and
-when they are dropped (purged); an *evictor* drops elements before evaluation.
+(fixed or per element) between elements close, processing-time variants, and the single
+global window (of count windows, or fired at the end of input). A *trigger* decides when
+a window's contents are evaluated (fired) and when they are dropped (purged); an
+*evictor* drops elements before evaluation.
 
 Everything here is immutable configuration shared by every key and window; the per
 window data (contents, trigger state, timers) lives in the window operator's keyed
@@ -514,8 +515,7 @@ class NeverTrigger(Trigger):
 class EndOfStreamTrigger(EventTimeTrigger):
     """Fires when the input ends (:meth:`GlobalWindows.create_with_end_of_stream_trigger`).
 
-    The event-time trigger of the global window, whose end, ``MAX_TIMESTAMP``, only the
-    final watermark of a bounded input reaches: one firing per key, with every element.
+    The event-time trigger of the global window: only the final watermark reaches its end.
     """
 
 
@@ -740,7 +740,7 @@ class ProcessingTimeSessionWindows(_SessionWindows):
 
 
 class GlobalWindows(WindowAssigner):
-    """One window per key that never ends: use with a trigger (count windows do)."""
+    """One window per key that never ends: use with a trigger (count windows, the end-of-stream one)."""
 
     event_time = False
 

@@ -115,9 +115,10 @@ class ValueState(ABC):
         raise _no_bulk(self, "fold_many")
 
     def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
-        """The values of ``keys`` in ``namespace``, ``None`` where there is none; ``clear`` removes them.
+        """The values of ``keys`` (distinct) in ``namespace``, ``None`` where there is none.
 
-        Values are what :meth:`value` returns (the descriptor's default is not used).
+        Values are what :meth:`value` returns (the descriptor's default is not used);
+        ``clear`` removes them as they are read.
         """
         raise _no_bulk(self, "get_many")
 
@@ -160,7 +161,10 @@ class ListState(ABC):
         raise _no_bulk(self, "add_many")
 
     def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
-        """Copies of the lists of ``keys`` in ``namespace`` (empty where none); ``clear`` removes them."""
+        """Copies of the lists of ``keys`` (distinct) in ``namespace``, empty where none.
+
+        ``clear`` removes them as they are read.
+        """
         raise _no_bulk(self, "get_many")
 
     def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:

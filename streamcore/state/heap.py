@@ -4,7 +4,8 @@ Layout: per state, ``{namespace: {key: value}}``; a handle keeps a reference to 
 dict of its current namespace, so a read is one attribute load and one dict lookup.
 Time-ordered buffers are a sorted list of ``(ts, seq, value)`` per key; timers a
 heap plus a set for de-duplication. Values are kept as Python objects (never
-serialized on the hot path); snapshots serialize them.
+serialized on the hot path); snapshots serialize them, after the codec of a value state
+that holds live values (:meth:`HeapValueState.hold_live_values`) encoded them.
 """
 
 from __future__ import annotations
@@ -33,26 +34,24 @@ from streamcore.time import Clock
 __all__ = ["HeapKeyedStateBackend"]
 
 _INF = float("inf")
+#: Keys checked for an encoding by bulk operations: forgotten past this many (as the key context's cache).
+_ENCODABLE_LIMIT = 1_000_000
 
 
-def _drop_keys(table: dict[Any, Any], keys: Sequence[Any]) -> None:
-    """Remove ``keys`` from a namespace's dict (all at once when they are all of it)."""
-    if len(table) == len(keys):
-        table.clear()
-    else:
-        pop = table.pop
-        for k in keys:
-            pop(k, None)
+def _take(table: dict[Any, Any], keys: Sequence[Any]) -> list[Any]:
+    """Remove ``keys`` from a namespace's dict; their values, ``None`` where absent (one pass in C)."""
+    return list(map(table.pop, keys, itertools.repeat(None)))
 
 
 class _HeapHandle:
-    __slots__ = ("_kc", "_ns", "_table", "_tables")
+    __slots__ = ("_encodable", "_kc", "_ns", "_table", "_tables")
 
     def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]]) -> None:
         self._kc = kc
         self._tables = tables
         self._ns: Any = None
         self._table = tables.setdefault(None, {})
+        self._encodable: set[Any] = set()
 
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
@@ -65,6 +64,21 @@ class _HeapHandle:
         if table is None:
             table = self._tables[namespace] = {}
         return table
+
+    def _check_encodable(self, keys: list[Any]) -> None:
+        """Bulk operations store keys without ``set_current_key``: check that they have an encoding.
+
+        Each key is encoded once (the set of checked keys is forgotten past a million).
+        """
+        checked = self._encodable
+        fresh = [k for k in keys if k not in checked]
+        if fresh:
+            if len(checked) > _ENCODABLE_LIMIT:
+                checked.clear()
+            entry_for = self._kc.entry_for
+            for k in fresh:
+                entry_for(k)
+            checked.update(fresh)
 
 
 class HeapValueState(_HeapHandle, ValueState):
@@ -118,7 +132,7 @@ class HeapValueState(_HeapHandle, ValueState):
         new_keys: list[Any] = []
         fold(self._table_of(namespace), keys, values, new_keys)
         if new_keys:
-            self._kc.key_bytes_batch(new_keys)  # every key needs an encoding, as with set_current_key
+            self._check_encodable(new_keys)
         return new_keys
 
     def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
@@ -126,16 +140,13 @@ class HeapValueState(_HeapHandle, ValueState):
         table = self._tables.get(namespace)
         if table is None:
             return [None] * len(keys)
-        out = list(map(table.get, keys))
-        if clear:
-            _drop_keys(table, keys)
-        return out
+        return _take(table, keys) if clear else list(map(table.get, keys))
 
     def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
         """Remove the values of ``keys``."""
         table = self._tables.get(namespace)
         if table:
-            _drop_keys(table, keys)
+            _take(table, keys)
 
 
 class HeapReducingState(_HeapHandle, ReducingState):
@@ -218,24 +229,22 @@ class HeapListState(_HeapHandle, ListState):
             else:
                 lst.append(v)
         if new_keys:
-            self._kc.key_bytes_batch(new_keys)  # every key needs an encoding, as with set_current_key
+            self._check_encodable(new_keys)
 
     def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
         """Copies of the lists of ``keys`` (the lists themselves when ``clear`` removes them)."""
         table = self._tables.get(namespace)
         if table is None:
             return [[] for _ in keys]
-        lists = list(map(table.get, keys))
-        if not clear:
-            return [list(lst) if lst else [] for lst in lists]
-        _drop_keys(table, keys)
-        return [lst or [] for lst in lists]
+        if clear:
+            return [lst or [] for lst in _take(table, keys)]
+        return [list(lst) if lst else [] for lst in map(table.get, keys)]
 
     def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
         """Remove the lists of ``keys``."""
         table = self._tables.get(namespace)
         if table:
-            _drop_keys(table, keys)
+            _take(table, keys)
 
 
 class HeapMapState(_HeapHandle, MapState):

@@ -710,6 +710,21 @@ def test_value_fold_many_get_many_clear_many(env):
     assert s.get_many("w2", ["a"]) == [7]
 
 
+def test_clearing_absent_keys_leaves_the_other_keys_alone(env):
+    """As many keys as the namespace holds, one of them absent: the namespace is not emptied."""
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    s.fold_many("w", ["a", "b"], [1, 2], _sum_fold)
+    lst.add_many("w", ["a", "b"], [1, 2])
+    s.clear_many("w", ["a", "x"])
+    lst.clear_many("w", ["a", "x"])
+    assert s.get_many("w", ["a", "b"]) == [None, 2]
+    assert lst.get_many("w", ["a", "b"]) == [[], [2]]
+    s.fold_many("w", ["c"], [3], _sum_fold)
+    assert s.get_many("w", ["b", "y"], clear=True) == [2, None]
+    assert s.get_many("w", ["c"]) == [3]
+
+
 def test_value_fold_many_keeps_values_changed_in_place(env):
     s = env.backend.get_state(ValueStateDescriptor("v"))
     s.fold_many(("w", 1), ["a", "b"], ["x", "y"], _append_fold)
