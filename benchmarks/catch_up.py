@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamcore as sc
-from streamcore.runtime.executor import JobExecutor
+from streamcore.runtime.task import Task
 from streamcore.time import MIN_TIMESTAMP, hours, minutes, seconds
 
 MODES = ("off", "reactive", "predictive")
@@ -168,26 +168,20 @@ class Sampler:
         self.next_sample = 0.0
         self.peak = 0
         self.join: Any = None
-        self.splits: list[tuple[Any, int]] = []
+        self.splits: list[Any] = []
         self.series: list[tuple[float, int, float]] = []
 
-    def __call__(self, executor: JobExecutor) -> None:
+    def __call__(self, task: Task) -> None:
         if self.join is None:
-            plan = executor.plan
-            assert plan is not None
-            self.join = plan.by_uid["join"]
-            self.splits = [(t, i) for t in plan.sources for i in range(len(t.readers))]
+            self.join = task.operator("join")
+            self.splits = [split for source in task.sources for split in source.splits]
         buffered = sum(self.join.buffered_per_side)
         if buffered > self.peak:
             self.peak = buffered
         now = time.perf_counter() - self.start
         if now >= self.next_sample:
             self.next_sample = now + SAMPLE_EVERY_S
-            wms = [
-                t.split_wm[i]
-                for t, i in self.splits
-                if not t.readers[i].finished and t.split_wm[i] > MIN_TIMESTAMP
-            ]
+            wms = [s.watermark for s in self.splits if not s.finished and s.watermark > MIN_TIMESTAMP]
             drift = (max(wms) - min(wms)) / 60_000 if len(wms) > 1 else 0.0
             self.series.append((round(now, 4), buffered, round(drift, 2)))
 
@@ -202,15 +196,9 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     disorder = seconds(args.disorder_s)
     max_drift = minutes(args.max_drift_min)
     sampler = Sampler()
-    original = JobExecutor._between_batches
-
-    def between_batches(executor: JobExecutor) -> None:
-        original(executor)
-        sampler(executor)
-
-    JobExecutor._between_batches = between_batches  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory(prefix="sc-catch-up-") as tmp:
         env = sc.StreamEnvironment(state_backend="rocksdb", state_dir=tmp, batch_size=args.batch_size)
+        env.add_batch_listener(sampler)
         if mode != "off":
             env.set_source_rate_coordination(enabled=True, predictive=mode == "predictive")
         wm = sc.WatermarkStrategy.for_bounded_out_of_orderness(disorder).with_watermark_alignment(
@@ -268,8 +256,8 @@ def _ad(r: tuple[int, int, int]) -> int:
     return r[0]
 
 
-def _pair(imp: tuple[int, int, int], click: tuple[int, int, int], ctx: Any) -> tuple[tuple[int, int]]:
-    return ((imp[2], click[2]),)
+def _pair(imp: tuple[int, int, int], click: tuple[int, int, int], ctx: Any) -> tuple[int, int]:
+    return (imp[2], click[2])
 
 
 def _thin(series: list[Any], n: int) -> list[Any]:

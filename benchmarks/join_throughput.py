@@ -152,8 +152,8 @@ def _ad(r: dict[str, Any]) -> Any:
     return r["ad_id"]
 
 
-def _pair(click: dict[str, Any], imp: dict[str, Any], ctx: Any) -> tuple[tuple[int, int]]:
-    return ((click["click_id"], imp["imp_id"]),)
+def _pair(click: dict[str, Any], imp: dict[str, Any], ctx: Any) -> tuple[int, int]:
+    return (click["click_id"], imp["imp_id"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -101,6 +101,8 @@ class ProbeBench:
         self.watermark = self.span - lateness
         n, chunk = a.impressions, 20_000
         set_key, add = self.kc.set_current_key, self.buffer.add
+        cut = self.watermark - WINDOW - 1
+        expired: list[tuple[int, int, Any]] = []  # the join's expiry index, cut at this watermark
         start = time.perf_counter()
         for base in range(0, n, chunk):
             m = min(chunk, n - base)
@@ -109,19 +111,19 @@ class ProbeBench:
             try:
                 for i, k in enumerate(keys, base):
                     set_key(k)
-                    add(i * self.span // n, i)
+                    ts = i * self.span // n
+                    seq = add(ts, i)
+                    if ts <= cut:
+                        expired.append((ts, seq, k))
             finally:
                 self.backend.end_batch()
         built = time.perf_counter() - start
-        # What the join's cleanup does at this watermark: one remove_until (range tombstone) per ad.
-        cut = self.watermark - WINDOW - 1
-        removed = sum(1 for i in range(n) if i * self.span // n <= cut)
+        # What the join's cleanup does at this watermark: point deletes of the expired (ts, seq).
+        removed = len(expired)
         start = time.perf_counter()
         self.backend.begin_batch()
         try:
-            for k in range(a.keys):
-                set_key(k)
-                self.buffer.remove_until(cut)
+            self.buffer.remove_entries(expired)
         finally:
             self.backend.end_batch()
         cleaned = time.perf_counter() - start
@@ -308,8 +310,8 @@ def _ad(r: tuple[int, int, int]) -> int:
     return r[1]
 
 
-def _pair(click: tuple[int, int, int], imp: tuple[int, int, int], ctx: Any) -> tuple[tuple[int, int]]:
-    return ((click[0], imp[0]),)
+def _pair(click: tuple[int, int, int], imp: tuple[int, int, int], ctx: Any) -> tuple[int, int]:
+    return (click[0], imp[0])
 
 
 def end_to_end(args: argparse.Namespace, dist: str) -> dict[str, Any]:

@@ -72,7 +72,7 @@ class BucketCount(sc.KeyedProcessFunction):
         b = timestamp // BUCKET
         c = self.counts.get(b)
         self.counts.remove(b)
-        return ((ctx.get_current_key(), b, c),)
+        return [(ctx.get_current_key(), b, c)]
 
 
 def keyed_engine(records, backend="heap", state_dir=None):

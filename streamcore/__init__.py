@@ -21,7 +21,7 @@ from streamcore.datastream import (
     KeyedStream,
     WindowedStream,
 )
-from streamcore.environment import StreamEnvironment
+from streamcore.environment import StreamEnvironment, StreamExecutionEnvironment
 from streamcore.errors import StreamcoreError
 from streamcore.functions import (
     CoProcessFunction,
@@ -39,6 +39,7 @@ from streamcore.operators.window_functions import (
 )
 from streamcore.runtime.executor import JobResult
 from streamcore.runtime.job import JobHandle
+from streamcore.runtime.restart import RestartStrategy, exponential_delay, fixed_delay, no_restart
 from streamcore.sinks.base import CallableSink, CollectSink, PrintSink, Sink
 from streamcore.sinks.file import FileSink
 from streamcore.sinks.kafka import KafkaSink
@@ -62,6 +63,7 @@ from streamcore.time import (
     WatermarkGenerator,
     WatermarkStrategy,
 )
+from streamcore.typeinfo import TypeInformation, Types
 from streamcore.windowing import (
     ContinuousEventTimeTrigger,
     CountEvictor,
@@ -128,6 +130,7 @@ __all__ = [
     "ProcessingTimeTrigger",
     "PurgingTrigger",
     "ReducingStateDescriptor",
+    "RestartStrategy",
     "RestoreFrom",
     "Sink",
     "SlidingEventTimeWindows",
@@ -136,6 +139,7 @@ __all__ = [
     "SplitReader",
     "StateTtlConfig",
     "StreamEnvironment",
+    "StreamExecutionEnvironment",
     "StreamcoreError",
     "SystemClock",
     "TimeWindow",
@@ -144,6 +148,8 @@ __all__ = [
     "TumblingEventTimeWindows",
     "TumblingProcessingTimeWindows",
     "TwoPhaseCommitSink",
+    "TypeInformation",
+    "Types",
     "ValueStateDescriptor",
     "WatermarkGenerator",
     "WatermarkStrategy",
@@ -152,6 +158,9 @@ __all__ = [
     "WindowedStream",
     "aggregates",
     "errors",
+    "exponential_delay",
+    "fixed_delay",
+    "no_restart",
     "serde",
     "time",
     "windowing",

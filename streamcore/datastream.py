@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
+from streamcore.aggregates.rolling import field_reducer
 from streamcore.errors import ConfigurationError, GraphError
 from streamcore.functions import (
     CoProcessFunction,
@@ -108,11 +109,12 @@ class DataStream:
         return self
 
     # -- building blocks --------------------------------------------------------------
-    def _inputs(self, side: int = 0) -> list[tuple[Transformation, int, str | None]]:
+    def input_edges(self, side: int = 0) -> list[tuple[Transformation, int, str | None]]:
+        """The graph edges an operator reading this stream on its input ``side`` gets."""
         return [(node, side, tag) for node, tag in self._producers]
 
     def _check_env(self, other: DataStream) -> None:
-        if other._env is not self._env:
+        if other.environment is not self._env:
             msg = "streams of two different StreamEnvironments cannot be combined"
             raise GraphError(msg)
 
@@ -120,7 +122,7 @@ class DataStream:
         self, kind: str, factory: Callable[[str, str], Any], inputs: Any = None, **kw: Any
     ) -> Transformation:
         return self._env.graph.add(
-            kind, kind, inputs if inputs is not None else self._inputs(), factory, **kw
+            kind, kind, inputs if inputs is not None else self.input_edges(), factory, **kw
         )
 
     def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
@@ -157,10 +159,20 @@ class DataStream:
             raise ConfigurationError(msg)
         return DataStream(self._env, [(self._add("process", lambda n, u: ProcessOperator(n, u, fn)), None)])
 
-    def key_by(self, key_selector: Callable[[Any], Any]) -> KeyedStream:
-        """Partition by ``key_selector(value)``: downstream state and timers are per key."""
+    def key_by(self, key_selector: Callable[[Any], Any], *, partitioned: bool = False) -> KeyedStream:
+        """Partition by ``key_selector(value)``: downstream state and timers are per key.
+
+        ``partitioned=True`` declares that the input is partitioned by this key already
+        (Flink's ``reinterpretAsKeyedStream``): in a job whose tasks a consumer group
+        assigns, the records of a key all arrive in one partition of the source topics, so
+        no repartition topic is needed. Otherwise such a job sends the stream through one
+        (:mod:`streamcore.shuffle`). A job in one process ignores it.
+        """
         _check_callable(key_selector, "key_by()")
-        return KeyedStream(self, key_selector)
+        if type(partitioned) is not bool:
+            msg = f"key_by(partitioned=...) must be True or False, got {partitioned!r}"
+            raise ConfigurationError(msg)
+        return KeyedStream(self, key_selector, partitioned)
 
     def union(self, *others: DataStream) -> DataStream:
         """Merge streams of the same type; the watermark is the minimum of the inputs'."""
@@ -170,7 +182,7 @@ class DataStream:
                 msg = f"union() takes DataStreams, got {type(o).__name__}"
                 raise ConfigurationError(msg)
             self._check_env(o)
-            producers.extend(o._producers)
+            producers.extend((node, tag) for node, _, tag in o.input_edges())
         return DataStream(self._env, producers)
 
     def connect(self, other: DataStream) -> ConnectedStreams:
@@ -196,6 +208,8 @@ class DataStream:
             raise ConfigurationError(msg)
         if timestamp is not None:
             _check_callable(timestamp, "timestamp")
+        else:
+            timestamp = strategy.timestamp_assigner
         if (
             len(self._producers) == 1
             and self._producers[0][0].kind == "source"
@@ -237,12 +251,46 @@ class DataStream:
         node.attrs["sink"] = s
         return DataStreamSink(node)
 
-    def print(self, prefix: str = "") -> DataStreamSink:
-        """Print every element (an at-least-once :class:`PrintSink`)."""
-        return self.sink_to(PrintSink(prefix))
+    def print(self, sink_identifier: str = "") -> DataStreamSink:
+        """Print every element, as ``sink_identifier> element`` with an identifier (Flink's format)."""
+        return self.sink_to(PrintSink(sink_identifier))
 
-    def execute_and_collect(self, job_name: str = "collect", **execute_kw: Any) -> list[Any]:
-        """Build and run the job; return this stream's elements in emission order."""
+    def add_sink(self, sink: Sink | Callable[[Any], Any]) -> DataStreamSink:
+        """PyFlink's name of :meth:`sink_to`."""
+        return self.sink_to(sink)
+
+    def execute_and_collect(
+        self, job_name: str = "collect", limit: int | None = None, **execute_kw: Any
+    ) -> Any:
+        """Build and run the job; return this stream's elements in emission order.
+
+        Without ``limit`` the job runs to its end and the result is a list. With
+        ``limit=n`` the job runs in the background and the result is an iterator of at
+        most ``n`` elements (it also works on unbounded sources): the job is stopped when
+        the iterator is exhausted or closed (use it in a ``with`` block to stop it early).
+        PyFlink returns a list with ``limit``; here ``list(it)`` gives one.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment(batch_size=4)
+        >>> numbers = env.from_generator(lambda split, offset: offset)  # unbounded
+        >>> with numbers.map(lambda x: x * 2).execute_and_collect(limit=3) as it:
+        ...     list(it)
+        [0, 2, 4]
+        """
+        if limit is not None:
+            if type(limit) is not int or limit < 1:
+                msg = f"execute_and_collect(limit=...) takes an int >= 1 or None, got {limit!r}"
+                raise ConfigurationError(msg)
+            from streamcore.sinks.collect import CollectIterator, QueueSink
+
+            qsink = QueueSink()
+            qnode = self.sink_to(qsink)._node
+            try:
+                handle = self._env.execute_async(job_name, **execute_kw)
+            except BaseException:
+                self._env.graph.remove(qnode)
+                raise
+            return CollectIterator(handle, qsink, limit, lambda: self._env.graph.remove(qnode))
         sink = CollectSink()
         node = self.sink_to(sink)._node
         try:
@@ -272,9 +320,22 @@ class DataStreamSink:
 class KeyedStream(DataStream):
     """A stream partitioned by key: keyed state, timers, joins and windows."""
 
-    def __init__(self, stream: DataStream, key_selector: Callable[[Any], Any]) -> None:
-        super().__init__(stream._env, stream._producers)
+    def __init__(
+        self, stream: DataStream, key_selector: Callable[[Any], Any], partitioned: bool = False
+    ) -> None:
+        super().__init__(stream.environment, [(node, tag) for node, _, tag in stream.input_edges()])
         self.key_selector = key_selector
+        self.partitioned = partitioned
+
+    def keyed_input(self) -> tuple[Callable[[Any], Any], bool]:
+        """``(key_selector, partitioned)``: what a keyed operator reading this stream records on its node."""
+        return self.key_selector, self.partitioned
+
+    def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
+        """Add a keyed operator reading this stream (the node records how its input is keyed)."""
+        node = self._add(kind, factory)
+        node.attrs["keyed_inputs"] = {0: self.keyed_input()}
+        return DataStream(self._env, [(node, None)])
 
     def process(self, fn: KeyedProcessFunction, *, late_output: OutputTag | None = None) -> DataStream:  # type: ignore[override]
         """Run a :class:`KeyedProcessFunction`.
@@ -291,15 +352,41 @@ class KeyedStream(DataStream):
         def factory(n: str, u: str) -> Any:
             return KeyedProcessOperator(n, u, fn, kf, late)
 
-        return DataStream(self._env, [(self._add("keyed_process", factory), None)])
+        return self.transform("keyed_process", factory)
 
     def reduce(self, fn: Callable[[Any, Any], Any]) -> DataStream:
         """Emit the running ``fn(accumulated, value)`` of each key after every element."""
         _check_callable(fn, "reduce()")
         rf = ReduceFunction(fn)
         kf = self.key_selector
-        node = self._add("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
-        return DataStream(self._env, [(node, None)])
+        return self.transform("reduce", lambda n, u: KeyedProcessOperator(n, u, rf, kf))
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Rolling sum of field ``position`` per key (Flink's ``sum``): emits the running result per element.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> words = env.from_collection([("to", 1), ("be", 1), ("to", 1)])
+        >>> words.key_by(lambda w: w[0]).sum(1).execute_and_collect()
+        [('to', 1), ('be', 1), ('to', 2)]
+        """
+        return self.reduce(field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Rolling minimum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Rolling maximum of field ``position`` per key (the other fields are the first element's)."""
+        return self.reduce(field_reducer(position, "max"))
+
+    def min_by(self, position: int | str = 0) -> DataStream:
+        """The element with the smallest field ``position`` so far, per key."""
+        return self.reduce(field_reducer(position, "min_by"))
+
+    def max_by(self, position: int | str = 0) -> DataStream:
+        """The element with the largest field ``position`` so far, per key."""
+        return self.reduce(field_reducer(position, "max_by"))
 
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
@@ -331,9 +418,12 @@ class ConnectedStreams:
 
     def transform(self, kind: str, factory: Callable[[str, str], Any]) -> DataStream:
         """Add a two-input operator: the first stream feeds its input 0, the second its input 1."""
-        inputs = self.first._inputs(0) + self.second._inputs(1)
-        env = self.first._env
-        return DataStream(env, [(env.graph.add(kind, kind, inputs, factory), None)])
+        inputs = self.first.input_edges(0) + self.second.input_edges(1)
+        env = self.first.environment
+        node = env.graph.add(kind, kind, inputs, factory)
+        if isinstance(self.first, KeyedStream) and isinstance(self.second, KeyedStream):
+            node.attrs["keyed_inputs"] = {0: self.first.keyed_input(), 1: self.second.keyed_input()}
+        return DataStream(env, [(node, None)])
 
     def process(self, fn: CoProcessFunction) -> DataStream:
         """Run a :class:`CoProcessFunction`, or a :class:`KeyedCoProcessFunction` when both are keyed."""
@@ -466,6 +556,27 @@ class WindowedStream:
             raise ConfigurationError(msg)
         self._check_window_fn(window_function, "reduce(..., window_function)")
         return self._build(ReduceAggregate(reduce_function), plain(window_function))
+
+    def sum(self, position: int | str = 0) -> DataStream:
+        """Sum of field ``position`` per window (Flink's ``window(...).sum``), other fields as the first.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> rows = [("to", 1, 0), ("be", 1, 10), ("to", 1, 20)]
+        >>> words = env.from_collection(rows, timestamp=lambda w: w[2])
+        >>> keyed = words.key_by(lambda w: w[0])
+        >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
+        [('be', 1, 10), ('to', 2, 0)]
+        """
+        return self.reduce(field_reducer(position, "sum"))
+
+    def min(self, position: int | str = 0) -> DataStream:
+        """Minimum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(field_reducer(position, "min"))
+
+    def max(self, position: int | str = 0) -> DataStream:
+        """Maximum of field ``position`` per window (other fields from the first element)."""
+        return self.reduce(field_reducer(position, "max"))
 
     def process(self, function: ProcessWindowFunction) -> DataStream:
         """Evaluate each fired window with all its elements."""

@@ -21,8 +21,9 @@ boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
     │   └── StateBackendError                 the backend failed (rocksdb I/O, lock, corruption)
     │       └── StateDirectoryLockedError     another running job holds the state directory
     ├── CheckpointError                       a checkpoint could not be written
-    │   └── RestoreError                      a checkpoint/savepoint cannot be restored
-    │       └── CorruptCheckpointError        metadata or a file failed validation
+    │   ├── RestoreError                      a checkpoint/savepoint cannot be restored
+    │   │   └── CorruptCheckpointError        metadata or a file failed validation
+    │   └── TaskFencedError                   another process took a task over (this one is a zombie)
     ├── ConnectorError                        a source or sink failed (Kafka, files)
     │   └── DeserializationError              a record could not be decoded
     └── JobError                              the job failed while running; wraps the cause
@@ -48,6 +49,7 @@ __all__ = [
     "StateDirectoryLockedError",
     "StateError",
     "StreamcoreError",
+    "TaskFencedError",
     "TimestampError",
     "UserFunctionError",
 ]
@@ -121,6 +123,10 @@ class RestoreError(CheckpointError):
 
 class CorruptCheckpointError(RestoreError):
     """Raised when checkpoint metadata or one of its files fails validation; names the file."""
+
+
+class TaskFencedError(CheckpointError):
+    """Raised when another process took over a task this process still runs: it must stop writing."""
 
 
 class ConnectorError(StreamcoreError):

@@ -1,8 +1,12 @@
 """User function base classes (PyFlink names) and the side-output tag.
 
 Subclass one and override what you need. ``process_element`` may be a generator
-(``yield`` outputs), return an iterable, or return ``None`` for no output. Outputs
-carry the input element's timestamp; outputs of an event-time timer carry the timer's
+(``yield`` outputs), return a list (or another collection or iterator) of outputs, or
+return ``None`` for no output. A tuple, dict, str or bytes is one value, never a
+collection of outputs: returning one from a function class is an error (return
+``[value]``); a plain callable given where a function is expected (an interval join's
+``process(lambda left, right, ctx: ...)``) returns one output that way. Outputs carry
+the input element's timestamp; outputs of an event-time timer carry the timer's
 timestamp.
 
 Every function gets one context object: in ``open(ctx)`` use it to fetch state
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from streamcore.errors import ConfigurationError
+from streamcore.errors import ConfigurationError, UserFunctionError
 
 __all__ = [
     "CoProcessFunction",
@@ -27,7 +31,23 @@ __all__ = [
     "ProcessFunction",
     "ProcessJoinFunction",
     "TimerService",
+    "one_value_error",
 ]
+
+#: Iterable types that are one value: a function returning one of them returned one value,
+#: never a collection of outputs to split.
+ONE_VALUE_TYPES = (tuple, dict, str, bytes, bytearray)
+
+
+def one_value_error(fn: Any, what: str, operator_uid: str, value: Any) -> UserFunctionError:
+    """The error for ``fn`` (called as ``what``) returning a tuple/dict/str/bytes where outputs are due."""
+    kind = type(value).__name__
+    msg = (
+        f"{what} {function_name(fn)} of operator {operator_uid!r} returned a {kind}: a {kind} is one "
+        f"value, not a collection of outputs, and is never split into its items. Return a list of "
+        f"outputs ([value] for one), yield each output, or return None for none"
+    )
+    return UserFunctionError(msg)
 
 
 class OutputTag:

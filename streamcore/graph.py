@@ -10,6 +10,7 @@ among equally named nodes.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,30 @@ class StreamGraph:
         """Remove a node nothing reads from (``execute_and_collect``'s temporary sink)."""
         self.nodes = [n for n in self.nodes if n is not node]
 
+    def copy(self) -> StreamGraph:
+        """A graph of copied nodes (same factories and sources) that can be rewritten freely."""
+        out = StreamGraph()
+        twins: dict[int, Transformation] = {}
+        for n in self.nodes:
+            twin = dataclasses.replace(
+                n,
+                inputs=[(twins[p.id], side, tag) for p, side, tag in n.inputs],
+                attrs=dict(n.attrs),
+            )
+            twins[n.id] = twin
+            out.nodes.append(twin)
+        return out
+
+    def insert(self, node: Transformation, before: Transformation | None = None) -> Transformation:
+        """Put ``node`` before ``before`` (at the end when ``None``) and renumber: order stays topological."""
+        if before is None:
+            self.nodes.append(node)
+        else:
+            self.nodes.insert(self.nodes.index(before), node)
+        for i, n in enumerate(self.nodes):
+            n.id = i
+        return node
+
     def resolve_uids(self) -> None:
         """Give every node its uid; explicit uids must be unique.
 
@@ -118,6 +143,9 @@ class GraphOwner(Protocol):
 
     def execute(self, job_name: str = ..., restore_from: Any = None) -> Any:
         """Run the job built on :attr:`graph`."""
+
+    def execute_async(self, job_name: str = ..., restore_from: Any = None) -> Any:
+        """Run the job built on :attr:`graph` in the background; returns its handle."""
 
 
 @dataclass

@@ -9,12 +9,20 @@ exceptions into :class:`~streamcore.errors.ConfigurationError` (bad settings) or
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from streamcore.errors import ConfigurationError, ConnectorError, StreamcoreError
 
-__all__ = ["TRANSIENT_ERRORS", "check_client_config", "error_name", "import_confluent_kafka", "kafka_errors"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "check_client_config",
+    "check_seconds",
+    "error_name",
+    "import_confluent_kafka",
+    "kafka_errors",
+]
 
 # Client errors that librdkafka recovers from by itself (reconnects, leader changes).
 TRANSIENT_ERRORS = frozenset(
@@ -33,8 +41,6 @@ TRANSIENT_ERRORS = frozenset(
         "NETWORK_EXCEPTION",
     }
 )
-
-#: undelivered dead letters kept for the runtime before the reader gives up.
 
 
 def import_confluent_kafka() -> Any:
@@ -101,8 +107,10 @@ def check_client_config(config: Any, owned: Mapping[str, str], who: str) -> dict
         if key in owned:
             msg = f"{who} config must not set {key!r}: {owned[key]}"
             raise ConfigurationError(msg)
-        if value is None or not (isinstance(value, (str, int, float, bool)) or callable(value)):
-            msg = f"{who} config {key!r} must be a str, number, bool or callback, got {value!r}"
+        if value is None or not (
+            isinstance(value, (str, int, float, bool, logging.Logger)) or callable(value)
+        ):
+            msg = f"{who} config {key!r} must be a str, number, bool, callback or logger, got {value!r}"
             raise ConfigurationError(msg)
         out[key] = value
     return out

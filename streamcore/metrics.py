@@ -1,22 +1,19 @@
-"""Metrics: a histogram for latencies and Prometheus text exposition of job metrics.
+"""Metrics: a histogram for latencies, and Prometheus text of a finished job's metrics.
 
-Operators keep plain integer counters on their hot paths (an attribute increment per
-batch); ``JobHandle.metrics()`` and ``JobResult.metrics`` collect them into a nested
-dict ``{operator_uid: {name: value, ...}}``. :func:`to_prometheus` renders that dict in
-the Prometheus text format, one gauge per numeric leaf, labelled by operator and by
-any nested names (splits, states).
+Running jobs expose their metrics with ``env.enable_metrics(...)`` (see
+:mod:`streamcore.observe`): an HTTP ``/metrics`` endpoint and Pushgateway pushes, through
+``prometheus_client``. :func:`to_prometheus` renders the nested metrics dict of a
+``JobResult`` (or ``JobHandle.metrics()``) with the same registry, names and types:
+counters ``streamcore_records_in_total{job_name,task,operator}``..., gauges, no series
+per checkpoint-history entry.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["Histogram", "to_prometheus"]
-
-_NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
 
 
 class Histogram:
@@ -66,46 +63,15 @@ class Histogram:
         }
 
 
-def _leaves(obj: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], float]]:
-    if isinstance(obj, (int, float)):  # bools are ints
-        yield path, float(obj)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _leaves(v, (*path, str(k)))
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _leaves(v, (*path, str(i)))
+def to_prometheus(metrics: dict[str, Any], job: str = "streamcore-job") -> str:
+    """The Prometheus text exposition of a job's metrics dict (``JobResult.metrics``).
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def to_prometheus(metrics: dict[str, Any], prefix: str = "streamcore", job: str | None = None) -> str:
-    """Render job metrics in the Prometheus text format.
-
-    The first level of ``metrics`` is the operator uid (label ``operator``); the last
-    path element is the metric name; anything between becomes a ``scope`` label.
-
-    >>> print(to_prometheus({"orders": {"records_out": 3}}, job="j"), end="")
-    # TYPE streamcore_records_out gauge
-    streamcore_records_out{job="j",operator="orders"} 3
+    >>> text = to_prometheus({"orders": {"records_out": 3, "watermark": 0, "splits": {}}}, job="j")
+    >>> 'streamcore_records_out_total{job_name="j",operator="orders",task="0"} 3.0' in text
+    True
     """
-    series: dict[str, list[str]] = {}
-    for op, values in metrics.items():
-        for path, value in _leaves(values, ()):
-            if not path:
-                continue
-            name = f"{prefix}_{_NAME_RE.sub('_', path[-1])}"
-            labels = [f'operator="{_escape(op)}"']
-            if job is not None:
-                labels.insert(0, f'job="{_escape(job)}"')
-            if len(path) > 1:
-                labels.append(f'scope="{_escape("/".join(path[:-1]))}"')
-            shown = int(value) if value.is_integer() and abs(value) < 2**53 else value
-            series.setdefault(name, []).append(f"{name}{{{','.join(labels)}}} {shown}")
-    lines = []
-    for name in sorted(series):
-        lines.append(f"# TYPE {name} gauge")
-        lines.extend(series[name])
-    return "\n".join(lines) + ("\n" if lines else "")
+    from streamcore.observe.prometheus import JobMetrics
+    from streamcore.observe.status import status_of_metrics
+
+    snapshot = status_of_metrics(job, metrics)
+    return JobMetrics(job, lambda: snapshot).text().decode()

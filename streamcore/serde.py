@@ -1,6 +1,8 @@
 """Every byte layout streamcore writes: value serde and order-preserving key encoding.
 
-Values are msgpack. Keys (the key of a keyed stream, map-state user keys,
+Values are msgpack with two extension types, tuples and ints beyond 64 bits (the table
+is in :func:`msgpack_dumps`); it is the only value codec (state, accumulators,
+checkpoints). Keys (the key of a keyed stream, map-state user keys,
 namespaces, timestamps) use an order-preserving, self-delimiting encoding so that
 byte order equals value order and a range of values is a range of keys:
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +53,7 @@ __all__ = [
     "encode_seq",
     "encode_ts",
     "encode_ts_seq",
+    "find_unencodable",
     "json_dumps",
     "json_loads",
     "msgpack_dumps",
@@ -227,51 +231,131 @@ def decode_key(data: bytes, offset: int = 0) -> tuple[Any, int]:
     return _decode_at(data, offset)
 
 
+# -- values: msgpack with two extension types ----------------------------------------------------
 _EXT_TUPLE = 1
+_EXT_BIGINT = 2
+#: ints msgpack encodes natively (int64 and uint64); the others use the big-int extension.
+_MIN_MSGPACK_INT = -(2**63)
+_MAX_MSGPACK_INT = 2**64 - 1
+
+
+def _big_int(value: int) -> msgpack.ExtType:
+    return msgpack.ExtType(_EXT_BIGINT, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
 def _msgpack_default(obj: Any) -> Any:
-    # strict_types sends tuples and subclasses of builtins here: tuples keep their type
-    # (so state read back from RocksDB equals what the heap backend returns).
+    # strict_types sends tuples and subclasses of builtins here, and msgpack sends ints it
+    # cannot encode natively: tuples keep their type (so state read back from RocksDB
+    # equals what the heap backend returns), ints keep every bit.
     if isinstance(obj, tuple):
-        return msgpack.ExtType(_EXT_TUPLE, _packer_for_ext().pack(list(obj)))
-    for base in (bool, int, float, str, bytes, list, dict):
+        return msgpack.ExtType(_EXT_TUPLE, _new_packer().pack(list(obj)))
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        if _MIN_MSGPACK_INT <= obj <= _MAX_MSGPACK_INT:
+            return int(obj)
+        return _big_int(int(obj))
+    for base in (bool, float, str, bytes, list, dict):
         if isinstance(obj, base):
             return base(obj)
     msg = f"msgpack cannot encode a value of type {type(obj).__name__}"
     raise TypeError(msg)
 
 
-def _packer_for_ext() -> msgpack.Packer:
+def _new_packer() -> msgpack.Packer:
+    # A tuple's elements are packed by a packer of their own: a packer is not re-entrant.
     return msgpack.Packer(use_bin_type=True, strict_types=True, default=_msgpack_default)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_TUPLE:
-        return tuple(msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook))
-    return msgpack.ExtType(code, data)
+        return tuple(_unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook))
+    if code == _EXT_BIGINT:
+        return int.from_bytes(data, "big", signed=True)
+    msg = (
+        f"msgpack extension type {code} was not written by streamcore (it writes {_EXT_TUPLE} for "
+        f"tuples and {_EXT_BIGINT} for ints beyond 64 bits); was this state written by another program?"
+    )
+    raise SerializationError(msg)
 
 
-_PACKER = msgpack.Packer(use_bin_type=True, strict_types=True, default=_msgpack_default)
-_PACK = _PACKER.pack
+# A packer holds a buffer: each thread (the job's, the asynchronous checkpoint writer's)
+# packs with its own.
+_local = threading.local()
+
+
+def _thread_packer() -> Callable[[Any], bytes]:
+    packer = _new_packer()
+    _local.packer = packer
+    _local.pack = packer.pack
+    return packer.pack  # type: ignore[no-any-return]
 
 
 def msgpack_dumps(value: Any) -> bytes:
-    """Serialize a value with msgpack; tuples stay tuples (an ext type), bytes stay bytes.
+    """Serialize a value with msgpack: the one value codec of streamcore (state, checkpoints).
+
+    Everything msgpack carries natively keeps its type (None, bool, int64/uint64, float
+    including nan and inf, str, bytes, list, dict), and two extension types carry the rest:
+
+    ======  ==================  ===============================================================
+    code    Python type         payload
+    ======  ==================  ===============================================================
+    1       tuple               the elements, packed as a msgpack array by this codec
+    2       int beyond 64 bits  two's-complement big-endian bytes, as short as the sign allows
+    ======  ==================  ===============================================================
+
+    Subclasses of the basic types (IntEnum, namedtuple, str enums) come back as their
+    base type. Thread-safe: each thread packs with its own packer.
 
     Raises:
         SerializationError: the value (or something inside it) has no msgpack encoding.
+
+    >>> msgpack_loads(msgpack_dumps((1, ["a", (2**70, None)])))
+    (1, ['a', (1180591620717411303424, None)])
     """
     try:
-        return _PACK(value)
+        pack = _local.pack
+    except AttributeError:
+        pack = _thread_packer()
+    try:
+        return pack(value)  # type: ignore[no-any-return]
     except (TypeError, ValueError, OverflowError) as exc:
-        _PACKER.reset()
+        _local.packer.reset()
         msg = f"msgpack cannot encode a value of type {type(value).__name__}: {exc}"
         raise SerializationError(msg) from exc
 
 
+def find_unencodable(value: Any) -> Any:
+    """The first value inside ``value`` (itself included) that :func:`msgpack_dumps` cannot encode.
+
+    Returns ``None`` when everything can be encoded. Used to name the culprit in errors.
+
+    >>> find_unencodable([1, ("a", {2, 3})])
+    {2, 3}
+    """
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            bad = find_unencodable(item)
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            bad = find_unencodable(k)
+            if bad is None:
+                bad = find_unencodable(v)
+            if bad is not None:
+                return bad
+        return None
+    if value is None or isinstance(value, (bool, int, float, str, bytes, bytearray)):
+        return None
+    return value
+
+
 def msgpack_loads(data: bytes) -> Any:
-    """Deserialize bytes written by :func:`msgpack_dumps`."""
+    """Deserialize bytes written by :func:`msgpack_dumps`.
+
+    Raises:
+        SerializationError: an extension type :func:`msgpack_dumps` does not write.
+    """
     return _unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
 
 

@@ -225,6 +225,7 @@ class WatermarkStrategy:
     idleness_ms: int | None = None
     alignment: WatermarkAlignment | None = None
     description: str = "custom"
+    timestamp_assigner: Callable[[Any], int] | None = None
 
     @staticmethod
     def for_bounded_out_of_orderness(bound_ms: int) -> WatermarkStrategy:
@@ -251,6 +252,28 @@ class WatermarkStrategy:
             msg = "for_generator() takes a callable that returns a WatermarkGenerator"
             raise ConfigurationError(msg)
         return WatermarkStrategy(factory, description=getattr(factory, "__name__", "custom"))
+
+    def with_timestamp_assigner(self, assigner: Any) -> WatermarkStrategy:
+        """Take event timestamps from ``assigner`` (PyFlink's name): a callable ``element -> int ms``
+        or an object with ``extract_timestamp(element, record_timestamp)`` (called with
+        ``record_timestamp=None``). A ``timestamp=`` given to the source wins over it.
+
+        >>> s = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda e: e["ts"])
+        >>> s.timestamp_assigner({"ts": 5})
+        5
+        """
+        extract = getattr(assigner, "extract_timestamp", None)
+        if callable(extract):
+            fn: Callable[[Any], int] = lambda element: extract(element, None)  # noqa: E731
+        elif callable(assigner):
+            fn = assigner
+        else:
+            msg = (
+                "with_timestamp_assigner() takes a callable element -> int ms or an object with "
+                f"extract_timestamp(element, record_timestamp), got {type(assigner).__name__}"
+            )
+            raise ConfigurationError(msg)
+        return replace(self, timestamp_assigner=fn)
 
     def with_idleness(self, idle_timeout_ms: int) -> WatermarkStrategy:
         """Mark a split idle after ``idle_timeout_ms`` of processing time without records.

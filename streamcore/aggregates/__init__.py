@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from streamcore.aggregates.base import AggregateFunction, ReduceAggregate, decode_value, encode_value
+from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
 from streamcore.aggregates.basic import Avg, Count, Max, Min, Sum
 from streamcore.aggregates.combine import CombinedAggregate, combine
 from streamcore.aggregates.topn import TopN
@@ -48,8 +48,6 @@ __all__ = [
     "Sum",
     "TopN",
     "combine",
-    "decode_value",
-    "encode_value",
     "stable_hash64",
     "stable_hash64_many",
 ]

@@ -9,9 +9,10 @@ aggregates) and ``get_result``. Three hooks serve the window operator:
   into one window at once, so per-record Python overhead is paid once per batch; the
   default loops over ``add``, functions that can vectorise override it.
 * ``serialize_accumulator(acc)`` / ``deserialize_accumulator(obj)``: keyed state stores
-  accumulators with msgpack, so every accumulator must survive
-  ``msgpack.packb`` / ``msgpack.unpackb`` through these hooks (the default is identity,
-  right for ints, floats, strs and lists of them).
+  accumulators with streamcore's one value codec (:func:`streamcore.serde.msgpack_dumps`),
+  so every accumulator must survive ``msgpack_dumps`` / ``msgpack_loads`` through these
+  hooks. The default is identity, right for None, bools, ints of any size, floats, strs,
+  bytes, and tuples, lists and dicts of these; sets and objects need the hooks.
 
 Accumulators may be mutated in place: ``add``, ``add_batch`` and ``merge`` may change
 ``acc`` (and ``merge`` its first argument) and return it, so callers must always use the
@@ -25,18 +26,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-import msgpack
+from streamcore.errors import ConfigurationError
 
-from streamcore.errors import ConfigurationError, SerializationError
-
-__all__ = [
-    "AggregateFunction",
-    "Field",
-    "ReduceAggregate",
-    "decode_value",
-    "encode_value",
-    "field_getter",
-]
+__all__ = ["AggregateFunction", "Field", "ReduceAggregate", "field_getter"]
 
 IN = TypeVar("IN")
 ACC = TypeVar("ACC")
@@ -92,11 +84,11 @@ class AggregateFunction(ABC, Generic[IN, ACC, OUT]):
         return accumulator
 
     def serialize_accumulator(self, accumulator: ACC) -> Any:
-        """A msgpack-encodable form of the accumulator (the default: the accumulator itself)."""
+        """A form of the accumulator that :func:`streamcore.serde.msgpack_dumps` encodes (default: itself)."""
         return accumulator
 
     def deserialize_accumulator(self, obj: Any) -> ACC:
-        """The accumulator back from what :meth:`serialize_accumulator` returned, after msgpack."""
+        """The accumulator back from what :meth:`serialize_accumulator` returned, after the codec."""
         return obj
 
     def __repr__(self) -> str:
@@ -128,71 +120,6 @@ def field_getter(field: Field) -> Callable[[Any], Any] | None:
         return field
     msg = f"field must be a str (key or attribute), a callable or None, got {type(field).__name__}"
     raise ConfigurationError(msg)
-
-
-_EXT_TUPLE = 1
-_EXT_BIGINT = 2
-_MIN_MSGPACK_INT = -(2**63)
-_MAX_MSGPACK_INT = 2**64 - 1
-_packb = msgpack.Packer(use_bin_type=True).pack
-
-
-def encode_value(value: Any) -> Any:
-    """A msgpack-encodable form of a value that :func:`decode_value` turns back into an equal value.
-
-    msgpack alone turns tuples into lists (so they stop being hashable and stop comparing
-    with tuples) and cannot encode ints beyond 64 bits; both become msgpack extension
-    types here. Lists and dicts are walked; subclasses of the basic types come back as the
-    base type.
-
-    Raises:
-        SerializationError: a value of a type msgpack cannot carry (e.g. ``Decimal``, objects).
-
-    >>> decode_value(msgpack.unpackb(msgpack.packb(encode_value((1, ("a", 2**70))))))
-    (1, ('a', 1180591620717411303424))
-    """
-    t = type(value)
-    if t is str or t is float or t is bool or value is None or t is bytes:
-        return value
-    if t is int:
-        if _MIN_MSGPACK_INT <= value <= _MAX_MSGPACK_INT:
-            return value
-        return msgpack.ExtType(_EXT_BIGINT, str(value).encode("ascii"))
-    if t is tuple:
-        return msgpack.ExtType(_EXT_TUPLE, _packb([encode_value(v) for v in value]))
-    if t is list:
-        return [encode_value(v) for v in value]
-    if t is dict:
-        return {encode_value(k): encode_value(v) for k, v in value.items()}
-    for base in (bool, int, float, str, bytes, tuple, list, dict):
-        if isinstance(value, base):
-            return encode_value(base(value))
-    msg = (
-        f"cannot store a value of type {t.__name__} in an accumulator; aggregate values must be "
-        "int, float, str, bytes, bool, None, or tuples, lists and dicts of these (map it first)"
-    )
-    raise SerializationError(msg)
-
-
-def decode_value(obj: Any) -> Any:
-    """Invert :func:`encode_value` on what msgpack decoded.
-
-    Raises:
-        SerializationError: an extension type this module did not write.
-    """
-    t = type(obj)
-    if t is list:
-        return [decode_value(v) for v in obj]
-    if t is msgpack.ExtType:
-        if obj.code == _EXT_TUPLE:
-            return tuple(decode_value(v) for v in msgpack.unpackb(obj.data, raw=False, strict_map_key=False))
-        if obj.code == _EXT_BIGINT:
-            return int(obj.data.decode("ascii"))
-        msg = f"unknown msgpack extension type {obj.code} in a stored accumulator; not written by streamcore?"
-        raise SerializationError(msg)
-    if t is dict:
-        return {decode_value(k): decode_value(v) for k, v in obj.items()}
-    return obj
 
 
 class ReduceAggregate(AggregateFunction[Any, "tuple[Any] | None", Any]):
@@ -244,12 +171,6 @@ class ReduceAggregate(AggregateFunction[Any, "tuple[Any] | None", Any]):
 
     def get_result(self, accumulator: tuple[Any] | None) -> Any:
         return None if accumulator is None else accumulator[0]
-
-    def serialize_accumulator(self, accumulator: tuple[Any] | None) -> Any:
-        return None if accumulator is None else [encode_value(accumulator[0])]
-
-    def deserialize_accumulator(self, obj: Any) -> tuple[Any] | None:
-        return None if obj is None else (decode_value(obj[0]),)
 
     def __repr__(self) -> str:
         return f"ReduceAggregate({getattr(self.reduce_fn, '__name__', self.reduce_fn)!r})"

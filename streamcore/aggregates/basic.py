@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, Field, decode_value, encode_value, field_getter
+from streamcore.aggregates.base import AggregateFunction, Field, field_getter
 
 __all__ = ["Avg", "Count", "Max", "Min", "Sum"]
 
@@ -94,12 +94,6 @@ class Sum(_FieldAggregate):
     def get_result(self, accumulator: Any) -> Any:
         return accumulator
 
-    def serialize_accumulator(self, accumulator: Any) -> Any:
-        return encode_value(accumulator)
-
-    def deserialize_accumulator(self, obj: Any) -> Any:
-        return decode_value(obj)
-
 
 class _Extreme(_FieldAggregate):
     """Min and Max: the accumulator is None (nothing seen) or a 1-tuple holding the extreme."""
@@ -133,12 +127,6 @@ class _Extreme(_FieldAggregate):
 
     def get_result(self, accumulator: tuple[Any] | None) -> Any:
         return None if accumulator is None else accumulator[0]
-
-    def serialize_accumulator(self, accumulator: tuple[Any] | None) -> Any:
-        return None if accumulator is None else [encode_value(accumulator[0])]
-
-    def deserialize_accumulator(self, obj: Any) -> tuple[Any] | None:
-        return None if obj is None else (decode_value(obj[0]),)
 
 
 class Min(_Extreme):
@@ -196,9 +184,3 @@ class Avg(_FieldAggregate):
     def get_result(self, accumulator: tuple[Any, int]) -> float | None:
         total, count = accumulator
         return total / count if count else None
-
-    def serialize_accumulator(self, accumulator: tuple[Any, int]) -> Any:
-        return [encode_value(accumulator[0]), accumulator[1]]
-
-    def deserialize_accumulator(self, obj: Any) -> tuple[Any, int]:
-        return (decode_value(obj[0]), obj[1])

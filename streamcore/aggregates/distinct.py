@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, Field, decode_value, encode_value, field_getter
+from streamcore.aggregates.base import AggregateFunction, Field, field_getter
 from streamcore.aggregates.sketches import BloomFilter, HyperLogLogSketch
 from streamcore.errors import ConfigurationError
 
@@ -63,10 +63,10 @@ class DistinctCount(_DistinctBase):
         return len(accumulator)
 
     def serialize_accumulator(self, accumulator: set[Any]) -> list[Any]:
-        return [encode_value(v) for v in accumulator]
+        return list(accumulator)
 
     def deserialize_accumulator(self, obj: Any) -> set[Any]:
-        return {decode_value(v) for v in obj}
+        return set(obj)
 
 
 class HyperLogLog(_DistinctBase):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from itertools import count as _count
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, Field, decode_value, encode_value, field_getter
+from streamcore.aggregates.base import AggregateFunction, Field, field_getter
 from streamcore.errors import ConfigurationError
 
 __all__ = ["TopN"]
@@ -96,15 +96,15 @@ class TopN(AggregateFunction[Any, list[Any], list[Any]]):
     def serialize_accumulator(self, accumulator: list[Any]) -> list[Any]:
         seen, heap = accumulator
         if self._rank is None:  # the rank is the value: store it once
-            return [seen, [[neg, encode_value(v)] for _, neg, v in heap]]
-        return [seen, [[encode_value(r), neg, encode_value(v)] for r, neg, v in heap]]
+            return [seen, [[neg, v] for _, neg, v in heap]]
+        return [seen, [[r, neg, v] for r, neg, v in heap]]
 
     def deserialize_accumulator(self, obj: Any) -> list[Any]:
         seen, entries = obj
         # The stored list is the heap's own array, in order, so it is still a valid heap.
         if self._rank is None:
-            return [seen, [(v, neg, v) for neg, v in ((neg, decode_value(v)) for neg, v in entries)]]
-        return [seen, [(decode_value(r), neg, decode_value(v)) for r, neg, v in entries]]
+            return [seen, [(v, neg, v) for neg, v in entries]]
+        return [seen, [(r, neg, v) for r, neg, v in entries]]
 
     def __repr__(self) -> str:
         by = self.by if self.by is None or isinstance(self.by, str) else getattr(self.by, "__name__", self.by)

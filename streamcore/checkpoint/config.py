@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from streamcore.errors import ConfigurationError
 
@@ -24,6 +26,9 @@ class CheckpointConfig:
         tolerable_failures: consecutive failed checkpoints the job survives; one more fails it.
         asynchronous: write files in a background thread after the synchronous part
             (operator snapshots, RocksDB's native checkpoint); at most one checkpoint is in flight.
+        remote: an object-storage URL (``s3://bucket/prefix``) that holds the checkpoints;
+            ``directory`` is then the local staging copy (:mod:`streamcore.checkpoint.remote`).
+        storage_options: fsspec options of ``remote`` (credentials, endpoint...).
 
     Raises:
         ConfigurationError: a bad value, or neither trigger set.
@@ -36,6 +41,8 @@ class CheckpointConfig:
     retain: int = 3
     tolerable_failures: int = 0
     asynchronous: bool = True
+    remote: str | None = None
+    storage_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.directory, (str, Path)) or not str(self.directory):

@@ -1,19 +1,24 @@
 """The checkpoint coordinator: when to checkpoint, ids, completion, retention, failures, metrics.
 
-The executor calls :meth:`CheckpointCoordinator.maybe_trigger` between batches, when
-nothing is in flight, so every checkpoint is a consistent cut. A checkpoint commits in
-these steps (the ``# Step N`` comments in the code follow them):
+It decides and records; the runtime acts. Between batches, when nothing is in flight
+(so every checkpoint is a consistent cut), the runtime asks :meth:`CheckpointCoordinator.is_due`
+and, if so, resets its record counter and calls :meth:`~CheckpointCoordinator.trigger` with
+its task (:class:`~streamcore.checkpoint.protocol.CheckpointedTask`); then it asks
+:meth:`~CheckpointCoordinator.take_completed` which checkpoints completed since it last
+asked, and notifies its operators of each. A checkpoint commits in these steps (the
+``# Step N`` comments in the code follow them):
 
-1. Assign the next id and reset the record counter.
-2. Synchronous part, the job paused: snapshot every source position and operator image
-   (sinks pre-commit their transaction here), and let RocksDB write its native checkpoint
-   (:func:`~streamcore.checkpoint.snapshot.take_snapshot`).
+1. Assign the next id.
+2. Synchronous part, the job paused: snapshot every source position, operator image and
+   watermark (sinks pre-commit their transaction here), and let a backend with a native
+   snapshot write it (:func:`~streamcore.checkpoint.snapshot.take_snapshot`).
 3. Asynchronous part, in a background thread when ``asynchronous``: write the operator
-   files, move new SST files to ``shared/``, write the metadata last and atomically
-   (:func:`~streamcore.checkpoint.snapshot.complete_snapshot`).
+   files, move new shareable native files to ``shared/``, write the metadata last and
+   atomically (:func:`~streamcore.checkpoint.snapshot.complete_snapshot`).
 4. Register the checkpoint and apply retention: keep the newest ``retain`` completed
    checkpoints and delete shared files that none of them references.
-5. Back on the job's thread: notify every operator (sinks commit) that it completed.
+5. Report it completed (:meth:`~CheckpointCoordinator.take_completed`): the runtime tells
+   every operator (sinks commit).
 
 At most one checkpoint is in flight; a trigger that comes due meanwhile waits for it.
 A failure in step 2 or 3 aborts that checkpoint, removes its files and the shared files
@@ -26,16 +31,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from streamcore.checkpoint.config import CheckpointConfig
+from streamcore.checkpoint.protocol import CheckpointedTask
 from streamcore.checkpoint.snapshot import (
     PendingSnapshot,
     complete_snapshot,
     discard_snapshot,
-    rocksdb_base,
+    native_base,
     take_snapshot,
 )
 from streamcore.checkpoint.storage import (
@@ -56,10 +63,23 @@ HISTORY = 100
 
 
 class CheckpointCoordinator:
-    """Triggers, completes and retains the checkpoints of one job run."""
+    """Triggers, completes and retains the checkpoints of one job run (or of one task).
 
-    def __init__(self, config: CheckpointConfig, job_name: str) -> None:
+    ``fence`` is called before each checkpoint's metadata is written (in the writer
+    thread); it raises :class:`~streamcore.errors.TaskFencedError` when another process
+    took the task over, so a zombie never completes a checkpoint.
+    """
+
+    def __init__(
+        self, config: CheckpointConfig, job_name: str, fence: Callable[[], None] | None = None
+    ) -> None:
         self.config = config
+        self.fence = fence
+        self.remote: Any = None
+        if config.remote is not None:
+            from streamcore.checkpoint.remote import RemoteStore
+
+            self.remote = RemoteStore(config.remote, dict(config.storage_options or {}))
         self.job_name = job_name
         self.directory: Path = config.directory
         self.storage = CheckpointStorage(config.directory)
@@ -74,10 +94,23 @@ class CheckpointCoordinator:
         self._consecutive_failures = 0
         self._failed = 0
         self._history: list[dict[str, Any]] = []
+        self._completed_unreported: list[int] = []
 
     # -- lifecycle ----------------------------------------------------------------------
-    def attach(self, executor: Any) -> None:
+    def attach(
+        self,
+        backend: str,
+        now_ms: int,
+        restored: dict[str, Any] | None = None,
+        restored_dir: Path | None = None,
+    ) -> None:
         """Prepare the directory: drop leftovers of a killed run, find the next id and the base.
+
+        Args:
+            backend: the job's state backend (a native checkpoint of it is an incremental base).
+            now_ms: the job clock (the interval starts here).
+            restored: metadata of the checkpoint or savepoint the job restored, and
+                ``restored_dir`` its directory.
 
         Raises:
             CheckpointError: the directory holds checkpoints of another job.
@@ -88,9 +121,10 @@ class CheckpointCoordinator:
             msg = f"cannot create the checkpoint directory {self.directory}: {exc}"
             raise CheckpointError(msg) from exc
         found = self.storage.list()
-        restored = getattr(executor.restore, "meta", None)
-        restored_dir = getattr(executor.restore, "path", None)
         ids = [c.id for c in found]
+        if self.remote is not None:
+            self.remote.check_writable()
+            ids.extend(self.remote.complete_ids())
         if restored is not None:
             ids.append(int(restored["id"]))
         self._next_id = max(ids, default=0) + 1
@@ -116,64 +150,75 @@ class CheckpointCoordinator:
             restored is not None
             and restored_dir is not None
             and restored.get("kind") == "checkpoint"
+            and restored_dir is not None
             and Path(restored_dir).parent.resolve() == self.directory.resolve()
-            and executor.state_factory.kind == restored.get("backend")
+            and (restored.get("native") or {}).get("backend") == backend
         ):
-            # The restored database holds exactly the SST files of that checkpoint: the
-            # next incremental checkpoint reuses them. Pinned until a newer one completes.
-            self._base = rocksdb_base(restored)
+            # The restored working state holds exactly the native files of that checkpoint:
+            # the next incremental checkpoint reuses them. Pinned until a newer one completes.
+            self._base = native_base(restored)
             self._pinned = int(restored["id"])
         self._retain()
-        self._last_ms = executor.clock.now_ms()
+        self._last_ms = now_ms
 
-    def maybe_trigger(self, executor: Any, now_ms: int) -> None:
-        """Take a checkpoint if one is due (called between batches)."""
+    def is_due(self, now_ms: int, records_since_last: int) -> bool:
+        """Whether a checkpoint is due (called between batches); also collects a finished one.
+
+        ``records_since_last`` counts records read since the runtime last triggered.
+        """
         if self._inflight is not None and self._inflight[1].done():
-            self._finish_inflight(executor)
+            self._finish_inflight()
         cfg = self.config
         if self._last_ms is None:
             self._last_ms = now_ms
-        if (cfg.every_records is not None and executor.records_since_checkpoint >= cfg.every_records) or (
+        return (cfg.every_records is not None and records_since_last >= cfg.every_records) or (
             cfg.every_ms is not None and now_ms - self._last_ms >= cfg.every_ms
-        ):
-            # A checkpoint still in flight is waited for: the interval is a promise.
-            self.trigger(executor, now_ms)
+        )
 
-    def trigger(self, executor: Any, now_ms: int | None = None, *, wait: bool = False) -> int | None:
-        """Take a checkpoint now; returns its id, or None if it failed (within tolerance).
+    def trigger(self, task: CheckpointedTask, now_ms: int, *, wait: bool = False) -> int | None:
+        """Take a checkpoint of ``task`` now; returns its id, or None if it failed (within tolerance).
 
-        With ``wait`` (or ``asynchronous=False``) it returns once the checkpoint completed.
+        A checkpoint still in flight is waited for first: the interval is a promise. With
+        ``wait`` (or ``asynchronous=False``) it returns once the checkpoint completed.
 
         Raises:
             CheckpointError: more consecutive failures than ``tolerable_failures``.
         """
-        return self._checkpoint(executor, now_ms, wait=wait, tolerate=True)
+        return self._checkpoint(task, now_ms, wait=wait, tolerate=True)
 
-    def on_job_finished(self, executor: Any) -> None:
-        """End of a bounded job: take the final checkpoint (sinks commit their last transaction).
+    def take_completed(self) -> list[int]:
+        """Ids of the checkpoints that completed since the last call, oldest first.
+
+        The runtime notifies its operators of each (two-phase-commit sinks commit).
+        """
+        ids, self._completed_unreported = self._completed_unreported, []
+        return ids
+
+    def on_job_finished(self, task: CheckpointedTask, now_ms: int) -> list[int]:
+        """End of a bounded job: take the final checkpoint; returns the ids to notify.
 
         Raises:
             CheckpointError: the final checkpoint failed (a restart finishes the job again).
         """
         try:
-            self._checkpoint(executor, None, wait=True, tolerate=False)
+            self._checkpoint(task, now_ms, wait=True, tolerate=False)
         finally:
             self.close()
+        return self.take_completed()
 
-    def _checkpoint(self, executor: Any, now_ms: int | None, *, wait: bool, tolerate: bool) -> int | None:
+    def _checkpoint(self, task: CheckpointedTask, now_ms: int, *, wait: bool, tolerate: bool) -> int | None:
         waited = time.perf_counter()
-        self._wait_inflight(executor)
+        self._wait_inflight()
         waited = (time.perf_counter() - waited) * 1000
-        # Step 1: id and counters.
+        # Step 1: the id.
         cid = self._next_id
         self._next_id += 1
-        executor.records_since_checkpoint = 0
-        self._last_ms = now_ms if now_ms is not None else executor.clock.now_ms()
+        self._last_ms = now_ms
         directory = self.storage.checkpoint_dir(cid)
         pending: PendingSnapshot | None = None
         try:
             # Step 2: the synchronous part.
-            pending = take_snapshot(executor, cid, directory, kind="checkpoint", canonical=False)
+            pending = take_snapshot(task, cid, directory, kind="checkpoint", canonical=False)
             pending.wait_ms = waited
         except Exception as exc:
             discard_snapshot(pending, directory)
@@ -189,17 +234,15 @@ class CheckpointCoordinator:
         except Exception as exc:
             self._on_failure(cid, exc, tolerate)
             return None
-        self._on_success(executor, meta)
+        self._on_success(meta)
         return cid
 
-    def savepoint(self, executor: Any, directory: str | Path) -> str:
-        """Take a savepoint (canonical, self-contained) into ``directory``; returns its path."""
-        from streamcore.checkpoint.savepoint import write_savepoint
-
-        self._wait_inflight(executor)
+    def next_savepoint_id(self) -> int:
+        """An id for a savepoint (ids are shared with checkpoints); waits for one in flight."""
+        self._wait_inflight()
         sid = self._next_id
         self._next_id += 1
-        return write_savepoint(executor, directory, savepoint_id=sid)
+        return sid
 
     def close(self) -> None:
         """Wait for a checkpoint still being written (recorded, not notified) and stop the writer.
@@ -213,8 +256,9 @@ class CheckpointCoordinator:
             if future.exception() is None:
                 meta = future.result()
                 self.completed_ids.append(pending.checkpoint_id)
-                self._base = rocksdb_base(meta)
+                self._base = native_base(meta)
                 self._history.append(dict(meta["stats"], id=pending.checkpoint_id))
+                self._log_completed(self._history[-1])
             else:
                 self._failed += 1
         if self._pool is not None:
@@ -225,7 +269,13 @@ class CheckpointCoordinator:
     def _complete(self, pending: PendingSnapshot) -> dict[str, Any]:
         try:
             # Step 3: files, then the metadata last.
-            meta = complete_snapshot(pending, self.storage.shared, self._base, self.config.incremental)
+            meta = complete_snapshot(
+                pending, self.storage.shared, self._base, self.config.incremental, before_metadata=self.fence
+            )
+            if self.remote is not None:
+                if self.fence is not None:
+                    self.fence()
+                meta["stats"]["uploaded_bytes"] = self.remote.upload(pending.directory, meta)
         except BaseException:
             discard_snapshot(pending, pending.directory)
             raise
@@ -236,14 +286,16 @@ class CheckpointCoordinator:
             self._retain()
         except OSError as exc:
             logger.warning("checkpoint retention in %s failed (retried next time): %s", self.directory, exc)
+        if self.remote is not None:
+            self.remote.prune(self.config.retain, self._pinned)
         return meta
 
-    def _wait_inflight(self, executor: Any) -> None:
+    def _wait_inflight(self) -> None:
         if self._inflight is not None:
             self._inflight[1].exception()  # blocks until the background part ends
-            self._finish_inflight(executor)
+            self._finish_inflight()
 
-    def _finish_inflight(self, executor: Any) -> None:
+    def _finish_inflight(self) -> None:
         assert self._inflight is not None
         pending, future = self._inflight
         self._inflight = None
@@ -251,19 +303,31 @@ class CheckpointCoordinator:
         if exc is not None:
             self._on_failure(pending.checkpoint_id, exc)
         else:
-            self._on_success(executor, future.result())
+            self._on_success(future.result())
 
-    def _on_success(self, executor: Any, meta: dict[str, Any]) -> None:
+    def _on_success(self, meta: dict[str, Any]) -> None:
         cid = int(meta["id"])
         self.completed_ids.append(cid)
-        self._base = rocksdb_base(meta)
+        self._base = native_base(meta)
         self._consecutive_failures = 0
         stats = dict(meta["stats"], id=cid)
         self._history.append(stats)
         del self._history[:-HISTORY]
-        logger.debug("checkpoint %d of job %r completed: %s", cid, self.job_name, stats)
-        # Step 5: tell the operators (two-phase-commit sinks commit).
-        executor.notify_checkpoint_complete(cid)
+        self._log_completed(stats)
+        # Step 5: report it; the runtime tells the operators (two-phase-commit sinks commit).
+        self._completed_unreported.append(cid)
+
+    def _log_completed(self, stats: dict[str, Any]) -> None:
+        logger.info(
+            "checkpoint %d of job %r completed in %.1f ms (pause %.1f ms): %d bytes, %d written",
+            stats["id"],
+            self.job_name,
+            stats.get("duration_ms") or 0.0,
+            stats.get("pause_ms") or 0.0,
+            stats.get("size_bytes") or 0,
+            stats.get("incremental_bytes") or 0,
+            extra={"checkpoint_id": stats["id"], "job": self.job_name},
+        )
 
     def _on_failure(self, cid: int, exc: BaseException, tolerate: bool = True) -> None:
         self._failed += 1
@@ -275,9 +339,15 @@ class CheckpointCoordinator:
                 if not tolerate
                 else (f"{self._consecutive_failures} consecutive failures, tolerable_failures={tolerable}")
             )
+            latest = self.completed_ids[-1] if self.completed_ids else self._pinned
+            resume = (
+                f"it continues from checkpoint {latest}"
+                if latest is not None
+                else "no checkpoint of it has completed, so it starts from the beginning"
+            )
             msg = (
-                f"checkpoint {cid} of job {self.job_name!r} failed ({type(exc).__name__}: {exc}); {why}; "
-                "the job fails and restarts from its latest completed checkpoint"
+                f"checkpoint {cid} of job {self.job_name!r} failed ({type(exc).__name__}: {exc}); {why}, "
+                f"so the job fails. Fix the cause and run the job again with restore_from='latest': {resume}"
             )
             raise CheckpointError(msg) from exc
         logger.warning("checkpoint %d of job %r failed and was discarded: %s", cid, self.job_name, exc)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from streamcore.checkpoint.restore import load_operator_image, resolve_path
-from streamcore.checkpoint.snapshot import materialize_rocksdb, validate_files
+from streamcore.checkpoint.snapshot import materialize_native, validate_files
 from streamcore.checkpoint.storage import (
     METADATA_FILE,
     SAVEPOINT_PREFIX,
@@ -111,7 +111,7 @@ def inspect(path: str | Path, *, validate: bool = True) -> dict[str, Any]:
         "stats": meta.get("stats", {}),
         "sources": meta["sources"],
         "operators": {},
-        "rocksdb_files": (meta.get("rocksdb") or {}).get("files", []),
+        "native_files": (meta.get("native") or {}).get("files", []),
         "shared_files": list(meta.get("shared", ())),
     }
     for uid, entry in meta["operators"].items():
@@ -252,7 +252,7 @@ def _native_canonical(
     descriptors.update(list=ListStateDescriptor, map=MapStateDescriptor)
     with tempfile.TemporaryDirectory(prefix="streamcore-read-") as tmp:
         target = Path(tmp) / "db"
-        materialize_rocksdb(meta, directory, target)
+        materialize_native(meta, directory, target)
         try:
             db = RocksDBDatabase.open_read_only(target)
         except StreamcoreError as exc:

@@ -10,7 +10,8 @@ place, so ``sp-<id>`` either is complete or does not exist.
 
 Savepoints do not commit two-phase-commit sinks' transactions (restarts recover from
 checkpoints, which would then replay committed records), except for a stop with
-savepoint: the job ends there, so its last transaction commits.
+savepoint: the job ends there, so the runtime notifies its operators of the savepoint
+and its last transaction commits.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
+from streamcore.checkpoint.protocol import CheckpointedTask
 from streamcore.checkpoint.snapshot import PendingSnapshot, complete_snapshot, discard_snapshot, take_snapshot
 from streamcore.checkpoint.storage import SAVEPOINT_PREFIX, fsync_path
 from streamcore.errors import CheckpointError, StreamcoreError
@@ -27,18 +28,15 @@ from streamcore.errors import CheckpointError, StreamcoreError
 __all__ = ["write_savepoint"]
 
 
-def write_savepoint(executor: Any, directory: str | Path, savepoint_id: int | None = None) -> str:
-    """Write a savepoint of the running job into ``directory/sp-<id>``; returns its path.
+def write_savepoint(task: CheckpointedTask, directory: str | Path, savepoint_id: int) -> str:
+    """Write a savepoint of the running task into ``directory/sp-<id>``; returns its path.
 
-    Call between batches only (the executor serves savepoint requests there).
+    Call between batches only (the runtime serves savepoint requests there).
 
     Raises:
         CheckpointError: the savepoint could not be written (nothing is left behind).
     """
     root = Path(directory)
-    if savepoint_id is None:
-        savepoint_id = getattr(executor, "_savepoint_seq", 0) + 1
-        executor._savepoint_seq = savepoint_id
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -52,7 +50,7 @@ def write_savepoint(executor: Any, directory: str | Path, savepoint_id: int | No
     tmp = root / f".{final.name}.inprogress-{secrets.token_hex(4)}"
     pending: PendingSnapshot | None = None
     try:
-        pending = take_snapshot(executor, savepoint_id, tmp, kind="savepoint", canonical=True)
+        pending = take_snapshot(task, savepoint_id, tmp, kind="savepoint", canonical=True)
         complete_snapshot(pending, None, {}, incremental=False)
         os.replace(tmp, final)
         fsync_path(root)
@@ -61,9 +59,6 @@ def write_savepoint(executor: Any, directory: str | Path, savepoint_id: int | No
         if isinstance(exc, StreamcoreError):
             raise
         what = f"{type(exc).__name__}: {exc}"
-        msg = f"savepoint {savepoint_id} of job {executor.job_name!r} into {root} failed: {what}"
+        msg = f"savepoint {savepoint_id} of job {task.job_name!r} into {root} failed: {what}"
         raise CheckpointError(msg) from exc
-    if executor.control.stop_requested.is_set():
-        # Stop with savepoint: the job ends at this cut, so its transactions are final.
-        executor.notify_checkpoint_complete(savepoint_id)
     return str(final)

@@ -2,15 +2,18 @@
 
 Taking a snapshot has two parts:
 
-1. **Synchronous** (:func:`take_snapshot`, between batches, the job paused): every source
-   position and operator image is collected and serialized (heap state is made of live
-   Python objects, so it is encoded now), and RocksDB writes its native checkpoint
-   (flush, then hard links of the SST files) into ``<dir>/db``.
+1. **Synchronous** (:func:`take_snapshot`, between batches, the job paused): the task
+   snapshots every source position, operator image and watermark into a
+   :class:`~streamcore.checkpoint.protocol.TaskImage`, serialized now (heap state is made
+   of live Python objects), and a backend with a native snapshot writes it
+   (:meth:`~streamcore.state.snapshot_strategy.SnapshotStrategy.capture`; RocksDB: flush,
+   then hard links of the SST files) into ``<dir>/native``.
 2. **Asynchronous** (:func:`complete_snapshot`, may run in a background thread): operator
-   files are written and fsync-ed; with ``incremental``, SST files that the previous
-   completed checkpoint already stored are dropped and reused from ``shared/``, new ones
-   are moved to ``shared/`` under a unique name; MANIFEST, CURRENT, OPTIONS and the
-   other small files stay private; then the metadata is written last, atomically.
+   files are written and fsync-ed; with ``incremental``, native files the strategy calls
+   shareable (immutable) that the previous completed checkpoint already stored are dropped
+   and reused from ``shared/``, new ones are moved to ``shared/`` under a unique name; the
+   other native files (MANIFEST, CURRENT, OPTIONS) stay private; then the metadata is
+   written last, atomically.
 
 If anything fails, :func:`discard_snapshot` removes the directory and the shared files
 this snapshot added; nothing that an earlier checkpoint references is touched.
@@ -23,10 +26,12 @@ import secrets
 import shutil
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamcore.checkpoint.protocol import CheckpointedTask
 from streamcore.checkpoint.storage import (
     FORMAT_VERSION,
     METADATA_FILE,
@@ -40,20 +45,21 @@ from streamcore.checkpoint.storage import (
     write_durable,
 )
 from streamcore.errors import CorruptCheckpointError
+from streamcore.operators.base import SnapshotContext
 from streamcore.serde import msgpack_dumps, msgpack_loads
-from streamcore.state.descriptors import DEFAULT_SERIALIZER
 
 __all__ = [
     "PendingSnapshot",
     "complete_snapshot",
     "discard_snapshot",
-    "materialize_rocksdb",
-    "rocksdb_base",
+    "materialize_native",
+    "native_base",
     "take_snapshot",
     "validate_files",
 ]
 
-ROCKSDB_DIR = "db"
+#: the directory of a checkpoint that holds the backend's native files.
+NATIVE_DIR = "native"
 
 
 @dataclass
@@ -65,7 +71,7 @@ class PendingSnapshot:
     directory: Path
     meta: dict[str, Any]
     payloads: list[tuple[str, str, bytes, list[list[Any]]]]
-    native_db: bool
+    shareable: Callable[[str], bool] | None
     pause_ms: float
     started: float
     added_shared: list[Path] = field(default_factory=list)
@@ -73,82 +79,71 @@ class PendingSnapshot:
 
 
 def take_snapshot(
-    executor: Any, checkpoint_id: int, directory: Path, *, kind: str, canonical: bool
+    task: CheckpointedTask, checkpoint_id: int, directory: Path, *, kind: str, canonical: bool
 ) -> PendingSnapshot:
-    """The synchronous part: snapshot every source and operator into memory, RocksDB to ``directory/db``.
+    """The synchronous part: snapshot the task into memory, its native state to ``directory/native``.
 
     ``directory`` must not exist yet (it is created here).
     """
     started = time.perf_counter()
     directory.mkdir(parents=True)
-    snap = executor.snapshot_all(checkpoint_id, canonical=canonical)
-    mp = executor.max_parallelism
-    factory = executor.state_factory
+    image = task.snapshot(SnapshotContext(checkpoint_id, canonical, kind))
+    mp = task.max_parallelism
     operators: dict[str, Any] = {}
     payloads = []
-    ops = executor.plan.by_uid if executor.plan is not None else {}
-    for n, (uid, image) in enumerate(snap["operators"].items()):
-        op = ops.get(uid)
-        entry: dict[str, Any] = {"type": type(op).__name__, "file": None, "states": describe_states(op)}
-        if image is not None:
-            data, index = encode_operator_image(image, mp)
+    for n, (uid, op_image) in enumerate(image.operators.items()):
+        info = image.info.get(uid)
+        entry: dict[str, Any] = {
+            "type": info.type if info else None,
+            "stateful": info.stateful if info else op_image is not None,
+            "file": None,
+            "states": info.states if info else None,
+        }
+        if op_image is not None:
+            data, index = encode_operator_image(op_image, mp, uid)
             name = f"op-{n}.state"
             entry.update(file=name, size=len(data), crc32=zlib.crc32(data), sections=index)
             payloads.append((uid, name, data, index))
         operators[uid] = entry
     # Positions are copied now: a reader may keep mutating the objects it returned.
-    frozen = msgpack_loads(msgpack_dumps([snap["sources"], snap.get("coordinator")]))
-    native = False
-    if not canonical and factory.kind == "rocksdb" and factory.database is not None:
-        factory.database.create_checkpoint(directory / ROCKSDB_DIR)
-        native = True
+    frozen = msgpack_loads(msgpack_dumps([image.sources, image.coordinator, image.watermarks]))
+    strategy = task.snapshot_strategy
+    native = not canonical and strategy.native
+    if native:
+        strategy.capture(directory / NATIVE_DIR)
     meta = {
         "format": FORMAT_VERSION,
         "kind": kind,
         "id": checkpoint_id,
-        "job": executor.job_name,
+        "job": task.job_name,
         "created_ms": int(time.time() * 1000),
-        "backend": factory.kind,
-        "canonical": canonical or factory.kind == "heap",
+        "backend": strategy.backend,
+        "canonical": not native,
         "max_parallelism": mp,
         "sources": frozen[0],
         "coordinator": frozen[1],
+        "watermarks": frozen[2],
         "operators": operators,
-        "rocksdb": None,
+        "native": None,
         "shared": [],
     }
     pause_ms = (time.perf_counter() - started) * 1000
-    return PendingSnapshot(checkpoint_id, kind, directory, meta, payloads, native, pause_ms, started)
-
-
-def describe_states(op: Any) -> dict[str, Any] | None:
-    """What a keyed operator registered (kinds, TTL, serializer): lets readers decode native files."""
-    backend = getattr(op, "backend", None)
-    if not getattr(op, "keyed", False) or backend is None:
-        return None
-    states = {}
-    for name, desc in backend.registered_states.items():
-        ttl = desc.ttl is not None
-        states[name] = {
-            "kind": desc.kind,
-            "storage": "value" if ttl and desc.kind in ("value", "reducing") else desc.kind,
-            "ttl": ttl,
-            "msgpack": desc.serializer is DEFAULT_SERIALIZER,
-        }
-    return {
-        "states": states,
-        "timers": sorted(getattr(backend, "_timer_services", {})),
-        "time_ordered": sorted(getattr(backend, "_time_ordered", {})),
-    }
+    shareable = strategy.shareable if native else None
+    return PendingSnapshot(checkpoint_id, kind, directory, meta, payloads, shareable, pause_ms, started)
 
 
 def complete_snapshot(
-    pending: PendingSnapshot, shared_dir: Path | None, base: dict[str, dict[str, Any]], incremental: bool
+    pending: PendingSnapshot,
+    shared_dir: Path | None,
+    base: dict[str, dict[str, Any]],
+    incremental: bool,
+    before_metadata: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """The asynchronous part: write every file, then the metadata last. Returns the metadata.
 
-    ``base`` maps SST names of the previous completed checkpoint to their shared file
-    (``{"shared": name, "size": n}``); with ``incremental`` those are reused, not stored again.
+    ``base`` maps native file names of the previous completed checkpoint to their shared
+    file (``{"shared": name, "size": n}``); with ``incremental`` those are reused, not
+    stored again.
     """
     directory = pending.directory
     meta = pending.meta
@@ -158,22 +153,23 @@ def complete_snapshot(
         written += len(data)
     size = written
     shared_names: list[str] = []
-    if pending.native_db:
+    shareable = pending.shareable
+    if shareable is not None:
         assert shared_dir is not None
-        db_dir = directory / ROCKSDB_DIR
+        native_dir = directory / NATIVE_DIR
         files = []
         moved = False
-        for path in sorted(db_dir.iterdir()):
+        for path in sorted(native_dir.iterdir()):
             fsize = path.stat().st_size
             size += fsize
-            if incremental and path.suffix == ".sst":
+            if incremental and shareable(path.name):
                 prev = base.get(path.name)
                 if prev is not None and prev["size"] == fsize and (shared_dir / prev["shared"]).is_file():
                     path.unlink()
                     files.append({"name": path.name, "size": fsize, "shared": prev["shared"]})
                     shared_names.append(prev["shared"])
                     continue
-                shared_name = f"{path.stem}-{secrets.token_hex(6)}.sst"
+                shared_name = f"{path.stem}-{secrets.token_hex(6)}{path.suffix}"
                 target = shared_dir / shared_name
                 os.replace(path, target)
                 pending.added_shared.append(target)
@@ -185,10 +181,10 @@ def complete_snapshot(
                 fsync_path(path)
                 written += fsize
                 files.append({"name": path.name, "size": fsize, "crc32": crc32_file(path)})
-        fsync_path(db_dir)
+        fsync_path(native_dir)
         if moved:
             fsync_path(shared_dir)
-        meta["rocksdb"] = {"dir": ROCKSDB_DIR, "files": files}
+        meta["native"] = {"backend": meta["backend"], "dir": NATIVE_DIR, "files": files}
     meta["shared"] = sorted(set(shared_names))
     fsync_path(directory)
     meta["stats"] = {
@@ -198,6 +194,8 @@ def complete_snapshot(
         "pause_ms": pending.pause_ms,
         "wait_ms": pending.wait_ms,
     }
+    if before_metadata is not None:
+        before_metadata()  # e.g. the task's owner check: a fenced process writes no metadata
     # Step last: the metadata makes the checkpoint exist.
     atomic_write(directory / METADATA_FILE, encode_metadata(meta))
     meta["stats"]["duration_ms"] = (time.perf_counter() - pending.started) * 1000
@@ -215,11 +213,11 @@ def discard_snapshot(pending: PendingSnapshot | None, directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def rocksdb_base(meta: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """SST name -> ``{"shared", "size"}`` of a checkpoint's shared files (the next one's base)."""
-    if not meta or not meta.get("rocksdb"):
+def native_base(meta: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Native file name -> ``{"shared", "size"}`` of a checkpoint's shared files (the next one's base)."""
+    if not meta or not meta.get("native"):
         return {}
-    return {f["name"]: f for f in meta["rocksdb"]["files"] if "shared" in f}
+    return {f["name"]: f for f in meta["native"]["files"] if "shared" in f}
 
 
 def shared_dir_of(checkpoint_dir: Path) -> Path:
@@ -239,15 +237,16 @@ def validate_files(meta: dict[str, Any], directory: Path, *, checksums: bool = T
             continue
         path = directory / entry["file"]
         _check_file(path, entry["size"], entry["crc32"] if checksums else None, f"state of operator {uid!r}")
-    rocks = meta.get("rocksdb")
-    if rocks:
+    native = meta.get("native")
+    if native:
         shared = shared_dir_of(directory)
-        for f in rocks["files"]:
+        what = f"{native['backend']} file"
+        for f in native["files"]:
             if "shared" in f:
-                _check_file(shared / f["shared"], f["size"], None, "shared RocksDB file")
+                _check_file(shared / f["shared"], f["size"], None, f"shared {what}")
             else:
-                path = directory / rocks["dir"] / f["name"]
-                _check_file(path, f["size"], f.get("crc32") if checksums else None, "RocksDB file")
+                path = directory / native["dir"] / f["name"]
+                _check_file(path, f["size"], f.get("crc32") if checksums else None, what)
 
 
 def _check_file(path: Path, size: int, crc: int | None, what: str) -> None:
@@ -264,23 +263,23 @@ def _check_file(path: Path, size: int, crc: int | None, what: str) -> None:
         raise CorruptCheckpointError(msg)
 
 
-def materialize_rocksdb(meta: dict[str, Any], directory: Path, target: Path) -> None:
-    """Build a RocksDB database directory at ``target`` from a checkpoint's files.
+def materialize_native(meta: dict[str, Any], directory: Path, target: Path) -> None:
+    """Put a checkpoint's native files back into a working directory ``target`` (must not exist).
 
-    Shared SST files are hard-linked (copied where the file system refuses); private files
-    are copied, because RocksDB appends to its MANIFEST. ``target`` must not exist.
+    Shared files are hard-linked (copied where the file system refuses); private files are
+    copied, because the backend may change them (RocksDB appends to its MANIFEST).
     """
-    rocks = meta["rocksdb"]
+    native = meta["native"]
     shared = shared_dir_of(directory)
     tmp = target.with_name(f".{target.name}.restoring")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for f in rocks["files"]:
+        for f in native["files"]:
             if "shared" in f:
                 link_or_copy(shared / f["shared"], tmp / f["name"])
             else:
-                shutil.copyfile(directory / rocks["dir"] / f["name"], tmp / f["name"])
+                shutil.copyfile(directory / native["dir"] / f["name"], tmp / f["name"])
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamcore.errors import CorruptCheckpointError
+from streamcore.errors import CorruptCheckpointError, SerializationError
 from streamcore.keygroups import key_group_for
-from streamcore.serde import msgpack_dumps, msgpack_loads
+from streamcore.serde import find_unencodable, msgpack_dumps, msgpack_loads
 
 __all__ = [
     "FORMAT_VERSION",
@@ -57,7 +57,7 @@ __all__ = [
     "write_durable",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_FILE = "_metadata"
 SHARED_DIR = "shared"
 SAVEPOINTS_DIR = "savepoints"
@@ -167,6 +167,11 @@ def decode_metadata(data: bytes, path: Path | str) -> dict[str, Any]:
     if not isinstance(meta, dict) or "kind" not in meta:
         msg = f"checkpoint metadata {path} has no checkpoint description"
         raise CorruptCheckpointError(msg)
+    if version == 1:
+        # Version 1 named the native files after RocksDB, their only producer, and kept no watermarks.
+        rocks = meta.pop("rocksdb", None)
+        meta["native"] = {"backend": "rocksdb", **rocks} if rocks else None
+        meta.setdefault("watermarks", {})
     return meta
 
 
@@ -258,18 +263,45 @@ def _split_image(image: Any, max_parallelism: int) -> tuple[Any, list[tuple[str,
     return head, sections
 
 
-def encode_operator_image(image: Any, max_parallelism: int) -> tuple[bytes, list[list[Any]]]:
-    """The bytes of an operator state file and its section index ``[kind, name, kg, offset, length]``."""
+def encode_operator_image(
+    image: Any, max_parallelism: int, operator_uid: str = "?"
+) -> tuple[bytes, list[list[Any]]]:
+    """The bytes of an operator state file and its section index ``[kind, name, kg, offset, length]``.
+
+    Raises:
+        SerializationError: a value of the image cannot be encoded; names the operator, the
+            state (or buffer, or the operator's own state) and the value's type.
+    """
     head, sections = _split_image(image, max_parallelism)
     parts = [_STATE_HEADER.pack(_STATE_MAGIC, FORMAT_VERSION)]
     offset = _STATE_HEADER.size
     index: list[list[Any]] = []
     for kind, name, kg, rows in [("head", "", -1, head), *sorted(sections, key=lambda s: (s[0], s[1], s[2]))]:
-        frame = msgpack_dumps(rows)
+        try:
+            frame = msgpack_dumps(rows)
+        except SerializationError as exc:
+            raise _unencodable_error(operator_uid, kind, name, rows) from exc
         parts.append(frame)
         index.append([kind, name, kg, offset, len(frame)])
         offset += len(frame)
     return b"".join(parts), index
+
+
+def _unencodable_error(uid: str, kind: str, name: str, rows: Any) -> SerializationError:
+    bad = find_unencodable(rows)
+    what = {"state": f"state {name!r}", "buffer": f"buffer {name!r}", "head": "its own state"}.get(
+        kind, f"timers {name!r}"
+    )
+    culprit = f"a value of type {type(bad).__name__} ({bad!r:.80})" if bad is not None else "a value"
+    hint = (
+        "store values made of None, bool, int, float, str, bytes, and tuples, lists and dicts of these "
+        "(a set as a sorted list, an object as a dict), or give the state descriptor serializer=... "
+        "(an object with dumps(value) -> bytes and loads(bytes) -> value, such as pickle)"
+        if kind == "state"
+        else "keep it to None, bool, int, float, str, bytes, and tuples, lists and dicts of these"
+    )
+    msg = f"operator {uid!r}: {what} holds {culprit} that a checkpoint cannot store; {hint}"
+    return SerializationError(msg)
 
 
 def read_sections(

@@ -1,10 +1,15 @@
 """The one operator contract, and how operators hand batches to each other.
 
-Lifecycle (Flink's ``StreamOperator``): ``setup`` -> (``restore_state``) -> ``open``
--> any number of ``process_batch`` / ``receive_watermark`` / ``on_processing_time`` /
-``snapshot_state`` / ``notify_checkpoint_complete`` -> ``finish`` -> ``close``.
-No method is ever called concurrently with another: one thread runs the whole
-dataflow.
+Lifecycle (Flink's ``StreamOperator``): ``setup`` -> (``restore_state``,
+``restore_watermarks``) -> ``open`` -> any number of ``process_batch`` /
+``receive_watermark`` / ``on_processing_time`` / ``snapshot_state`` /
+``notify_checkpoint_complete`` -> ``finish`` -> ``close``. No method is ever called
+concurrently with another: one thread runs the whole dataflow.
+
+Checkpoints are taken between batches, so an operator's watermarks are part of the
+consistent cut: :meth:`StreamOperator.watermark_state` is stored beside its state and a
+restore puts it back silently (timers it had fired stay fired), so an element that was
+late before a checkpoint is late after a restore too.
 
 A batch is two parallel lists, ``values`` and ``timestamps`` (``timestamps`` may be
 ``None`` for a batch without event time). Lists handed downstream are never mutated
@@ -14,14 +19,14 @@ afterwards, so one list may feed several consumers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from streamcore.errors import UserFunctionError
+from streamcore.errors import StreamcoreError, UserFunctionError
 from streamcore.functions import function_name
 from streamcore.time import MIN_TIMESTAMP, Clock
 
-__all__ = ["OperatorRuntime", "Output", "StreamOperator", "user_error"]
+__all__ = ["OperatorRuntime", "Output", "SnapshotContext", "StreamOperator", "call_user", "user_error"]
 
 
 class Output:
@@ -72,13 +77,34 @@ class Output:
 
 @dataclass
 class OperatorRuntime:
-    """What the runtime gives an operator in ``setup``."""
+    """What the runtime gives an operator in ``setup``.
+
+    ``task_id`` is the id of the task the operator belongs to when the job runs as several
+    tasks (a consumer group's partition), ``None`` when it is the job's only task.
+    """
 
     clock: Clock
     max_parallelism: int
     state_factory: Any
     job_name: str = "job"
-    extra: dict[str, Any] = field(default_factory=dict)
+    task_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotContext:
+    """What an operator is told when it snapshots its state.
+
+    Attributes:
+        checkpoint_id: the id of the checkpoint or savepoint being taken; two-phase-commit
+            sinks tag their pending transactions with it.
+        canonical: a backend-independent image is wanted (savepoints); otherwise keyed
+            backends may answer with a reference to their native snapshot (RocksDB files).
+        kind: ``"checkpoint"`` or ``"savepoint"``.
+    """
+
+    checkpoint_id: int
+    canonical: bool = False
+    kind: str = "checkpoint"
 
 
 def user_error(op: StreamOperator, fn: Any, what: str, exc: BaseException) -> UserFunctionError:
@@ -93,11 +119,27 @@ def user_error(op: StreamOperator, fn: Any, what: str, exc: BaseException) -> Us
     return UserFunctionError(msg)
 
 
+def call_user(op: StreamOperator, fn: Any, what: str, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` (a method of user function ``fn``), with any failure named as :func:`user_error`.
+
+    For the calls outside the hot loop: ``open``, ``close``, ``finish`` of functions and sinks.
+    """
+    try:
+        return call(*args)
+    except StreamcoreError:
+        raise
+    except Exception as exc:
+        raise user_error(op, fn, what, exc) from exc
+
+
 class StreamOperator:
     """Base of every operator. Subclasses override the hooks they need."""
 
     #: keyed operators set this; the runtime uses it to route snapshots and TTL cleanup.
     keyed = False
+    #: whether the operator keeps state in checkpoints. Restoring a savepoint into a job that
+    #: added or removed operators without state needs no flag (Flink's rule).
+    stateful = False
 
     def __init__(self, name: str, uid: str) -> None:
         self.name = name
@@ -138,16 +180,33 @@ class StreamOperator:
     def on_processing_time(self, now: int) -> None:
         """Fire processing-time timers due at ``now``."""
 
-    def snapshot_state(self, canonical: bool = False) -> Any:
-        """Operator state for a checkpoint (msgpack-able), or ``None``.
-
-        ``canonical`` asks for a backend-independent image (savepoints); otherwise keyed
-        backends may answer with a reference to their native snapshot (RocksDB files).
-        """
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
+        """Operator state for the checkpoint ``ctx.checkpoint_id`` (msgpack-able), or ``None``."""
         return None
 
     def restore_state(self, image: Any) -> None:
         """Load what :meth:`snapshot_state` returned."""
+
+    def describe_state(self) -> dict[str, Any] | None:
+        """What keyed state the operator registered (for checkpoint metadata), or None."""
+        return None
+
+    def watermark_state(self) -> list[Any]:
+        """The operator's watermarks (input watermarks, idleness, combined): stored in checkpoints."""
+        return [self.current_watermark, list(self._input_wms), list(self._input_idle), self._idle]
+
+    def restore_watermarks(self, state: list[Any]) -> None:
+        """Put back what :meth:`watermark_state` returned, without firing anything.
+
+        A checkpoint is taken when every timer its watermark made due has fired, so
+        nothing is owed. Input edges the restored job does not have keep their defaults.
+        """
+        current, wms, idle, own_idle = state
+        self.current_watermark = current
+        if len(wms) == len(self._input_wms):  # else the graph changed: inputs start over
+            self._input_wms[:] = wms
+            self._input_idle[:] = idle
+            self._idle = own_idle
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """The checkpoint ``checkpoint_id`` is durable (two-phase-commit sinks commit here)."""
@@ -204,7 +263,11 @@ class StreamOperator:
     def _set_idle(self, idle: bool) -> None:
         if idle != self._idle:
             self._idle = idle
-            self.output.emit_idle(idle)
+            self.process_idle(idle)
+
+    def process_idle(self, idle: bool) -> None:
+        """Every input became idle (``True``), or one is active again: tell downstream."""
+        self.output.emit_idle(idle)
 
 
 UserFn = Callable[..., Any]

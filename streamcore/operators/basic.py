@@ -11,8 +11,15 @@ from itertools import compress
 from typing import Any
 
 from streamcore.errors import ConfigurationError, StateError, StreamcoreError
-from streamcore.functions import Context, OutputTag, ProcessFunction, TimerService
-from streamcore.operators.base import StreamOperator, user_error
+from streamcore.functions import (
+    ONE_VALUE_TYPES,
+    Context,
+    OutputTag,
+    ProcessFunction,
+    TimerService,
+    one_value_error,
+)
+from streamcore.operators.base import StreamOperator, call_user, user_error
 
 __all__ = [
     "FilterOperator",
@@ -86,6 +93,8 @@ class FlatMapOperator(StreamOperator):
                 for v in values:
                     res = fn(v)
                     if res is not None:
+                        if type(res) is not list and isinstance(res, ONE_VALUE_TYPES):
+                            raise one_value_error(fn, "flat_map function", self.uid, res)
                         out.extend(res)
             else:
                 append = out.append
@@ -93,6 +102,8 @@ class FlatMapOperator(StreamOperator):
                 for v, ts in zip(values, timestamps, strict=True):  # type: ignore[arg-type]
                     res = fn(v)
                     if res is not None:
+                        if type(res) is not list and isinstance(res, ONE_VALUE_TYPES):
+                            raise one_value_error(fn, "flat_map function", self.uid, res)
                         for o in res:
                             append(o)
                             ts_append(ts)
@@ -105,10 +116,18 @@ class FlatMapOperator(StreamOperator):
         self.output.emit(out, out_ts)
 
 
-def collect_outputs(res: Any, ts: Any, out: list[Any], out_ts: list[Any] | None) -> None:
-    """Append the outputs of one user-function call (iterable or None) with timestamp ``ts``."""
+def collect_outputs(
+    res: Any, ts: Any, out: list[Any], out_ts: list[Any] | None, fn: Any, what: str, uid: str
+) -> None:
+    """Append the outputs of one call of ``fn`` (a collection, iterator or None) with timestamp ``ts``.
+
+    Raises:
+        UserFunctionError: ``res`` is a tuple, dict, str or bytes (one value, not outputs).
+    """
     if res is None:
         return
+    if type(res) is not list and isinstance(res, ONE_VALUE_TYPES):
+        raise one_value_error(fn, what, uid, res)
     if out_ts is None:
         out.extend(res)
         return
@@ -175,11 +194,11 @@ class NonKeyedContext(Context):
 
     __slots__ = ("_op", "_side", "_timers", "ts")
 
-    def __init__(self, op: StreamOperator) -> None:
+    def __init__(self, op: StreamOperator, side_outputs: SideOutputs) -> None:
         self._op = op
         self.ts: int | None = None
         self._timers = _NoTimers(op)
-        self._side = SideOutputs(op)
+        self._side = side_outputs
 
     def timestamp(self) -> int | None:
         return self.ts
@@ -208,11 +227,12 @@ class ProcessOperator(StreamOperator):
             msg = f"process() on a non-keyed stream takes a ProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = NonKeyedContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = NonKeyedContext(self, self.side_outputs)
 
     def open(self) -> None:
         """Open the user function."""
-        self.fn.open(self.ctx)
+        call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """Call ``process_element`` per element."""
@@ -227,7 +247,7 @@ class ProcessOperator(StreamOperator):
                 ctx.ts = ts
                 res = pe(v, ctx)
                 if res is not None:
-                    collect_outputs(res, ts, out, out_ts)
+                    collect_outputs(res, ts, out, out_ts, self.fn, "process_element of", self.uid)
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -235,8 +255,8 @@ class ProcessOperator(StreamOperator):
         self.records_in += len(values)
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def close(self) -> None:
         """Close the user function."""
-        self.fn.close()
+        call_user(self, self.fn, "close of", self.fn.close)

@@ -21,13 +21,18 @@ that join and nothing else.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError, TimestampError
-from streamcore.functions import OutputTag, ProcessJoinFunction, function_name
-from streamcore.operators.base import OperatorRuntime, user_error
+from streamcore.functions import (
+    ONE_VALUE_TYPES,
+    OutputTag,
+    ProcessJoinFunction,
+    function_name,
+    one_value_error,
+)
+from streamcore.operators.base import OperatorRuntime, call_user, user_error
 from streamcore.operators.basic import SideOutputs
 from streamcore.operators.keyed import KeyedOperator
 from streamcore.state.time_index import TimeIndex
@@ -78,14 +83,19 @@ class IntervalJoinContext:
 
     __slots__ = ("_kc", "_out", "_out_ts", "_side", "left_ts", "right_ts", "ts")
 
-    def __init__(self, op: IntervalJoinOperator) -> None:
+    def __init__(self, op: IntervalJoinOperator, side_outputs: SideOutputs) -> None:
         self._kc = op.key_context
-        self._side = SideOutputs(op)
+        self._side = side_outputs
         self._out: list[Any] = []
         self._out_ts: list[Any] = []
         self.left_ts = MIN_TIMESTAMP
         self.right_ts = MIN_TIMESTAMP
         self.ts = MIN_TIMESTAMP
+
+    def bind_outputs(self, out: list[Any], out_ts: list[Any]) -> None:
+        """Where :meth:`emit` appends (the operator's output lists of the current batch)."""
+        self._out = out
+        self._out_ts = out_ts
 
     def get_left_timestamp(self) -> int:
         """The timestamp of the left element of the pair."""
@@ -148,8 +158,8 @@ class IntervalJoinOperator(KeyedOperator):
     entries, and the tombstones lie below every later probe's range. An element that
     cannot join anything in the future is probed but not buffered. The final watermark (end
     of input) empties both buffers. A key the other side holds nothing for is not probed at all
-    (per-key counts). Index and counts are rebuilt from the buffers on restore, so
-    checkpoints never carry them.
+    (the buffer's per-key counts). The index is rebuilt from the buffers on restore, so
+    checkpoints never carry it.
 
     Metrics: ``probes`` (reads of the other buffer; ``probes_skipped`` counts elements whose
     key the other side holds nothing for), ``entries_scanned`` (entries the probes read),
@@ -216,34 +226,23 @@ class IntervalJoinOperator(KeyedOperator):
         # The expiry index of each side: ``(ts, seq, key)`` of every buffered element, in
         # time order. Cleanup cuts off the prefix the watermark expired.
         self._expiry = (TimeIndex(), TimeIndex())
-        # Buffered elements per key of each side: a key the other side holds nothing for is
-        # not probed at all. A heap buffer's own per-key table answers that (``_held``);
-        # otherwise (RocksDB) the operator counts in ``_counts``.
-        self._counts: tuple[dict[Any, int], dict[Any, int]] = ({}, {})
-        self._held: tuple[Any, Any] = (None, None)
 
     # -- lifecycle ----------------------------------------------------------------------
     def setup(self, runtime: OperatorRuntime) -> None:
         """Create the two buffers (before a restore loads them)."""
         super().setup(runtime)
         self._buffers = tuple(self.backend.time_ordered_state(n) for n in BUFFER_NAMES)
-        views = tuple(b.entries_by_key() for b in self._buffers)
-        self._held = views if None not in views else (None, None)
 
     def open(self) -> None:
         """Build the context and open the join function."""
-        self.ctx = IntervalJoinContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = IntervalJoinContext(self, self.side_outputs)
         self._pe = self.fn.fn if isinstance(self.fn, _CallableJoin) else self.fn.process_element
-        try:
-            self.fn.open(self.ctx)  # type: ignore[arg-type]
-        except StreamcoreError:
-            raise
-        except Exception as exc:
-            raise user_error(self, self.fn, "open of", exc) from exc
+        call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
     def close(self) -> None:
         """Close the join function."""
-        self.fn.close()
+        call_user(self, self.fn, "close of", self.fn.close)
 
     # -- elements ------------------------------------------------------------------------
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
@@ -262,8 +261,7 @@ class IntervalJoinOperator(KeyedOperator):
         out: list[Any] = []
         out_ts: list[int] = []
         ctx = self.ctx
-        ctx._out = out
-        ctx._out_ts = out_ts
+        ctx.bind_outputs(out, out_ts)
         self.backend.begin_batch()
         try:
             self._join_side(values, timestamps, keys, side, out, out_ts)  # type: ignore[arg-type]
@@ -277,7 +275,7 @@ class IntervalJoinOperator(KeyedOperator):
             self.backend.end_batch()
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def _join_side(
         self,
@@ -304,16 +302,15 @@ class IntervalJoinOperator(KeyedOperator):
             def probe(lo: int, hi: int) -> list[tuple[int, Any]]:
                 return [e for e in scan_key() if lo <= e[0] <= hi]
 
-        counting = self._held[side] is None
-        counts = self._counts[side]
-        count_get = counts.get
-        other_held = self._held[1 - side]
-        other_get = self._counts[1 - side].get if counting else other_held.get
         n_in = len(values)
         kc = self.key_context
         assert kc is not None
         key_bytes = kc.key_bytes_batch(keys)
+        # Entries the other side holds per key: a key it holds nothing for is not probed.
+        held_counts = other.counts(keys)
         pe = self._pe
+        # A plain callable's tuple, dict, str, bytes or scalar is one output; a class must return outputs.
+        one_value_is_output = isinstance(self.fn, _CallableJoin)
         ctx = self.ctx
         append = out.append
         ts_append = out_ts.append
@@ -325,14 +322,13 @@ class IntervalJoinOperator(KeyedOperator):
         matches = 0
         # Probe first, then buffer the whole batch: an element probes only the *other*
         # buffer, so its own side's additions of this batch cannot change what it finds.
-        for v, k, kb, ts in zip(values, keys, key_bytes, timestamps, strict=True):
-            held = other_get(k)
+        for v, k, kb, ts, held in zip(values, keys, key_bytes, timestamps, held_counts, strict=True):
             if not held:
                 continue
             kc.key = k
             kc.key_bytes = kb
             probes += 1
-            key_entries += held if counting else len(held)
+            key_entries += held
             lo = ts + lo_off
             hi = ts + hi_off
             if clamp:
@@ -353,6 +349,14 @@ class IntervalJoinOperator(KeyedOperator):
                         ctx.right_ts = ts
                         res = pe(ov, v, ctx)
                     if res is not None:
+                        if type(res) is not list and (
+                            isinstance(res, ONE_VALUE_TYPES) or not hasattr(res, "__iter__")
+                        ):
+                            if not one_value_is_output:
+                                raise one_value_error(self.fn, "process_element of", self.uid, res)
+                            append(res)
+                            ts_append(t)
+                            continue
                         for o in res:
                             append(o)
                             ts_append(t)
@@ -367,9 +371,6 @@ class IntervalJoinOperator(KeyedOperator):
             values = [values[i] for i in keep]
         seqs = own.add_batch(keys, key_bytes, timestamps, values)
         self._expiry[side].add_many(timestamps, seqs, keys)
-        if counting:
-            for k in keys:
-                counts[k] = count_get(k, 0) + 1
         buffered = len(seqs)
         self.probes += probes
         self.probes_skipped += n_in - probes
@@ -398,14 +399,6 @@ class IntervalJoinOperator(KeyedOperator):
                     continue
                 expired = index.pop_until(cut)
             n = len(expired)
-            if self._held[side] is None:
-                counts = self._counts[side]
-                for _, _, key in expired:
-                    left = counts[key] - 1
-                    if left:
-                        counts[key] = left
-                    else:
-                        del counts[key]
             self.backend.begin_batch()
             try:
                 self._buffers[side].remove_entries(expired)
@@ -416,7 +409,7 @@ class IntervalJoinOperator(KeyedOperator):
 
     # -- checkpoints ---------------------------------------------------------------------
     def restore_operator_state(self, image: Any) -> None:
-        """Rebuild the expiry index and the per-key counts from the restored buffers.
+        """Rebuild the expiry index from the restored buffers.
 
         The index is derived state: every buffered entry's ``(ts, seq, key)`` is in the
         buffers' keys, so checkpoints do not carry it (a RocksDB checkpoint stays
@@ -427,10 +420,6 @@ class IntervalJoinOperator(KeyedOperator):
         for side in (0, 1):
             index = self._expiry[side]
             index.load(self._buffers[side].index_entries())
-            counts = self._counts[side]
-            counts.clear()
-            if self._held[side] is None:
-                counts.update(Counter(k for _, _, k in index))
             self.buffered_per_side[side] = len(index)
 
     def metrics(self) -> dict[str, Any]:

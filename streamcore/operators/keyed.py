@@ -13,7 +13,7 @@ from typing import Any
 
 from streamcore.errors import KeyEncodingError, KeySelectorError, StreamcoreError
 from streamcore.functions import TimerService, function_name
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.state.api import KeyContext, KeyedStateBackend
 from streamcore.time import MIN_TIMESTAMP
 
@@ -64,6 +64,7 @@ class KeyedOperator(StreamOperator):
     """Base of keyed operators (process, co-process, interval join, windows)."""
 
     keyed = True
+    stateful = True
 
     def __init__(
         self,
@@ -101,11 +102,25 @@ class KeyedOperator(StreamOperator):
         except StreamcoreError:
             raise
         except Exception as exc:
-            msg = (
-                f"key selector {function_name(kf)} of operator {self.uid!r} raised "
-                f"{type(exc).__name__}: {exc}; make it return a key for every element"
-            )
-            raise KeySelectorError(msg) from exc
+            raise self._key_selector_error(kf, values, exc) from exc
+
+    def _key_selector_error(self, kf: Any, values: list[Any], exc: Exception) -> KeySelectorError:
+        """Name the ``key_by`` (its function and where it is defined) and show the element (truncated)."""
+        element = "an element"
+        for v in values:  # find the element it failed on (key selectors are pure)
+            try:
+                kf(v)
+            except Exception:
+                text = repr(v)
+                element = f"element {text if len(text) <= 200 else text[:197] + '...'}"
+                break
+        code = getattr(kf, "__code__", None)
+        where = f" (defined at {code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+        msg = (
+            f"key_by({function_name(kf)}){where} raised {type(exc).__name__}: {exc} for {element}, "
+            f"feeding operator {self.uid!r}; make the key selector return a key for every element"
+        )
+        return KeySelectorError(msg)
 
     def key_error(self, exc: KeyEncodingError, side: int = 0) -> KeyEncodingError:
         """Re-word a key encoding error with the operator and key selector names."""
@@ -199,9 +214,9 @@ class KeyedOperator(StreamOperator):
         """Emit side outputs buffered by user code (subclasses with a context override)."""
 
     # -- checkpoints -------------------------------------------------------------------
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """The keyed backend's image plus the operator's own state."""
-        return {"keyed": self.backend.snapshot(canonical), "operator": self.snapshot_operator_state()}
+        return {"keyed": self.backend.snapshot(ctx.canonical), "operator": self.snapshot_operator_state()}
 
     def restore_state(self, image: Any) -> None:
         """Load an image written by :meth:`snapshot_state`."""
@@ -216,6 +231,15 @@ class KeyedOperator(StreamOperator):
 
     def restore_operator_state(self, image: Any) -> None:
         """Load what :meth:`snapshot_operator_state` returned."""
+
+    def describe_state(self) -> dict[str, Any] | None:
+        """What the keyed backend has registered (state kinds, timers, buffers)."""
+        return self.backend.describe()
+
+    def restore_watermarks(self, state: list[Any]) -> None:
+        """Restore the watermarks; event-time TTL reads the operator's watermark too."""
+        super().restore_watermarks(state)
+        self.backend.event_time = self.current_watermark
 
     def metrics(self) -> dict[str, Any]:
         """Counters plus per-state figures of the backend."""

@@ -7,14 +7,16 @@ from typing import Any
 
 from streamcore.errors import ConfigurationError, KeyEncodingError, StreamcoreError
 from streamcore.functions import (
+    ONE_VALUE_TYPES,
     CoProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     OutputTag,
     TimerService,
+    one_value_error,
 )
-from streamcore.operators.base import StreamOperator, user_error
-from streamcore.operators.basic import NonKeyedContext, SideOutputs
+from streamcore.operators.base import StreamOperator, call_user, user_error
+from streamcore.operators.basic import NonKeyedContext, SideOutputs, collect_outputs
 from streamcore.operators.keyed import KeyedOperator, KeyedTimerService
 from streamcore.state.descriptors import ValueStateDescriptor
 
@@ -31,12 +33,12 @@ class KeyedProcessContext:
 
     __slots__ = ("_backend", "_kc", "_op", "_side", "_timers", "ts")
 
-    def __init__(self, op: KeyedOperator) -> None:
+    def __init__(self, op: KeyedOperator, side_outputs: SideOutputs) -> None:
         self._op = op
         self._kc = op.key_context
         self._backend = op.backend
         self._timers = KeyedTimerService(op)
-        self._side = SideOutputs(op)
+        self._side = side_outputs
         self.ts: int | None = None
 
     def timestamp(self) -> int | None:
@@ -73,17 +75,13 @@ class _KeyedFunctionOperator(KeyedOperator):
 
     def open(self) -> None:
         """Build the context and open the user function."""
-        self.ctx = KeyedProcessContext(self)
-        try:
-            self.fn.open(self.ctx)
-        except StreamcoreError:
-            raise
-        except Exception as exc:
-            raise user_error(self, self.fn, "open of", exc) from exc
+        self.side_outputs = SideOutputs(self)
+        self.ctx = KeyedProcessContext(self, self.side_outputs)
+        call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
     def close(self) -> None:
         """Close the user function."""
-        self.fn.close()
+        call_user(self, self.fn, "close of", self.fn.close)
 
     def _run(
         self, pe: Callable[[Any, Any], Any], values: list[Any], timestamps: list[int] | None, side: int
@@ -106,6 +104,8 @@ class _KeyedFunctionOperator(KeyedOperator):
                     kc.key_bytes = kb
                     res = pe(v, ctx)
                     if res is not None:
+                        if type(res) is not list and isinstance(res, ONE_VALUE_TYPES):
+                            raise one_value_error(self.fn, "process_element of", self.uid, res)
                         extend(res)
             else:
                 out_ts = []
@@ -117,6 +117,8 @@ class _KeyedFunctionOperator(KeyedOperator):
                     ctx.ts = ts
                     res = pe(v, ctx)
                     if res is not None:
+                        if type(res) is not list and isinstance(res, ONE_VALUE_TYPES):
+                            raise one_value_error(self.fn, "process_element of", self.uid, res)
                         for o in res:
                             append(o)
                             ts_append(ts)
@@ -130,7 +132,7 @@ class _KeyedFunctionOperator(KeyedOperator):
             self.backend.end_batch()
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        self.ctx._side.flush()
+        self.side_outputs.flush()
         self.cleanup_state_incrementally()
 
     def on_event_timer(self, timestamp: int, namespace: Any, out: list[Any], out_ts: list[Any]) -> None:
@@ -138,10 +140,7 @@ class _KeyedFunctionOperator(KeyedOperator):
         self.ctx.ts = timestamp
         try:
             res = self.fn.on_timer(timestamp, self.ctx)
-            if res is not None:
-                n = len(out)
-                out.extend(res)
-                out_ts.extend([timestamp] * (len(out) - n))
+            collect_outputs(res, timestamp, out, out_ts, self.fn, "on_timer of", self.uid)
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -152,8 +151,7 @@ class _KeyedFunctionOperator(KeyedOperator):
         self.ctx.ts = None
         try:
             res = self.fn.on_timer(timestamp, self.ctx)
-            if res is not None:
-                out.extend(res)
+            collect_outputs(res, None, out, None, self.fn, "on_timer of", self.uid)
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -161,7 +159,7 @@ class _KeyedFunctionOperator(KeyedOperator):
 
     def flush_side_outputs(self) -> None:
         """Emit side outputs of timer callbacks."""
-        self.ctx._side.flush()
+        self.side_outputs.flush()
 
 
 class KeyedProcessOperator(_KeyedFunctionOperator):
@@ -211,11 +209,12 @@ class CoProcessOperator(StreamOperator):
             msg = f"connected streams take a CoProcessFunction, got {type(fn).__name__}"
             raise ConfigurationError(msg)
         self.fn = fn
-        self.ctx = NonKeyedContext(self)
+        self.side_outputs = SideOutputs(self)
+        self.ctx = NonKeyedContext(self, self.side_outputs)
 
     def open(self) -> None:
         """Open the user function."""
-        self.fn.open(self.ctx)  # type: ignore[arg-type]
+        call_user(self, self.fn, "open of", self.fn.open, self.ctx)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """``process_element1`` for input 0, ``process_element2`` for input 1."""
@@ -229,10 +228,7 @@ class CoProcessOperator(StreamOperator):
                 ctx.ts = ts
                 res = pe(v, ctx)
                 if res is not None:
-                    n = len(out)
-                    out.extend(res)
-                    if out_ts is not None:
-                        out_ts.extend([ts] * (len(out) - n))
+                    collect_outputs(res, ts, out, out_ts, self.fn, f"{pe.__name__} of", self.uid)
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -240,11 +236,11 @@ class CoProcessOperator(StreamOperator):
         self.records_in += len(values)
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        ctx._side.flush()
+        self.side_outputs.flush()
 
     def close(self) -> None:
         """Close the user function."""
-        self.fn.close()
+        call_user(self, self.fn, "close of", self.fn.close)
 
 
 class ReduceFunction(KeyedProcessFunction):
@@ -266,4 +262,4 @@ class ReduceFunction(KeyedProcessFunction):
         current = acc.value()
         new = value if current is None else self.reduce_fn(current, value)
         acc.update(new)
-        return (new,)
+        return [new]

@@ -6,41 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from streamcore.errors import StreamcoreError, TimestampError
-from streamcore.functions import function_name
-from streamcore.operators.base import StreamOperator, user_error
+from streamcore.operators.base import SnapshotContext, StreamOperator, user_error
 from streamcore.time import MAX_TIMESTAMP, Clock, WatermarkStrategy
+from streamcore.timestamps import extract_timestamps
 
-__all__ = ["TimestampsAndWatermarksOperator", "check_timestamps", "extract_timestamps"]
-
-
-def extract_timestamps(op_uid: str, fn: Callable[[Any], int], values: list[Any]) -> list[int]:
-    """``fn(v)`` for every value, checked to be ints.
-
-    Raises:
-        TimestampError: the assigner returned something that is not an int.
-        UserFunctionError: the assigner raised.
-    """
-    try:
-        ts = [fn(v) for v in values]
-    except StreamcoreError:
-        raise
-    except Exception as exc:
-        msg = f"timestamp assigner {function_name(fn)} of {op_uid!r} raised {type(exc).__name__}: {exc}"
-        raise TimestampError(msg) from exc
-    check_timestamps(op_uid, fn, ts, values)
-    return ts
-
-
-def check_timestamps(op_uid: str, fn: Any, ts: list[Any], values: list[Any]) -> None:
-    """Raise :class:`TimestampError` unless every timestamp is an int."""
-    if ts and set(map(type, ts)) != {int}:
-        bad = next(i for i, t in enumerate(ts) if type(t) is not int)
-        msg = (
-            f"timestamp assigner {function_name(fn)} of {op_uid!r} returned {ts[bad]!r} "
-            f"({type(ts[bad]).__name__}) for element {values[bad]!r}; timestamps must be int milliseconds "
-            "since the epoch (e.g. int(dt.timestamp() * 1000))"
-        )
-        raise TimestampError(msg)
+__all__ = ["TimestampsAndWatermarksOperator"]
 
 
 class TimestampsAndWatermarksOperator(StreamOperator):
@@ -93,7 +63,9 @@ class TimestampsAndWatermarksOperator(StreamOperator):
     def receive_idle(self, edge: int, idle: bool) -> None:
         """Idleness of the input does not matter: this operator makes its own watermarks."""
 
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    stateful = True
+
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """The generator's state and the current watermark."""
         return {"generator": self.generator.snapshot(), "watermark": self.current_watermark}
 

@@ -1,27 +1,39 @@
-"""The scheduler loop: one thread polls source splits in turn and pushes each batch
-synchronously through the operators.
+"""The scheduler loop: one thread polls the source splits of every task of the process in turn
+and pushes each batch synchronously through that task's operators.
+
+A process runs one or more tasks (:class:`~streamcore.runtime.task_runner.TaskRunner`),
+as its :class:`~streamcore.runtime.membership.Membership` decides: a job in one process
+has one task; a job whose Kafka sources form a consumer group runs the tasks the group
+assigns, and starts and hands over tasks as the group rebalances, between batches.
 
 Backpressure is structural: a split is read only after the previous batch has gone
-all the way through. Between batches (when nothing is in flight) the executor fires
-processing-time timers, serves checkpoint and savepoint requests and checks for a
-stop request, so a checkpoint is a consistent cut by construction.
+all the way through. Between batches (when nothing is in flight) the executor fires the
+task's processing-time timers, discovers new splits, lets the rate coordinator decide,
+asks the checkpoint coordinator whether a checkpoint is due (and acts on its answers:
+resets the record counter, notifies operators of completed checkpoints), serves
+savepoint requests and checks for a stop request, so a checkpoint is a consistent cut by
+construction.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from streamcore.errors import JobError, StreamcoreError
-from streamcore.graph import PhysicalPlan, StreamGraph
-from streamcore.operators.base import OperatorRuntime, StreamOperator
-from streamcore.runtime.source_task import SourceTask
-from streamcore.state.factory import StateBackendFactory
+from streamcore.runtime.membership import Membership, StaticMembership
+from streamcore.runtime.task import Task
+from streamcore.runtime.task_runner import TaskRunner
 from streamcore.time import Clock, SystemClock
 
-__all__ = ["JobControl", "JobExecutor", "JobResult", "build_plan"]
+__all__ = ["JobControl", "JobExecutor", "JobResult"]
+
+logger = logging.getLogger("streamcore.runtime")
 
 
 @dataclass
@@ -35,6 +47,7 @@ class JobResult:
     stopped: bool = False
     savepoint: str | None = None
     checkpoints: list[int] = field(default_factory=list)
+    restarts: int = 0
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else "finished"
@@ -42,134 +55,188 @@ class JobResult:
 
 
 class JobControl:
-    """Requests from other threads to a running job (stop, savepoint); served between batches."""
+    """Requests from other threads to a running job (stop, savepoints); served between batches.
+
+    A savepoint request is ``(directory, done, result)``: the job appends the savepoint's
+    path (or the exception) to ``result`` and sets ``done``. ``stop_savepoint`` is the
+    result list of the savepoint a stop asked for, if any; ``final_checkpoint`` says whether
+    a stop without savepoint takes a last checkpoint of every task (so sinks commit what
+    was written).
+    """
 
     def __init__(self) -> None:
         self.stop_requested = threading.Event()
-        self.drain = False
         self.savepoint_requests: list[tuple[str, threading.Event, list[Any]]] = []
+        self.stop_savepoint: list[Any] | None = None
+        self.final_checkpoint = False
         self.lock = threading.Lock()
         self.running = threading.Event()
 
+    def request_savepoint(self, directory: str) -> tuple[threading.Event, list[Any]]:
+        """Queue a savepoint into ``directory``; returns the event set when it is done, and its result."""
+        done = threading.Event()
+        result: list[Any] = []
+        with self.lock:
+            self.savepoint_requests.append((directory, done, result))
+        return done, result
 
-def build_plan(graph: StreamGraph, runtime: OperatorRuntime) -> PhysicalPlan:
-    """Instantiate every node of ``graph`` and wire the edges."""
-    graph.resolve_uids()
-    built: dict[int, Any] = {}
-    sources: list[SourceTask] = []
-    operators: list[StreamOperator] = []
-    by_uid: dict[str, Any] = {}
-    for node in graph.nodes:
-        if node.kind == "source":
-            task = SourceTask(
-                node.name, node.resolved_uid, node.source, node.watermarks, node.timestamp_fn, runtime.clock
-            )
-            sources.append(task)
-            built[node.id] = task
-        else:
-            assert node.factory is not None
-            op = node.factory(node.name, node.resolved_uid)
-            op.setup(runtime)
-            for producer, side, tag in node.inputs:
-                upstream = built[producer.id]
-                upstream.output.connect(op, side, op.add_input_edge(), tag)
-            operators.append(op)
-            built[node.id] = op
-        by_uid[node.resolved_uid] = built[node.id]
-    return PhysicalPlan(sources, operators, by_uid)
+    def request_stop(
+        self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False
+    ) -> list[Any]:
+        """Ask the job to stop between two batches, after a savepoint into ``savepoint_directory``.
+
+        With ``final_checkpoint`` (and no savepoint) every checkpointed task takes one last
+        checkpoint at the stop position and its sinks commit it. Returns the list the
+        savepoint's path (or its exception) is appended to.
+        """
+        result: list[Any] = []
+        with self.lock:
+            self.final_checkpoint = self.final_checkpoint or final_checkpoint
+            if savepoint_directory is not None:
+                self.stop_savepoint = result
+                self.savepoint_requests.append((savepoint_directory, threading.Event(), result))
+            self.stop_requested.set()
+        return result
+
+    def take_savepoint_requests(self, *, stopping: bool) -> list[tuple[str, threading.Event, list[Any]]]:
+        """Queued savepoint requests, oldest first; the stop's own only when ``stopping``."""
+        with self.lock:
+            take = [r for r in self.savepoint_requests if stopping or r[2] is not self.stop_savepoint]
+            self.savepoint_requests = [r for r in self.savepoint_requests if r not in take]
+        return take
+
+
+BatchListener = Callable[[Task], None]
+"""Called between batches with the running task (instrumentation: benchmarks sample state size)."""
+
+RunnerFactory = Callable[[str], "TaskRunner | None"]
+"""Builds the runner of a task id (its state backend, checkpoints and restore plan), or
+returns ``None`` when the task cannot start yet (its previous owner still runs it)."""
 
 
 class JobExecutor:
-    """Runs one job to its end (bounded sources), or until stopped."""
+    """Runs the tasks of one job in this process to their end (bounded sources), or until stopped.
+
+    Args:
+        job_name: the job's name.
+        make_runner: builds the runner of a task id.
+        clock: the job clock.
+        batch_size: records taken from a split at a time.
+        membership: which tasks this process runs (one task ``"0"`` by default).
+        control: requests from other threads (stop, savepoints).
+        batch_listeners: called with the task after every batch.
+        checkpoint_dir: the job's checkpoint directory, if it checkpoints (savepoints go to
+            its ``savepoints/`` unless a request names a directory).
+    """
 
     def __init__(
         self,
-        graph: StreamGraph,
         job_name: str,
+        make_runner: RunnerFactory,
         *,
         clock: Clock,
         batch_size: int,
-        max_parallelism: int,
-        state_factory: StateBackendFactory,
-        checkpointing: Any = None,
-        restore: Any = None,
-        coordinator: Any = None,
+        membership: Membership | None = None,
         control: JobControl | None = None,
         idle_sleep_ms: int = 1,
+        batch_listeners: list[BatchListener] | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
-        self.graph = graph
         self.job_name = job_name
+        self.checkpoint_dir = checkpoint_dir
+        self.make_runner = make_runner
         self.clock = clock
         self.batch_size = batch_size
-        self.max_parallelism = max_parallelism
-        self.state_factory = state_factory
-        self.checkpointing = checkpointing
-        self.restore = restore
-        self.coordinator = coordinator
+        self.membership = membership or StaticMembership()
         self.control = control or JobControl()
         self.idle_sleep_ms = idle_sleep_ms
-        self.plan: PhysicalPlan | None = None
-        self.records_since_checkpoint = 0
-        self._proc_time_ops: list[StreamOperator] = []
-        self._discovering: list[SourceTask] = []
+        self.batch_listeners = list(batch_listeners or ())
+        self.runners: dict[str, TaskRunner] = {}
+        self.finished_runners: dict[str, TaskRunner] = {}
+        self._handed_over: list[TaskRunner] = []
+        self._savepoints_taken = 0
+        #: called with the executor once its first tasks run and it is about to poll (observers).
+        self.start_listeners: list[Callable[[JobExecutor], None]] = []
 
-    # -- snapshots (used by the checkpoint coordinator) ----------------------------------
-    def snapshot_all(self, checkpoint_id: int, canonical: bool = False) -> dict[str, Any]:
-        """Snapshot of every source position and operator state: call only between batches.
+    @property
+    def task(self) -> Task:
+        """The task of a job that runs as one task (the first task otherwise)."""
+        runners = self.runners or self.finished_runners
+        if not runners:
+            msg = f"job {self.job_name!r} runs no task yet"
+            raise RuntimeError(msg)
+        return next(iter(runners.values())).task
 
-        ``canonical`` asks keyed backends for backend-independent rows (savepoints).
-        """
-        assert self.plan is not None
-        for op in self.plan.operators:
-            op.checkpoint_id = checkpoint_id  # type: ignore[attr-defined]
-        return {
-            "sources": {s.uid: s.snapshot_state() for s in self.plan.sources},
-            "operators": {op.uid: op.snapshot_state(canonical) for op in self.plan.operators},
-            "coordinator": self.coordinator.snapshot() if self.coordinator is not None else None,
-        }
+    # -- tasks coming and going ----------------------------------------------------------------
+    def _assign(self, task_ids: list[str]) -> list[str]:
+        """Start these tasks; returns those started (a task whose previous owner has not released
+        it yet is not: ``make_runner`` returns ``None``, and the membership offers it again)."""
+        now = self.clock.now_ms()
+        started = []
+        for task_id in task_ids:
+            if task_id in self.runners or task_id in self.finished_runners:
+                started.append(task_id)
+                continue
+            runner = self.make_runner(task_id)
+            if runner is None:
+                continue
+            self.runners[task_id] = runner  # closed with the others if starting fails
+            runner.start(now)
+            started.append(task_id)
+            logger.info("job %r started task %s", self.job_name, task_id)
+        return started
 
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
-        """Tell operators (sinks commit) and sources (offsets commit) that ``checkpoint_id`` is durable."""
-        assert self.plan is not None
-        for op in self.plan.operators:
-            op.notify_checkpoint_complete(checkpoint_id)
-        for src in self.plan.sources:
-            src.notify_checkpoint_complete(checkpoint_id)
+    def _revoke(self, task_ids: list[str]) -> None:
+        for task_id in task_ids:
+            runner = self.runners.pop(task_id, None) or self.finished_runners.pop(task_id, None)
+            if runner is None:
+                continue
+            self._handed_over.append(runner)
+            try:
+                if not runner.finished:
+                    cid = runner.hand_over(self.clock.now_ms())
+                    logger.info("job %r handed task %s over at checkpoint %s", self.job_name, task_id, cid)
+            finally:
+                self._log_close_errors(runner.close())
+
+    def _lose(self, task_ids: list[str]) -> None:
+        """Another process may already run these tasks: close them, take no checkpoint, commit nothing."""
+        for task_id in task_ids:
+            runner = self.runners.pop(task_id, None) or self.finished_runners.pop(task_id, None)
+            if runner is not None:
+                self._handed_over.append(runner)
+                self._log_close_errors(runner.close())
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> JobResult:
-        """Open, restore, run to the end or to a stop request, close. Returns the result."""
+        """Open, restore, run to the end or to a stop request, close. Returns the result.
+
+        Raises:
+            StreamcoreError: the job failed (user function, checkpoint, bad input...); other
+                exceptions are wrapped in :class:`JobError`. A failure to close an operator or
+                source is raised when the job itself succeeded, and logged otherwise.
+        """
         start = time.perf_counter()
-        runtime = OperatorRuntime(self.clock, self.max_parallelism, self.state_factory, self.job_name)
         stopped = False
         savepoint_path = None
+        failed = True
         try:
-            if self.restore is not None:
-                self.restore.prepare(self.state_factory)  # rebuilds <state_dir>/db from the checkpoint
-            self.state_factory.open(fresh=self.restore is None or not self.restore.needs_state_dir)
-            self.plan = build_plan(self.graph, runtime)
-            plan = self.plan
-            for s in plan.sources:
-                s.open()
-            if self.restore is not None:
-                self.restore.apply(self)
-            for op in plan.operators:
-                op.open()
-            if self.coordinator is not None:
-                self.coordinator.attach(plan.sources, self.clock)
-            self._proc_time_ops = [op for op in plan.operators if op.keyed]
-            self._discovering = [s for s in plan.sources if s.source.discovery_interval_ms is not None]
-            if self.checkpointing is not None:
-                self.checkpointing.attach(self)
+            self.membership.start()
+            self.membership.poll(self._assign, self._revoke, self._lose)
             self.control.running.set()
-            stopped = self._loop(plan)
+            for listener in self.start_listeners:
+                listener(self)
+            stopped = self._loop()
             if stopped:
-                savepoint_path = self._serve_stop()
-            else:
-                for op in plan.operators:
-                    op.finish()
-                if self.checkpointing is not None:
-                    self.checkpointing.on_job_finished(self)
+                savepoint_path = self._serve_savepoints(stopping=True)
+                if self.membership.dynamic:
+                    # Leaving the group: every running task's final checkpoint, so the next
+                    # owner continues from there and replays nothing.
+                    self._revoke(list(self.runners))
+                elif savepoint_path is None and self.control.final_checkpoint:
+                    for runner in list(self.runners.values()):
+                        runner.hand_over(self.clock.now_ms())  # a last checkpoint; sinks commit it
+            failed = False
         except StreamcoreError:
             raise
         except Exception as exc:
@@ -179,118 +246,115 @@ class JobExecutor:
             try:
                 final_metrics = self.metrics()
             finally:
-                self._close()
+                self._close(raise_errors=not failed)
         duration = time.perf_counter() - start
-        plan = self.plan
+        every = [*self.runners.values(), *self.finished_runners.values(), *self._handed_over]
         return JobResult(
             self.job_name,
             duration,
-            sum(s.records_out for s in plan.sources) if plan else 0,
+            sum(r.task.records_read() for r in every),
             final_metrics,
             stopped=stopped,
             savepoint=savepoint_path,
-            checkpoints=list(self.checkpointing.completed_ids) if self.checkpointing is not None else [],
+            checkpoints=sorted({cid for r in every for cid in r.completed_checkpoints()}),
         )
 
-    def _loop(self, plan: PhysicalPlan) -> bool:
-        """Poll until every source finished (returns False) or a stop was requested (True)."""
+    def _loop(self) -> bool:
+        """Poll until every task finished (returns False) or a stop was requested (True)."""
         batch_size = self.batch_size
         control = self.control
         between = self._between_batches
-        coordinator = self.coordinator
+        membership = self.membership
         while True:
             if control.stop_requested.is_set():
                 return True
+            membership.poll(self._assign, self._revoke, self._lose)
             progressed = 0
-            active = False
-            for src in plan.sources:
-                if src.finished:
-                    continue
-                active = True
-                for i in src.pollable():
-                    if coordinator is not None and not coordinator.may_poll(src, i):
-                        continue
-                    n = src.poll(i, batch_size)
-                    progressed += n
-                    self.records_since_checkpoint += n
-                    between()
-                if src.all_finished():
-                    src.finish()
-                    between()
-            if not active:
+            for task_id, runner in list(self.runners.items()):
+                n, active = runner.poll_round(batch_size, between)
+                progressed += n
+                if not active:
+                    runner.finish(self.clock.now_ms())
+                    self.finished_runners[task_id] = self.runners.pop(task_id)
+            if not self.runners and membership.may_end(list(self.finished_runners)):
                 return False
             if not progressed:
-                between()
-                if coordinator is not None:
-                    coordinator.on_idle_round()
+                for runner in list(self.runners.values()):
+                    between(runner)
+                    runner.on_idle_round()
                 if isinstance(self.clock, SystemClock):
                     time.sleep(self.idle_sleep_ms / 1000)
                 else:
                     self.clock.sleep(self.idle_sleep_ms)
 
-    def _between_batches(self) -> None:
-        now = self.clock.now_ms()
-        for op in self._proc_time_ops:
-            op.on_processing_time(now)
-        for src in self._discovering:
-            first = len(src.readers)
-            if src.discover(now) and self.coordinator is not None:
-                self.coordinator.add_splits(src, first, now)
-        if self.coordinator is not None:
-            self.coordinator.tick(now)
-        if self.checkpointing is not None:
-            self.checkpointing.maybe_trigger(self, now)
-        if self.control.savepoint_requests:
-            self._serve_savepoints()
+    def _between_batches(self, runner: TaskRunner) -> None:
+        runner.between_batches(self.clock.now_ms())
+        if self.control.savepoint_requests and not self.control.stop_requested.is_set():
+            self._serve_savepoints(stopping=False)
+        for listener in self.batch_listeners:
+            listener(runner.task)
 
-    def _serve_savepoints(self) -> None:
-        with self.control.lock:
-            requests, self.control.savepoint_requests = self.control.savepoint_requests, []
-        for directory, done, result in requests:
+    def _serve_savepoints(self, *, stopping: bool) -> str | None:
+        """Take every requested savepoint (one per running task); returns the stop's savepoint path.
+
+        A stop with savepoint ends the job at that cut, so its operators are notified of it
+        (two-phase-commit sinks commit their last transaction). With several tasks, each
+        writes its savepoint into ``<directory>/task-<id>``.
+        """
+        from streamcore.checkpoint.savepoint import write_savepoint
+
+        stop_result = self.control.stop_savepoint
+        stop_path = None
+        runners = list(self.runners.values())
+        for directory, done, result in self.control.take_savepoint_requests(stopping=stopping):
             try:
-                if self.checkpointing is None:
-                    from streamcore.checkpoint.savepoint import write_savepoint
-
-                    result.append(write_savepoint(self, directory))
-                else:
-                    result.append(self.checkpointing.savepoint(self, directory))
+                paths = []
+                for runner in runners:
+                    sid = self._next_savepoint_id(runner)
+                    where = directory if len(runners) == 1 else f"{directory}/task-{runner.task_id}"
+                    paths.append(write_savepoint(runner.task, where, sid))
+                    if stopping and result is stop_result:
+                        runner.task.notify_checkpoint_complete(sid)
+                path = paths[0] if len(paths) == 1 else directory
+                result.append(path)
+                if stopping and result is stop_result:
+                    stop_path = path
             except Exception as exc:
                 result.append(exc)
             finally:
                 done.set()
+        return stop_path
 
-    def _serve_stop(self) -> str | None:
-        self._serve_savepoints()
-        return None
+    def _next_savepoint_id(self, runner: TaskRunner) -> int:
+        if runner.checkpointing is not None:
+            return int(runner.checkpointing.next_savepoint_id())
+        self._savepoints_taken += 1
+        return self._savepoints_taken
 
     def metrics(self) -> dict[str, Any]:
-        """Live figures of every source and operator, by uid."""
-        plan = self.plan
-        if plan is None:
-            return {}
-        out: dict[str, Any] = {s.uid: s.metrics() for s in plan.sources}
-        for op in plan.operators:
-            out[op.uid] = op.metrics()
-        if self.checkpointing is not None:
-            out["checkpoints"] = self.checkpointing.metrics()
-        if self.coordinator is not None:
-            out["rate_coordinator"] = self.coordinator.metrics()
-        return out
+        """Live figures: of the one task by uid, or ``{"tasks": {task_id: figures}}`` with several."""
+        runners = {**self.finished_runners, **self.runners}
+        if len(runners) == 1:
+            return next(iter(runners.values())).metrics()
+        return {"tasks": {task_id: r.metrics() for task_id, r in sorted(runners.items())}}
 
-    def _close(self) -> None:
-        errors: list[BaseException] = []
-        if self.checkpointing is not None:
-            self.checkpointing.close()  # waits for a checkpoint still being written
-        plan = self.plan
-        if plan is not None:
-            for op in plan.operators:
-                try:
-                    op.close()
-                except Exception as exc:
-                    errors.append(exc)
-            for s in plan.sources:
-                try:
-                    s.close()
-                except Exception as exc:
-                    errors.append(exc)
-        self.state_factory.close()
+    def _close(self, *, raise_errors: bool) -> None:
+        """Close every task and leave the group; the first close error is raised after a clean run."""
+        errors: list[tuple[str, Exception]] = []
+        for runner in [*self.runners.values(), *self.finished_runners.values()]:
+            errors.extend(runner.close())
+        try:
+            self.membership.close()
+        except Exception as exc:
+            errors.append(("membership", exc))
+        self._log_close_errors(errors[1 if raise_errors else 0 :])
+        if raise_errors and errors:
+            uid, exc = errors[0]
+            if isinstance(exc, StreamcoreError):
+                raise exc
+            msg = f"job {self.job_name!r}: closing {uid!r} failed: {type(exc).__name__}: {exc}"
+            raise JobError(msg) from exc
+
+    def _log_close_errors(self, errors: list[tuple[str, Exception]]) -> None:
+        for uid, exc in errors:
+            logger.error("job %r: closing %r failed: %s: %s", self.job_name, uid, type(exc).__name__, exc)

@@ -15,7 +15,7 @@ __all__ = ["JobHandle"]
 class JobHandle:
     """Returned by ``env.execute_async()``. The dataflow runs in one background thread."""
 
-    def __init__(self, executor: JobExecutor) -> None:
+    def __init__(self, executor: JobExecutor | Any) -> None:
         self._executor = executor
         self._control: JobControl = executor.control
         self._result: JobResult | None = None
@@ -58,36 +58,40 @@ class JobHandle:
         assert self._result is not None
         return self._result
 
-    def stop(self, savepoint: bool | str | Path = False, timeout: float | None = None) -> JobResult:
+    def stop(
+        self,
+        savepoint: bool | str | Path = False,
+        timeout: float | None = None,
+        *,
+        final_checkpoint: bool = False,
+    ) -> JobResult:
         """Stop the job between two batches and wait for it.
 
         Args:
             savepoint: ``True`` (a savepoint in the checkpoint directory's ``savepoints/``) or a
                 directory: take a savepoint at the stop position first; ``result.savepoint`` has its path.
+            final_checkpoint: without a savepoint, take one last checkpoint at the stop
+                position (sinks commit it), as ``streamcore run`` does on SIGTERM.
         """
+        directory = None
         if savepoint:
             directory = self._default_savepoint_dir() if savepoint is True else str(savepoint)
-            done = threading.Event()
-            result: list[Any] = []
-            with self._control.lock:
-                self._control.savepoint_requests.append((directory, done, result))
-            self._control.stop_savepoint_result = result  # type: ignore[attr-defined]
-        self._control.stop_requested.set()
+        result = self._control.request_stop(directory, final_checkpoint=final_checkpoint)
         res = self.wait(timeout)
         if savepoint:
-            out = self._control.stop_savepoint_result  # type: ignore[attr-defined]
-            if out and isinstance(out[0], BaseException):
-                raise out[0]
-            res.savepoint = out[0] if out else None
+            if result and isinstance(result[0], BaseException):
+                raise result[0]
+            res.savepoint = result[0] if result else None
         return res
+
+    def request_stop(self, savepoint_directory: str | None = None, *, final_checkpoint: bool = False) -> None:
+        """Ask the job to stop (as :meth:`stop`) without waiting; safe from a signal handler."""
+        self._control.request_stop(savepoint_directory, final_checkpoint=final_checkpoint)
 
     def trigger_savepoint(self, directory: str | Path | None = None, timeout: float | None = 60.0) -> str:
         """Take a savepoint while the job keeps running; returns its path."""
-        done = threading.Event()
-        result: list[Any] = []
         directory = str(directory) if directory is not None else self._default_savepoint_dir()
-        with self._control.lock:
-            self._control.savepoint_requests.append((directory, done, result))
+        done, result = self._control.request_savepoint(directory)
         if not done.wait(timeout):
             msg = f"savepoint of job {self.job_name!r} not taken within {timeout} s"
             raise CheckpointError(msg)
@@ -99,12 +103,26 @@ class JobHandle:
         """Live metrics of every source and operator, by uid."""
         return self._executor.metrics()
 
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's URL when ``enable_metrics(port=...)`` serves one (``/metrics`` is beside it)."""
+        for listener in getattr(self._executor, "listeners", ()):
+            url = getattr(listener, "url", None)
+            if url:
+                return str(url)
+        return None
+
+    @property
+    def restarts(self) -> int:
+        """Restarts after failures so far (restart strategy)."""
+        return int(getattr(self._executor, "restarts", 0))
+
     def _default_savepoint_dir(self) -> str:
-        cp = self._executor.checkpointing
-        if cp is None:
+        directory = self._executor.checkpoint_dir
+        if directory is None:
             msg = (
                 "no savepoint directory: pass one, or enable_checkpointing(...) "
                 "to use <checkpoint_dir>/savepoints"
             )
             raise CheckpointError(msg)
-        return str(Path(cp.directory) / "savepoints")
+        return str(Path(directory) / "savepoints")

@@ -15,13 +15,19 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from streamcore.errors import ConfigurationError, StreamcoreError
-from streamcore.operators.base import StreamOperator, user_error
+from streamcore.operators.base import SnapshotContext, StreamOperator, call_user, user_error
 
 __all__ = ["CallableSink", "CollectSink", "PrintSink", "Sink", "SinkOperator"]
 
 
 class Sink:
     """Base of every sink. Override :meth:`write_batch` (or :meth:`write`)."""
+
+    #: whether the sink makes every record visible exactly once, tied to checkpoints
+    #: (two-phase commit). A restore from an older checkpoint than the newest would make
+    #: such a sink write again what it had committed, so the restore refuses to fall back
+    #: past a corrupt checkpoint for jobs with one unless told to.
+    exactly_once = False
 
     def open(self, operator_uid: str) -> None:
         """Called once before the first batch."""
@@ -79,10 +85,27 @@ class CollectSink(Sink):
 
 
 class PrintSink(Sink):
-    """Prints every record on its own line, with an optional prefix."""
+    """Prints every record on its own line, as Flink does: ``PrintSink("wc")`` prints ``wc> ('to', 1)``.
 
-    def __init__(self, prefix: str = "", stream: TextIO | None = None) -> None:
-        self.prefix = prefix
+    Args:
+        identifier: printed before each record as ``identifier> `` (nothing when empty).
+        stream: where to print (``sys.stdout`` when None).
+        prefix: printed verbatim before each record instead of ``identifier> ``.
+
+    >>> PrintSink("wc").write_batch([("to", 1)], None)
+    wc> ('to', 1)
+    >>> PrintSink(prefix="- ").write_batch([1], None)
+    - 1
+    """
+
+    def __init__(
+        self, identifier: str = "", stream: TextIO | None = None, *, prefix: str | None = None
+    ) -> None:
+        if not isinstance(identifier, str) or (prefix is not None and not isinstance(prefix, str)):
+            msg = f"PrintSink takes a str identifier (and prefix), got {identifier!r}, {prefix!r}"
+            raise ConfigurationError(msg)
+        self.identifier = identifier
+        self.prefix = prefix if prefix is not None else (f"{identifier}> " if identifier else "")
         self.stream = stream
 
     def write_batch(self, values: list[Any], timestamps: list[int] | None) -> None:
@@ -114,10 +137,17 @@ class SinkOperator(StreamOperator):
     def __init__(self, name: str, uid: str, sink: Sink) -> None:
         super().__init__(name, uid)
         self.sink = sink
+        self.stateful = type(sink).snapshot_state is not Sink.snapshot_state
 
     def open(self) -> None:
-        """Open the sink."""
-        self.sink.open(self.uid)
+        """Open the sink under the operator's uid, qualified by the task when the job has several.
+
+        The name is what the sink derives its resources from (part file names,
+        transactional ids), so two tasks of one sink never share one.
+        """
+        task_id = self.runtime.task_id if self.runtime is not None else None
+        name = self.uid if task_id is None else f"{self.uid}.task-{task_id}"
+        call_user(self, self.sink, "open of sink", self.sink.open, name)
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """Write the batch."""
@@ -132,9 +162,9 @@ class SinkOperator(StreamOperator):
     def process_watermark(self, watermark: int) -> None:
         """Sinks end the dataflow: nothing to forward."""
 
-    def snapshot_state(self, canonical: bool = False) -> Any:
+    def snapshot_state(self, ctx: SnapshotContext) -> Any:
         """The sink's state for the checkpoint being taken."""
-        return self.sink.snapshot_state(self.checkpoint_id)
+        return self.sink.snapshot_state(ctx.checkpoint_id)
 
     def restore_state(self, image: Any) -> None:
         """Restore the sink."""
@@ -146,11 +176,11 @@ class SinkOperator(StreamOperator):
 
     def finish(self) -> None:
         """End of input."""
-        self.sink.finish()
+        call_user(self, self.sink, "finish of sink", self.sink.finish)
 
     def close(self) -> None:
         """Close the sink."""
-        self.sink.close()
+        call_user(self, self.sink, "close of sink", self.sink.close)
 
     def metrics(self) -> dict[str, Any]:
         """The operator's counters and the sink's own figures."""
@@ -159,5 +189,3 @@ class SinkOperator(StreamOperator):
         if sink_figures:
             figures["sink"] = sink_figures
         return figures
-
-    checkpoint_id = 0

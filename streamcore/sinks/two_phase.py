@@ -42,6 +42,8 @@ class TwoPhaseCommitSink(Sink):
     * :meth:`abort` (handle): discard (also for handles of a crashed run)
     """
 
+    exactly_once = True
+
     def __init__(self) -> None:
         self.operator_uid: str | None = None
         self._current: Any = None

@@ -13,6 +13,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from streamcore.errors import ConfigurationError
+
 __all__ = ["Source", "SplitReader"]
 
 
@@ -42,6 +44,13 @@ class SplitReader(ABC):
 
     def resume(self) -> None:
         """The split may be polled again."""
+
+    def current_watermark(self) -> int | None:
+        """The split's watermark when its records carry it in-band (a repartition topic), else ``None``.
+
+        ``None`` lets the source's watermark strategy compute it from timestamps.
+        """
+        return None
 
     def take_side_outputs(self) -> list[tuple[str, list[Any], list[int] | None]]:
         """Records routed to side outputs since the last call (dead letters).
@@ -84,6 +93,19 @@ class Source(ABC):
         not fatal: return ``[]`` (and log) to try again at the next interval.
         """
         return []
+
+    def for_partition(self, partition: int) -> Source:
+        """This source restricted to partition ``partition`` of its topics: what one task of a
+        consumer group reads (see ``KafkaSource(assignment="group")``).
+
+        Raises:
+            ConfigurationError: the source has no partitions (only Kafka sources do).
+        """
+        msg = (
+            f"a job whose tasks a consumer group assigns reads only partitioned sources; "
+            f"{self.describe()} has no partitions: use KafkaSource(..., assignment='group') for every source"
+        )
+        raise ConfigurationError(msg)
 
     def describe(self) -> str:
         """A one-line description for logs and the CLI."""

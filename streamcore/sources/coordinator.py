@@ -64,10 +64,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from streamcore.errors import ConfigurationError, RestoreError
-from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP, Clock
+from streamcore.sources.split_state import SplitState
+from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP, Clock, WatermarkStrategy
 
 __all__ = [
     "Decision",
@@ -120,6 +121,14 @@ class RateCoordinationConfig:
     def mode(self) -> str:
         """``"predictive"`` or ``"reactive"``."""
         return "predictive" if self.predictive else "reactive"
+
+
+class CoordinatedSource(Protocol):
+    """What the coordinator needs of a running source: its uid, strategy and split states."""
+
+    uid: str
+    strategy: WatermarkStrategy | None
+    splits: list[SplitState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +209,7 @@ def decide(
 
 
 class _Split:
-    """The coordinator's view of one aligned split."""
+    """The coordinator's view of one aligned split: its group, speed, and the speed baseline."""
 
     __slots__ = (
         "base_paused",
@@ -209,38 +218,29 @@ class _Split:
         "finished",
         "group",
         "has_speed",
-        "index",
         "key",
-        "pause_start",
-        "paused",
-        "reader",
         "speed",
-        "task",
+        "state",
     )
 
-    def __init__(self, key: str, task: Any, index: int, group: _Group, now: int) -> None:
+    def __init__(self, key: str, state: SplitState, group: _Group, now: int) -> None:
         self.key = key
-        self.task = task
-        self.index = index
-        self.reader = task.readers[index]
+        self.state = state
         self.group = group
-        self.paused = False
-        self.pause_start = now
-        self.finished = bool(self.reader.finished)
+        self.finished = state.finished
         self.speed = 0.0
         self.has_speed = False
         # The speed baseline: clock time, watermark and paused total at the last sample.
         self.base_time = now
-        self.base_wm = task.split_wm[index]
+        self.base_wm = state.watermark
         self.base_paused = 0
 
-    def watermark(self) -> int:
-        return self.task.split_wm[self.index]
+    @property
+    def paused(self) -> bool:
+        return self.state.paused
 
-    def paused_total(self, now: int) -> int:
-        """Paused time of this split so far, the current pause included."""
-        total = self.task.paused_ms[self.index]
-        return total + (now - self.pause_start) if self.paused else total
+    def watermark(self) -> int:
+        return self.state.watermark
 
 
 class _Group:
@@ -298,7 +298,7 @@ class SourceRateCoordinator:
         self.config = config
         self._clock: Clock | None = None
         self._groups: dict[str, _Group] = {}
-        self._by_task: dict[int, list[_Split]] = {}
+        self._by_state: dict[int, _Split] = {}  # id(SplitState) -> its coordinator view
         self._splits: list[_Split] = []
         self._last: _Split | None = None
         self._next_due = 0
@@ -309,8 +309,8 @@ class SourceRateCoordinator:
         self.decisions = 0
 
     # -- wiring ------------------------------------------------------------------------
-    def attach(self, sources: Iterable[Any], clock: Clock) -> None:
-        """Collect the aligned splits of ``sources`` (opened ``SourceTask`` objects) by group.
+    def attach(self, sources: Iterable[CoordinatedSource], clock: Clock) -> None:
+        """Collect the aligned splits of ``sources`` (opened sources) by group.
 
         Raises:
             ConfigurationError: two sources of one group disagree on ``max_drift`` or
@@ -337,8 +337,7 @@ class SourceRateCoordinator:
                     f"{alignment.update_interval} ms); give every source of a group the same alignment"
                 )
                 raise ConfigurationError(msg)
-            self._by_task[id(task)] = []
-            self._join_group(task, 0, group, now)
+            self._join_group(task, task.splits, group, now)
         self._next_due = now
         if self._groups:
             log.info(
@@ -353,46 +352,43 @@ class SourceRateCoordinator:
             self._apply_restore(image, now)
 
     # -- the hot path ------------------------------------------------------------------
-    def add_splits(self, task: Any, first: int, now: int) -> None:
-        """Splits ``first..`` of ``task`` were discovered while running: coordinate them with their group."""
-        states = self._by_task.get(id(task))
+    def add_splits(self, task: CoordinatedSource, new: list[SplitState], now: int) -> None:
+        """``new`` splits of ``task`` were discovered while running: coordinate them with their group."""
         strategy = task.strategy
         alignment = strategy.alignment if strategy is not None else None
-        if states is None or alignment is None:
+        if alignment is None or alignment.group not in self._groups:
             return
-        self._join_group(task, first, self._groups[alignment.group], now)
+        self._join_group(task, new, self._groups[alignment.group], now)
         log.info(
             "rate coordination: %d new splits of %s in group %s",
-            len(task.readers) - first,
+            len(new),
             task.uid,
             alignment.group,
             extra={"group": alignment.group},
         )
 
-    def _join_group(self, task: Any, first: int, group: _Group, now: int) -> None:
-        """Coordinate splits ``first..`` of ``task`` as members of ``group``."""
-        states = self._by_task[id(task)]
-        for i in range(first, len(task.readers)):
-            split = _Split(f"{task.uid}/{task.readers[i].split_id}", task, i, group, now)
+    def _join_group(self, task: CoordinatedSource, states: list[SplitState], group: _Group, now: int) -> None:
+        """Coordinate ``states`` (splits of ``task``) as members of ``group``."""
+        for state in states:
+            split = _Split(f"{task.uid}/{state.split_id}", state, group, now)
             group.members.append(split)
             self._splits.append(split)
+            self._by_state[id(state)] = split
             if not split.finished:
                 group.running += 1
-            states.append(split)
 
-    def may_poll(self, task: Any, index: int) -> bool:
-        """Whether split ``index`` of ``task`` may be polled now (O(1); called per batch).
+    def may_poll(self, state: SplitState) -> bool:
+        """Whether the split ``state`` may be polled now (O(1); called per batch).
 
         A split that reached its group's target is paused here, before the poll.
         """
-        states = self._by_task.get(id(task))
-        if states is None:
+        split = self._by_state.get(id(state))
+        if split is None:
             return True
-        split = states[index]
-        if split.paused:
+        if state.paused:
             return False
         target = split.group.target
-        if target is not None and task.split_wm[index] >= target:
+        if target is not None and state.watermark >= target:
             self._pause_at_target(split)
             if split.paused:
                 return False
@@ -404,7 +400,7 @@ class SourceRateCoordinator:
         last = self._last
         if last is not None:
             self._last = None
-            if not last.finished and last.reader.finished:
+            if not last.finished and last.state.finished:
                 self._mark_finished(last)
                 if last.group.paused:
                     # The finished split may have been the one holding the others back.
@@ -448,11 +444,7 @@ class SourceRateCoordinator:
         assert target is not None
         # Rare path (once per split and decision), so a scan of the group is fine.
         behind = any(
-            s is not split
-            and not s.paused
-            and not s.finished
-            and not s.task.idle[s.index]
-            and s.watermark() < target
+            s is not split and not s.paused and not s.finished and not s.state.idle and s.watermark() < target
             for s in group.members
         )
         if behind:
@@ -467,7 +459,7 @@ class SourceRateCoordinator:
         elapsed = now - split.base_time
         if elapsed <= 0:
             return
-        paused_total = split.paused_total(now)
+        paused_total = split.state.paused_total(now)
         running = elapsed - (paused_total - split.base_paused)
         if running < max(1, group.interval * self.config.min_sample_fraction):
             return
@@ -487,7 +479,7 @@ class SourceRateCoordinator:
         reports: list[SplitReport] = []
         warming = False
         for split in group.members:
-            if not split.finished and split.reader.finished:
+            if not split.finished and split.state.finished:
                 self._mark_finished(split)
             wm = split.watermark()
             if sample:
@@ -499,7 +491,7 @@ class SourceRateCoordinator:
             if wm == MIN_TIMESTAMP:
                 warming = True
                 continue
-            if not split.paused and split.task.idle[split.index]:
+            if not split.paused and split.state.idle:
                 continue
             reports.append(SplitReport(split.key, now, wm, split.speed))
         if not warming:
@@ -573,11 +565,7 @@ class SourceRateCoordinator:
         self._resume(slowest, now, "no split left to poll")
 
     def _pause(self, split: _Split, now: int, reason: str) -> None:
-        task, i = split.task, split.index
-        split.paused = True
-        split.pause_start = now
-        task.paused[i] = True
-        split.reader.pause()
+        split.state.pause(now)
         group = split.group
         group.paused += 1
         group.running -= 1
@@ -585,20 +573,14 @@ class SourceRateCoordinator:
         log.debug(
             "pause split=%s watermark=%d target=%s reason=%s",
             split.key,
-            task.split_wm[i],
+            split.watermark(),
             group.target,
             reason,
             extra={"group": group.name, "split": split.key},
         )
 
     def _resume(self, split: _Split, now: int, reason: str) -> None:
-        task, i = split.task, split.index
-        split.paused = False
-        task.paused[i] = False
-        task.paused_ms[i] += now - split.pause_start
-        # The pause was not inactivity: restart the idleness timer.
-        task.last_active[i] = now
-        split.reader.resume()
+        split.state.resume(now)  # also restarts the split's idleness timer
         group = split.group
         group.paused -= 1
         group.running += 1
@@ -606,7 +588,7 @@ class SourceRateCoordinator:
         log.debug(
             "resume split=%s watermark=%d target=%s reason=%s",
             split.key,
-            task.split_wm[i],
+            split.watermark(),
             group.target,
             reason,
             extra={"group": group.name, "split": split.key},
@@ -710,7 +692,7 @@ class SourceRateCoordinator:
                     "watermark": s.watermark(),
                     "speed": s.speed,
                     "paused": s.paused,
-                    "paused_ms": s.paused_total(now),
+                    "paused_ms": s.state.paused_total(now),
                     "finished": s.finished,
                 }
                 for s in self._splits

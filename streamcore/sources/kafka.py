@@ -17,17 +17,21 @@ Committing offsets to the Kafka consumer group (``commit_offsets=True``) only se
 lag monitoring; it happens when a checkpoint completes and is never read back, except
 by ``starting_offsets="committed"`` on a fresh start.
 
+``assignment="group"`` runs the job as tasks: task ``p`` reads partition ``p`` of every
+source topic, and the consumer group ``group_id`` decides which process runs which
+task (:mod:`streamcore.sources.kafka_group`). Within a task, reading works exactly as
+above, from the task's own checkpoints.
+
 confluent-kafka is imported when the readers are created, not when this module is.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from streamcore.errors import (
-    ConfigurationError,
-)
+from streamcore.errors import ConfigurationError
 from streamcore.functions import OutputTag
 from streamcore.kafka_client import check_client_config, check_seconds
 from streamcore.sources.base import Source, SplitReader
@@ -35,7 +39,8 @@ from streamcore.sources.kafka_reader import (
     DeadLetter,
     KafkaPartitionReader,
     KafkaRecord,
-    _SharedConsumer,
+    ReaderConfig,
+    SharedConsumer,
 )
 
 __all__ = [
@@ -44,6 +49,9 @@ __all__ = [
     "KafkaRecord",
     "KafkaSource",
 ]
+
+#: how a source's partitions are assigned to processes.
+ASSIGNMENTS = ("static", "group")
 
 #: consumer settings streamcore decides, and what to do instead of setting them.
 OWNED_CONSUMER_KEYS: dict[str, str] = {
@@ -161,11 +169,17 @@ class KafkaSource(Source):
         fetch_records: records taken from librdkafka per ``consume`` call.
         max_buffered: records buffered in Python (over all unpaused partitions) before
             fetching pauses; bounds memory when one partition is read slowly.
-        timeout_s: time limit of metadata and offset look-ups when the readers are created.
+        timeout_s: time limit of each metadata and offset look-up (when the readers are
+            created, and at partition discovery).
         partition_discovery_s: how often an unbounded source looks for partitions added to
             its topics (default every 5 minutes, as Flink's KafkaSource); new partitions are
             read from their earliest offset. ``None`` disables it; bounded sources read the
             partitions that existed when they started.
+        assignment: ``"static"`` (this process reads every partition) or ``"group"``
+            (the job runs as one task per partition, assigned to the processes that run it
+            by the consumer group ``group_id``; every source of the job must then be such a
+            source, with the same bootstrap servers and group, over topics with the same
+            partition count).
 
     Raises:
         ConfigurationError: a bad argument (checked here), or a setting librdkafka rejects
@@ -197,6 +211,7 @@ class KafkaSource(Source):
         max_buffered: int = 50_000,
         timeout_s: float = 10.0,
         partition_discovery_s: float | None = 300.0,
+        assignment: str = "static",
     ) -> None:
         if not isinstance(bootstrap_servers, str) or not bootstrap_servers.strip():
             msg = f"bootstrap_servers must be a non-empty 'host:port,...' str, got {bootstrap_servers!r}"
@@ -233,6 +248,11 @@ class KafkaSource(Source):
                 raise ConfigurationError(msg)
         check_seconds(timeout_s, "timeout_s")
         check_seconds(partition_discovery_s, "partition_discovery_s", optional=True)
+        if assignment not in ASSIGNMENTS:
+            msg = f"assignment must be one of {ASSIGNMENTS}, got {assignment!r}"
+            raise ConfigurationError(msg)
+        self.assignment = assignment
+        self.partitions: frozenset[int] | None = None
         self.bootstrap_servers = bootstrap_servers
         self.topics = topic_list
         self.group_id = group_id
@@ -267,6 +287,27 @@ class KafkaSource(Source):
             "enable.partition.eof": False,
         }
 
+    def reader_config(self) -> ReaderConfig:
+        """The settings the partition readers work from (the readers never see the source itself)."""
+        return ReaderConfig(
+            bootstrap_servers=self.bootstrap_servers,
+            topics=list(self.topics),
+            group_id=self.group_id,
+            consumer_config=self.consumer_config(),
+            starting_offsets=self.starting_offsets,
+            stopping_offsets=self.stopping_offsets,
+            value_deserializer=self.value_deserializer,
+            key_deserializer=self.key_deserializer,
+            include_metadata=self.include_metadata,
+            timestamp=self.timestamp,
+            dead_letter=self.dead_letter,
+            commit_offsets=self.commit_offsets,
+            fetch_records=self.fetch_records,
+            max_buffered=self.max_buffered,
+            timeout_s=self.timeout_s,
+            partitions=self.partitions,
+        )
+
     def create_readers(self) -> list[SplitReader]:
         """Look up partitions and offsets; one reader per partition, sorted by topic and partition.
 
@@ -275,7 +316,7 @@ class KafkaSource(Source):
             ConnectorError: the cluster cannot be reached, a topic does not exist, or a
                 starting offset is out of the partition's range.
         """
-        shared = _SharedConsumer(self)
+        shared = SharedConsumer(self.reader_config())
         try:
             return shared.create_readers()
         except BaseException:
@@ -286,6 +327,24 @@ class KafkaSource(Source):
         """Readers of partitions added to the topics since ``readers`` were created (from earliest)."""
         shared = next((r.shared for r in readers if isinstance(r, KafkaPartitionReader)), None)
         return [] if shared is None else list(shared.discover())
+
+    def for_partition(self, partition: int) -> KafkaSource:
+        """This source reading only partition ``partition`` of each topic (one task of the group).
+
+        Raises:
+            ConfigurationError: the source is not in ``assignment="group"`` mode.
+        """
+        if self.assignment != "group":
+            msg = (
+                f"{self.describe()} reads every partition (assignment='static'); a job whose tasks the "
+                "consumer group assigns needs assignment='group' on every Kafka source"
+            )
+            raise ConfigurationError(msg)
+        task = copy.copy(self)
+        task.partitions = frozenset([partition])
+        # A task reads a fixed partition; new partitions become new tasks of the group.
+        task.discovery_interval_ms = None
+        return task
 
     def describe(self) -> str:
         """``kafka(topics, bounded|unbounded)``."""

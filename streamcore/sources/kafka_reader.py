@@ -1,15 +1,18 @@
 """Reading Kafka partitions: one shared consumer, one split reader per partition.
 
 :class:`KafkaPartitionReader` is what the runtime polls; all readers of a source share
-one assigned ``Consumer`` (:class:`_SharedConsumer`) whose ``consume()`` results are
+one assigned ``Consumer`` (:class:`SharedConsumer`) whose ``consume()`` results are
 split into per-partition buffers. :class:`~streamcore.sources.kafka.KafkaSource` (the
-configuration) creates them; confluent-kafka is imported only then.
+configuration) creates them from a :class:`ReaderConfig`, the plain values they need, so
+this module depends on nothing above it; confluent-kafka is imported only then.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from streamcore.errors import (
     ConfigurationError,
@@ -24,16 +27,22 @@ from streamcore.kafka_client import (
     import_confluent_kafka,
     kafka_errors,
 )
-from streamcore.operators.watermarks import extract_timestamps
+from streamcore.logs import librdkafka_logger
 from streamcore.sources.base import SplitReader
+from streamcore.timestamps import extract_timestamps
 
-if TYPE_CHECKING:
-    from streamcore.sources.kafka import KafkaSource
-
-__all__ = ["DeadLetter", "KafkaPartitionReader", "KafkaRecord", "resolve_time_offsets"]
+__all__ = [
+    "DeadLetter",
+    "KafkaPartitionReader",
+    "KafkaRecord",
+    "ReaderConfig",
+    "SharedConsumer",
+    "resolve_time_offsets",
+]
 
 logger = logging.getLogger("streamcore.kafka")
 
+#: dead letters routed to an OutputTag and not yet taken by the runtime before the reader gives up.
 _MAX_UNDRAINED_DEAD_LETTERS = 100_000
 
 
@@ -64,17 +73,50 @@ class DeadLetter(NamedTuple):
     error: str
 
 
-class _SharedConsumer:
-    """The one librdkafka consumer behind every partition reader of a source run."""
+@dataclass(frozen=True)
+class ReaderConfig:
+    """What the readers of one source need, as validated plain values.
 
-    def __init__(self, source: KafkaSource) -> None:
-        self.source = source
+    :meth:`KafkaSource.reader_config <streamcore.sources.kafka.KafkaSource.reader_config>`
+    builds it; the fields mean what the ``KafkaSource`` arguments of the same name mean.
+    ``consumer_config`` is the full librdkafka configuration of the shared consumer.
+    """
+
+    bootstrap_servers: str
+    topics: list[str]
+    group_id: str
+    consumer_config: Mapping[str, Any]
+    starting_offsets: Any
+    stopping_offsets: Any
+    value_deserializer: Callable[[bytes], Any] | None
+    key_deserializer: Callable[[bytes], Any] | None
+    include_metadata: bool
+    timestamp: str | Callable[[Any], int] | None
+    dead_letter: OutputTag | Callable[[DeadLetter], Any] | None
+    commit_offsets: bool
+    fetch_records: int
+    max_buffered: int
+    timeout_s: float
+    #: read only these partitions of every topic (one task of a consumer group); None: all.
+    partitions: frozenset[int] | None = None
+
+
+class SharedConsumer:
+    """The one librdkafka consumer behind every partition reader of a source run.
+
+    Raises:
+        ConfigurationError: librdkafka rejects a setting of ``config.consumer_config``.
+        ConnectorError: the consumer cannot be created.
+    """
+
+    def __init__(self, config: ReaderConfig) -> None:
+        self.config = config
         self.ck = import_confluent_kafka()
         self.consumer: Any = None
         self.readers: list[KafkaPartitionReader] = []
         self.by_partition: dict[int, KafkaPartitionReader] = {}
         self.by_tp: dict[tuple[str, int], KafkaPartitionReader] = {}
-        self.single_topic = len(source.topics) == 1
+        self.single_topic = len(config.topics) == 1
         self.assigned = False
         self.open_readers = 0
         self.buffered = 0
@@ -83,19 +125,36 @@ class _SharedConsumer:
         self.commit_errors = 0
         self.committed_checkpoint = 0
         self.snapshot_positions: dict[tuple[str, int], int] = {}
-        conf = source.consumer_config()
+        conf = dict(config.consumer_config)
         conf["error_cb"] = self._on_client_error
         conf["on_commit"] = self._on_commit
-        with kafka_errors(f"creating a Kafka consumer for {source.bootstrap_servers}"):
+        conf.setdefault("logger", librdkafka_logger())
+        with kafka_errors(f"creating a Kafka consumer for {config.bootstrap_servers}"):
             self.consumer = self.ck.Consumer(conf)
 
     # -- creation ------------------------------------------------------------------------
     def create_readers(self) -> list[KafkaPartitionReader]:
-        src = self.source
+        """One reader per partition of the topics, at its starting offset (``starting_offsets``).
+
+        Raises:
+            ConnectorError: the cluster did not answer, a topic does not exist, or a
+                starting offset is outside its partition's range.
+        """
+        src = self.config
         TopicPartition = self.ck.TopicPartition
         tps: list[tuple[str, int]] = []
         for topic in src.topics:
-            tps.extend((topic, p) for p in self._partitions(topic))
+            have = self.partitions(topic)
+            if src.partitions is not None:
+                missing = sorted(src.partitions - set(have))
+                if missing:
+                    msg = (
+                        f"topic {topic!r} has partitions {sorted(have)}, not {missing}: the source topics "
+                        "of a consumer-group job must have the same number of partitions"
+                    )
+                    raise ConfigurationError(msg)
+                have = [p for p in have if p in src.partitions]
+            tps.extend((topic, p) for p in have)
         marks: dict[tuple[str, int], tuple[int, int]] = {}
         for tp in tps:
             with kafka_errors(f"reading the offsets of {tp[0]}-{tp[1]}", "is the cluster reachable?"):
@@ -121,19 +180,19 @@ class _SharedConsumer:
         try:
             new = [
                 (topic, p)
-                for topic in self.source.topics
-                for p in self._partitions(topic)
+                for topic in self.config.topics
+                for p in self.partitions(topic)
                 if (topic, p) not in self.by_tp
             ]
             starts = {}
             for tp in new:
                 with kafka_errors(f"reading the offsets of {tp[0]}-{tp[1]}"):
                     starts[tp] = self.consumer.get_watermark_offsets(
-                        TopicPartition(*tp), timeout=self.source.timeout_s
+                        TopicPartition(*tp), timeout=self.config.timeout_s
                     )[0]
         except ConnectorError as exc:
             logger.warning(
-                "partition discovery of %s failed, trying again later: %s", self.source.topics, exc
+                "partition discovery of %s failed, trying again later: %s", self.config.topics, exc
             )
             return []
         readers = []
@@ -153,8 +212,13 @@ class _SharedConsumer:
                     )
         return readers
 
-    def _partitions(self, topic: str) -> list[int]:
-        src = self.source
+    def partitions(self, topic: str) -> list[int]:
+        """The partitions of ``topic``, from the cluster's metadata.
+
+        Raises:
+            ConnectorError: the cluster did not answer within ``timeout_s``, or the topic does not exist.
+        """
+        src = self.config
         with kafka_errors(
             f"reading the metadata of topic {topic!r}", f"is {src.bootstrap_servers} reachable?"
         ):
@@ -169,16 +233,16 @@ class _SharedConsumer:
     def _starting_offsets(
         self, tps: list[tuple[str, int]], marks: dict[tuple[str, int], tuple[int, int]]
     ) -> dict[tuple[str, int], int]:
-        spec = self.source.starting_offsets
+        spec = self.config.starting_offsets
         TopicPartition = self.ck.TopicPartition
         if spec == "earliest":
             return {tp: marks[tp][0] for tp in tps}
         if spec == "latest":
             return {tp: marks[tp][1] for tp in tps}
         if spec == "committed":
-            with kafka_errors(f"reading the committed offsets of group {self.source.group_id!r}"):
+            with kafka_errors(f"reading the committed offsets of group {self.config.group_id!r}"):
                 found = self.consumer.committed(
-                    [TopicPartition(*tp) for tp in tps], timeout=self.source.timeout_s
+                    [TopicPartition(*tp) for tp in tps], timeout=self.config.timeout_s
                 )
             out = {}
             for tp, res in zip(tps, found, strict=True):
@@ -188,7 +252,7 @@ class _SharedConsumer:
         if isinstance(spec, int):
             query = [TopicPartition(tp[0], tp[1], spec) for tp in tps]
             with kafka_errors(f"looking up the offsets of timestamp {spec}"):
-                found = self.consumer.offsets_for_times(query, timeout=self.source.timeout_s)
+                found = self.consumer.offsets_for_times(query, timeout=self.config.timeout_s)
             return resolve_time_offsets(tps, [r.offset for r in found], marks)
         out = {}
         for tp in tps:
@@ -206,7 +270,7 @@ class _SharedConsumer:
     def _stopping_offsets(
         self, tps: list[tuple[str, int]], marks: dict[tuple[str, int], tuple[int, int]]
     ) -> dict[tuple[str, int], int]:
-        spec = self.source.stopping_offsets
+        spec = self.config.stopping_offsets
         if spec is None:
             return {}
         if spec == "latest":
@@ -217,7 +281,7 @@ class _SharedConsumer:
     def _assign(self) -> None:
         TopicPartition = self.ck.TopicPartition
         live = [r for r in self.readers if not r.finished and not r.closed]
-        with kafka_errors(f"assigning partitions of {self.source.topics}"):
+        with kafka_errors(f"assigning partitions of {self.config.topics}"):
             self.consumer.assign([TopicPartition(r.topic, r.partition, r.next_offset) for r in live])
             paused = [TopicPartition(r.topic, r.partition) for r in live if r.paused]
             if paused:
@@ -231,10 +295,10 @@ class _SharedConsumer:
             raise fatal
         if not self.assigned:
             self._assign()
-        if self.buffered - sum(r.buffered() for r in self.readers if r.paused) >= self.source.max_buffered:
+        if self.buffered - sum(r.buffered() for r in self.readers if r.paused) >= self.config.max_buffered:
             return
-        with kafka_errors(f"consuming from {self.source.topics}"):
-            msgs = self.consumer.consume(self.source.fetch_records, 0)
+        with kafka_errors(f"consuming from {self.config.topics}"):
+            msgs = self.consumer.consume(self.config.fetch_records, 0)
         if not msgs:
             return
         by_partition = self.by_partition
@@ -257,7 +321,7 @@ class _SharedConsumer:
     def _on_message_error(self, m: Any) -> None:
         err = m.error()
         name = error_name(err)
-        where = f"{m.topic()}-{m.partition()}" if m.topic() is not None else str(self.source.topics)
+        where = f"{m.topic()}-{m.partition()}" if m.topic() is not None else str(self.config.topics)
         if name == "_PARTITION_EOF":
             return
         if name in ("_AUTO_OFFSET_RESET", "OFFSET_OUT_OF_RANGE"):
@@ -278,21 +342,22 @@ class _SharedConsumer:
     def _on_client_error(self, err: Any) -> None:
         # librdkafka calls this from inside consume()/poll(), on the job's thread.
         if err.fatal():
-            msg = f"the Kafka consumer of {self.source.topics} failed fatally: {error_name(err)}: {err.str()}"
+            msg = f"the Kafka consumer of {self.config.topics} failed fatally: {error_name(err)}: {err.str()}"
             self.fatal = ConnectorError(msg)
         else:
             self.transient_errors += 1
-            logger.info("kafka source %s: %s", self.source.topics, err.str())
+            logger.info("kafka source %s: %s", self.config.topics, err.str())
 
     def _on_commit(self, err: Any, partitions: Any) -> None:
         if err is not None:
             self.commit_errors += 1
             logger.warning(
-                "kafka source: committing offsets to group %r failed: %s", self.source.group_id, err
+                "kafka source: committing offsets to group %r failed: %s", self.config.group_id, err
             )
 
     # -- pausing ------------------------------------------------------------------------------
     def set_paused(self, reader: KafkaPartitionReader, paused: bool) -> None:
+        """Pause or resume fetching ``reader``'s partition (before the first fetch: at assignment)."""
         if not self.assigned or reader.finished:
             return
         TopicPartition = self.ck.TopicPartition
@@ -308,6 +373,7 @@ class _SharedConsumer:
                 self.consumer.seek(TopicPartition(reader.topic, reader.partition, reader.fetch_position()))
 
     def seek(self, reader: KafkaPartitionReader) -> None:
+        """Fetch ``reader``'s partition from its ``next_offset`` (before the first fetch: at assignment)."""
         if not self.assigned or reader.finished:
             return
         with kafka_errors(f"seeking {reader.split_id} to offset {reader.next_offset}"):
@@ -342,7 +408,7 @@ class _SharedConsumer:
     # -- checkpoints ---------------------------------------------------------------------------
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Commit the positions of the last snapshot to the group (once per checkpoint)."""
-        if not self.source.commit_offsets or checkpoint_id <= self.committed_checkpoint:
+        if not self.config.commit_offsets or checkpoint_id <= self.committed_checkpoint:
             return
         self.committed_checkpoint = checkpoint_id
         if not self.snapshot_positions or self.consumer is None:
@@ -350,7 +416,7 @@ class _SharedConsumer:
         TopicPartition = self.ck.TopicPartition
         offsets = [TopicPartition(t, p, off) for (t, p), off in sorted(self.snapshot_positions.items())]
         try:
-            with kafka_errors(f"committing offsets to group {self.source.group_id!r}"):
+            with kafka_errors(f"committing offsets to group {self.config.group_id!r}"):
                 self.consumer.commit(offsets=offsets, asynchronous=True)
         except ConnectorError as exc:
             # Committed offsets only serve monitoring: a failure is logged, never fatal.
@@ -359,14 +425,16 @@ class _SharedConsumer:
 
     # -- closing -------------------------------------------------------------------------------
     def release(self) -> None:
+        """A reader closed; the last one closes the consumer."""
         self.open_readers -= 1
         if self.open_readers <= 0:
             self.close()
 
     def close(self) -> None:
+        """Close the consumer (it commits nothing on close: auto-commit is off); again: nothing."""
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            with kafka_errors(f"closing the Kafka consumer of {self.source.topics}"):
+            with kafka_errors(f"closing the Kafka consumer of {self.config.topics}"):
                 consumer.close()
 
 
@@ -389,9 +457,9 @@ class KafkaPartitionReader(SplitReader):
     """One partition of a :class:`KafkaSource`: split id ``"<topic>-<partition>"``, position = next offset."""
 
     def __init__(
-        self, shared: _SharedConsumer, topic: str, partition: int, start: int, stop: int | None
+        self, shared: SharedConsumer, topic: str, partition: int, start: int, stop: int | None
     ) -> None:
-        src = shared.source
+        src = shared.config
         self.shared = shared
         self.topic = topic
         self.partition = partition

@@ -18,7 +18,7 @@ from typing import Any
 from streamcore.errors import KeyEncodingError, NoCurrentKeyError, StateDescriptorConflictError
 from streamcore.keygroups import key_group_for_encoded
 from streamcore.serde import encode_key, encode_key_group
-from streamcore.state.descriptors import StateDescriptor, ValueStateDescriptor
+from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor, ValueStateDescriptor
 from streamcore.state.handles import (
     InternalTimerService,
     ListState,
@@ -197,6 +197,26 @@ class KeyedStateBackend(ABC):
     def registered_states(self) -> dict[str, StateDescriptor]:
         """Descriptors of every registered state, by name."""
         return {name: d for name, (d, _) in self._states.items()}
+
+    def describe(self) -> dict[str, Any]:
+        """What is registered (state kinds, TTL, default serializer or not; timer and buffer names).
+
+        Checkpoint metadata stores it so that tools can decode native files offline.
+        """
+        states = {}
+        for name, (desc, _) in self._states.items():
+            ttl = desc.ttl is not None
+            states[name] = {
+                "kind": desc.kind,
+                "storage": "value" if ttl and desc.kind in ("value", "reducing") else desc.kind,
+                "ttl": ttl,
+                "msgpack": desc.serializer is DEFAULT_SERIALIZER,
+            }
+        return {
+            "states": states,
+            "timers": sorted(self._timer_services),
+            "time_ordered": sorted(self._time_ordered),
+        }
 
     # -- per-backend parts -----------------------------------------------------------
     @abstractmethod

@@ -4,7 +4,17 @@ A descriptor is immutable configuration; an operator asks its keyed state backen
 the handle that a descriptor names (``ctx.get_state(ValueStateDescriptor("count"))``).
 Type information is optional: values are msgpack-serialized unless a custom
 serializer (an object with ``dumps(value) -> bytes`` and ``loads(bytes) -> value``) is
-given.
+given. PyFlink-style type arguments (``ValueStateDescriptor("n", Types.INT())``,
+``MapStateDescriptor("m", Types.STRING(), Types.INT())``) are accepted in the positions
+PyFlink puts them and recorded as ``type_info``; they are never read as a default, a TTL
+or a serializer.
+
+>>> from streamcore.typeinfo import Types
+>>> d = ValueStateDescriptor("n", Types.INT())
+>>> d.type_info, d.default
+((Types.INT(),), None)
+>>> MapStateDescriptor("m", Types.STRING(), Types.INT()).type_info
+(Types.STRING(), Types.INT())
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Any, Protocol
 
 from streamcore import serde
 from streamcore.errors import ConfigurationError
+from streamcore.typeinfo import is_type_information
 
 __all__ = [
     "ListStateDescriptor",
@@ -80,6 +91,12 @@ class StateTtlConfig:
 def _ttl(ttl: int | StateTtlConfig | None) -> StateTtlConfig | None:
     if ttl is None or isinstance(ttl, StateTtlConfig):
         return ttl
+    if type(ttl) is not int:
+        msg = (
+            f"state ttl must be an int of milliseconds or a StateTtlConfig, got {ttl!r}; "
+            "type information goes in PyFlink's positions (e.g. ValueStateDescriptor('n', Types.INT()))"
+        )
+        raise ConfigurationError(msg)
     return StateTtlConfig(ttl)
 
 
@@ -87,11 +104,20 @@ class StateDescriptor:
     """Base of every state descriptor: a name, a serializer and an optional TTL."""
 
     kind = "abstract"
-    __slots__ = ("name", "serializer", "ttl")
+    __slots__ = ("name", "serializer", "ttl", "type_info")
 
     def __init__(
         self, name: str, ttl: int | StateTtlConfig | None = None, serializer: Serializer | None = None
     ) -> None:
+        type_info: tuple[Any, ...] = getattr(self, "type_info", None) or ()
+        # PyFlink: ListStateDescriptor(name, elem_type), MapStateDescriptor(name, key_type, value_type)
+        if is_type_information(ttl):
+            type_info = (*type_info, ttl)
+            ttl = None
+        if is_type_information(serializer):
+            type_info = (*type_info, serializer)
+            serializer = None
+        self.type_info = type_info
         if not isinstance(name, str) or not name or "/" in name:
             msg = f"state name must be a non-empty str without '/', got {name!r}"
             raise ConfigurationError(msg)
@@ -127,6 +153,9 @@ class ValueStateDescriptor(StateDescriptor):
         ttl: int | StateTtlConfig | None = None,
         serializer: Serializer | None = None,
     ) -> None:
+        if is_type_information(default):  # PyFlink: ValueStateDescriptor(name, value_type_info)
+            self.type_info = (default,)
+            default = None
         super().__init__(name, ttl, serializer)
         self.default = default
 

@@ -14,6 +14,7 @@ from typing import Any
 from streamcore.errors import ConfigurationError
 from streamcore.state.api import KeyContext, KeyedStateBackend
 from streamcore.state.heap import HeapKeyedStateBackend
+from streamcore.state.snapshot_strategy import CanonicalSnapshotStrategy, SnapshotStrategy
 from streamcore.time import Clock
 
 __all__ = ["BACKENDS", "StateBackendFactory", "check_backend"]
@@ -71,6 +72,16 @@ class StateBackendFactory:
     def database(self) -> Any:
         """The job's RocksDB database (``None`` on the heap backend)."""
         return self._db
+
+    @property
+    def snapshot_strategy(self) -> SnapshotStrategy:
+        """How checkpoints store this backend's state (native files or canonical images)."""
+        if self.kind == "rocksdb":
+            from streamcore.state.rocksdb.snapshot_strategy import RocksDBSnapshotStrategy
+
+            assert self.state_dir is not None
+            return RocksDBSnapshotStrategy(self.state_dir, lambda: self._db)
+        return CanonicalSnapshotStrategy()
 
     def close(self) -> None:
         """Close every backend and the database."""

@@ -18,7 +18,7 @@ into their stored form, which snapshots and serializing backends hold.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from streamcore.errors import StateError
@@ -260,14 +260,13 @@ class TimeOrderedState(ABC):
         changed. ``key_bytes`` are the keys' encodings from :meth:`KeyContext.key_bytes_batch`.
         """
 
-    def entries_by_key(self) -> Mapping[Any, Sized] | None:
-        """A live mapping of every key with entries to a sized collection of them, or ``None``.
+    @abstractmethod
+    def counts(self, keys: list[Any]) -> list[int]:
+        """How many entries each of ``keys`` holds (0 for a key with none), in order; nothing is read.
 
-        Backends that hold the buffer in memory (heap) return their own table, so callers
-        can ask "does this key hold anything, and how much?" for free; the others return
-        ``None`` and callers keep their own counts.
+        What a join asks for a batch before probing: a key the buffer holds nothing for
+        needs no probe, and the counts are what a prefix scan of each key would read.
         """
-        return None
 
     @abstractmethod
     def remove(self, timestamp: int, seq: int) -> None:
@@ -278,8 +277,9 @@ class TimeOrderedState(ABC):
         """Remove many entries of any keys, given as ``(timestamp, seq, key)``; nothing is read.
 
         The bulk form of :meth:`remove` for cleanup: no current key is needed or changed.
-        The tuple order is that of a time-ordered expiry index, so its expired prefix can
-        be passed as it is.
+        Every entry must be present (as an expiry index built from :meth:`index_entries`
+        and the sequence numbers :meth:`add_batch` returned lists them). The tuple order is
+        that of a time-ordered expiry index, so its expired prefix can be passed as it is.
         """
 
     @abstractmethod
@@ -289,13 +289,6 @@ class TimeOrderedState(ABC):
     @abstractmethod
     def scan_prefix(self) -> list[tuple[int, Any]]:
         """Every entry of the current key, in timestamp order (the naive probe)."""
-
-    @abstractmethod
-    def remove_until(self, timestamp: int) -> None:
-        """Remove the current key's entries with ``ts <= timestamp``.
-
-        Nothing is read: on RocksDB this is one range tombstone, below every later range read.
-        """
 
     @abstractmethod
     def is_empty(self) -> bool:

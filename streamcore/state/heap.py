@@ -26,6 +26,7 @@ from streamcore.state.api import (
     TimeOrderedState,
     ValueState,
 )
+from streamcore.state.canonical import custom_serializer, decode_rows, encode_rows, row_decoder
 from streamcore.state.descriptors import StateDescriptor
 from streamcore.state.handles import Fold, ValueCodec
 from streamcore.state.ttl import is_expired
@@ -52,6 +53,10 @@ class _HeapHandle:
         self._ns: Any = None
         self._table = tables.setdefault(None, {})
         self._encodable: set[Any] = set()
+
+    def rebind(self) -> None:
+        """Point at the current namespace's table again (after the backend dropped or replaced tables)."""
+        self.set_namespace(self._ns)
 
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
@@ -322,9 +327,10 @@ class HeapTimeOrderedState(TimeOrderedState):
             insort(lst, entry)
         return seq
 
-    def entries_by_key(self) -> dict[Any, list[tuple[int, int, Any]]]:
-        """The table itself: key -> its entries (keys without entries are absent)."""
-        return self._data
+    def counts(self, keys: list[Any]) -> list[int]:
+        """Entries per key, from the table's per-key lists."""
+        get = self._data.get
+        return [len(lst) if (lst := get(k)) is not None else 0 for k in keys]
 
     def add_batch(
         self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
@@ -393,18 +399,6 @@ class HeapTimeOrderedState(TimeOrderedState):
                     del lst[i]
             if not lst:
                 del data[key]
-
-    def remove_until(self, timestamp: int) -> None:
-        """Remove entries with ``ts <= timestamp``."""
-        key = self._kc.key
-        lst = self._data.get(key)
-        if lst is None:
-            return
-        idx = bisect_left(lst, (timestamp, _INF))
-        if idx >= len(lst):
-            del self._data[key]
-        elif idx:
-            del lst[:idx]
 
     def is_empty(self) -> bool:
         """Whether the current key has no entries."""
@@ -540,6 +534,8 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         self._handles: list[_HeapHandle] = []
         # Kinds of restored states, for snapshots taken before (or without) their registration.
         self._restored_kinds: dict[str, str] = {}
+        # Restored entries whose rows hold a custom serializer's bytes, until the state registers.
+        self._encoded_rows: dict[str, dict[str, Any]] = {}
         # Incremental TTL cleanup: per state, the keys of each namespace left to examine this pass.
         self._ttl_todo: dict[str, list[tuple[Any, list[Any]]]] = {}
 
@@ -547,6 +543,13 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         # A restore may have loaded this state's rows before the operator registered it.
         tables: dict[Any, dict[Any, Any]] = self._tables.get(descriptor.name, ("", {}))[1]
         self._tables[descriptor.name] = (descriptor.kind, tables)
+        encoded = self._encoded_rows.pop(descriptor.name, None)
+        if encoded is not None:
+            loads = row_decoder(descriptor.name, encoded, descriptor)
+            assert loads is not None
+            self._load_rows(
+                encoded["storage"], decode_rows(encoded["storage"], encoded["rows"], loads), tables
+            )
         kind = descriptor.kind
         if kind == "value":
             handle = HeapValueState(self.key_context, tables, getattr(descriptor, "default", None))
@@ -579,7 +582,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 del tables[ns]
         self._ttl_todo.clear()
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
         return removed
 
     def _cleanup_some(self, budget: int) -> int:
@@ -597,7 +600,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         ttl_states = [(n, d) for n, (d, _) in self._states.items() if d.ttl is not None]
         if not ttl_states:
             for h in self._handles:
-                h.set_namespace(h._ns)
+                h.rebind()
             return 0
         share = max(1, budget // len(ttl_states))
         removed = 0
@@ -625,7 +628,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 if not table and ns is not None:
                     del tables[ns]
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
         return removed
 
     def snapshot(self, canonical: bool = True) -> dict[str, Any]:
@@ -643,7 +646,14 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 for key, value in table.items():
                     payload = [[k, v] for k, v in value.items()] if kind == "map" else value
                     rows.append([kg_of(key), key, ns, payload])
-            states[name] = {"kind": desc_kind, "storage": kind, "rows": self._stored_rows(name, rows)}
+            rows = self._stored_rows(name, rows)
+            entry: dict[str, Any] = {"kind": desc_kind, "storage": kind, "rows": rows}
+            registered = self._states.get(name)
+            if registered is not None and custom_serializer(registered[0]):
+                entry.update(rows=encode_rows(kind, rows, registered[0].serializer.dumps), encoded=True)
+            states[name] = entry
+        # Restored rows in a custom serializer's bytes, not registered since: carried as they are.
+        states.update(self._encoded_rows)
         return {
             "states": states,
             "timers": {n: svc.snapshot() for n, svc in self._timer_services.items()},  # type: ignore[attr-defined]
@@ -651,21 +661,38 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         }
 
     def restore(self, image: dict[str, Any]) -> None:
-        """Load an image of either backend; states are created from the image's kinds."""
+        """Load an image of either backend; states are created from the image's kinds.
+
+        Rows in a custom serializer's bytes wait for their state's registration (only its
+        descriptor can decode them).
+        """
         for name, st in image.get("states", {}).items():
+            rows = st["rows"]
+            if st.get("encoded"):
+                registered = self._states.get(name)
+                if registered is None:
+                    self._encoded_rows[name] = st
+                    continue
+                loads = row_decoder(name, st, registered[0])
+                assert loads is not None
+                rows = decode_rows(st["storage"], rows, loads)
             self._restored_kinds[name] = st.get("kind", st["storage"])
             if name not in self._tables:
                 self._tables[name] = (st["storage"], {})
             kind, tables = self._tables[name]
-            for _kg, key, ns, payload in self._live_rows(name, st["rows"]):
-                table = tables.setdefault(ns, {})
-                table[key] = dict((k, v) for k, v in payload) if kind == "map" else payload
+            self._load_rows(kind, self._live_rows(name, rows), tables)
         for name, timers in image.get("timers", {}).items():
             self.timer_service(name).restore(timers)  # type: ignore[attr-defined]
         for name, rows in image.get("time_ordered", {}).items():
             self.time_ordered_state(name).restore(rows)  # type: ignore[attr-defined]
         for h in self._handles:
-            h.set_namespace(h._ns)
+            h.rebind()
+
+    @staticmethod
+    def _load_rows(kind: str, rows: list[list[Any]], tables: dict[Any, dict[Any, Any]]) -> None:
+        for _kg, key, ns, payload in rows:
+            table = tables.setdefault(ns, {})
+            table[key] = dict((k, v) for k, v in payload) if kind == "map" else payload
 
     # -- live values (ValueState.hold_live_values) ------------------------------------------
     def _codec(self, name: str) -> ValueCodec | None:

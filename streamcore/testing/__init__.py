@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.state.factory import StateBackendFactory
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP, ManualClock
 
@@ -148,9 +148,12 @@ class OperatorHarness:
         )
 
     # -- state ---------------------------------------------------------------------------------
-    def snapshot(self, canonical: bool = True) -> Any:
-        """The operator's snapshot (canonical by default: restorable into either backend)."""
-        return self.operator.snapshot_state(canonical)
+    def snapshot(self, canonical: bool = True, checkpoint_id: int = 1) -> Any:
+        """The operator's snapshot (canonical by default: restorable into either backend).
+
+        As in Flink's harnesses, watermarks are not part of it: push them again after a restore.
+        """
+        return self.operator.snapshot_state(SnapshotContext(checkpoint_id, canonical))
 
     def close(self) -> None:
         """Close the operator and the backend."""

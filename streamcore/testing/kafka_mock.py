@@ -36,6 +36,10 @@ Its limits, which a test must not mistake for bugs in streamcore:
 * ``broker_down`` closes connections and refuses new ones but moves no partition
   leadership: partitions led by a down broker are unavailable until it is back up.
 
+For tests of failure handling, :meth:`MockKafkaCluster.push_request_errors` makes the
+cluster answer the next requests of one protocol API with given error codes (a Produce
+answered with ``INVALID_PRODUCER_EPOCH`` fences a transactional producer, for example).
+
 Importing this module does not import confluent_kafka or load librdkafka; both happen
 when the first cluster is created.
 """
@@ -51,6 +55,7 @@ import importlib.metadata
 import importlib.util
 import os
 import threading
+from collections.abc import Sequence
 
 from streamcore.errors import ConfigurationError, ConnectorError
 
@@ -73,6 +78,7 @@ _CLUSTER_HANDLE_CONF = {
 _void_p = ctypes.c_void_p
 _char_p = ctypes.c_char_p
 _int = ctypes.c_int
+_int16 = ctypes.c_int16
 _int32 = ctypes.c_int32
 _size_t = ctypes.c_size_t
 
@@ -93,6 +99,9 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "rd_kafka_mock_topic_create": (_int, [_void_p, _char_p, _int, _int]),
     "rd_kafka_mock_broker_set_down": (_int, [_void_p, _int32]),
     "rd_kafka_mock_broker_set_up": (_int, [_void_p, _int32]),
+    "rd_kafka_mock_push_request_errors_array": (None, [_void_p, _int16, _size_t, ctypes.POINTER(_int)]),
+    "rd_kafka_mock_set_group_consumer_session_timeout_ms": (None, [_void_p, _int]),
+    "rd_kafka_mock_set_group_consumer_heartbeat_interval_ms": (None, [_void_p, _int]),
 }
 
 
@@ -330,6 +339,46 @@ class MockKafkaCluster:
         if err:
             msg = f"cannot set broker {broker_id} {'up' if up else 'down'}: {_err2str(self._lib, err)}"
             raise ConnectorError(msg)
+
+    def push_request_errors(self, api_key: int, errors: Sequence[int]) -> None:
+        """Answer the next ``len(errors)`` requests of protocol API ``api_key`` with these errors, in order.
+
+        Whichever broker receives such a request answers it with the next error of the
+        list instead of handling it; later requests are handled normally.
+
+        Args:
+            api_key: the Kafka protocol API key: 0 Produce, 1 Fetch, 3 Metadata,
+                22 InitProducerId, 24 AddPartitionsToTxn, 26 EndTxn, ...
+            errors: Kafka error codes, e.g. ``confluent_kafka.KafkaError.INVALID_PRODUCER_EPOCH``
+                (47); 0 lets that request through.
+
+        Raises:
+            ConfigurationError: ``api_key`` or an error code is not an int in range.
+            ConnectorError: the cluster is closed.
+        """
+        _check_int("api_key", api_key, 0, 32767)
+        codes = list(errors)
+        for code in codes:
+            _check_int("each error code", code, -(2**31), 2**31 - 1)
+        array = (_int * len(codes))(*codes)
+        self._lib.rd_kafka_mock_push_request_errors_array(self._cluster(), api_key, len(codes), array)
+
+    def set_group_timing(self, session_timeout_ms: int, heartbeat_interval_ms: int) -> None:
+        """Set the broker side of ``group.protocol=consumer`` groups: session timeout and heartbeat interval.
+
+        A member that stops heartbeating (a killed process) loses its partitions after
+        ``session_timeout_ms`` (30 s by default on the mock, 45 s on real brokers); tests
+        that kill group members set a few seconds.
+
+        Raises:
+            ConfigurationError: a value is not an int >= 1.
+            ConnectorError: the cluster is closed.
+        """
+        _check_int("session_timeout_ms", session_timeout_ms, 1)
+        _check_int("heartbeat_interval_ms", heartbeat_interval_ms, 1)
+        cluster = self._cluster()
+        self._lib.rd_kafka_mock_set_group_consumer_session_timeout_ms(cluster, session_timeout_ms)
+        self._lib.rd_kafka_mock_set_group_consumer_heartbeat_interval_ms(cluster, heartbeat_interval_ms)
 
     def close(self) -> None:
         """Stop the brokers and free the cluster's handle. Calling it again does nothing."""

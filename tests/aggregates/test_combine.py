@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,11 +24,11 @@ from streamcore.aggregates import (
     combine,
 )
 from streamcore.errors import ConfigurationError
+from streamcore.serde import msgpack_dumps, msgpack_loads
 
 
 def through_msgpack(function: AggregateFunction, acc: Any) -> Any:
-    raw = msgpack.packb(function.serialize_accumulator(acc), use_bin_type=True)
-    return function.deserialize_accumulator(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+    return function.deserialize_accumulator(msgpack_loads(msgpack_dumps(function.serialize_accumulator(acc))))
 
 
 def everything() -> AggregateFunction:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 from streamcore.aggregates import AggregateFunction, BloomDistinct, DistinctCount, HyperLogLog
 from streamcore.aggregates.sketches import BloomFilter, HyperLogLogSketch
 from streamcore.errors import ConfigurationError
+from streamcore.serde import msgpack_dumps, msgpack_loads
 
 hashables = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
@@ -22,8 +22,7 @@ hashables = st.one_of(
 
 
 def through_msgpack(function: AggregateFunction, acc: Any) -> Any:
-    raw = msgpack.packb(function.serialize_accumulator(acc), use_bin_type=True)
-    return function.deserialize_accumulator(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+    return function.deserialize_accumulator(msgpack_loads(msgpack_dumps(function.serialize_accumulator(acc))))
 
 
 def run(function: AggregateFunction, values: list, batch: bool = True) -> Any:

@@ -6,13 +6,13 @@ import heapq
 import itertools
 from typing import Any
 
-import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from streamcore.aggregates import TopN
 from streamcore.errors import ConfigurationError
+from streamcore.serde import msgpack_dumps, msgpack_loads
 
 # Few distinct scores, so ties are common; ids tell equal-scored records apart.
 records = st.lists(st.tuples(st.integers(0, 6), st.integers()), max_size=50).map(
@@ -21,8 +21,7 @@ records = st.lists(st.tuples(st.integers(0, 6), st.integers()), max_size=50).map
 
 
 def through_msgpack(top: TopN, acc: Any) -> Any:
-    raw = msgpack.packb(top.serialize_accumulator(acc), use_bin_type=True)
-    return top.deserialize_accumulator(msgpack.unpackb(raw, raw=False, strict_map_key=False))
+    return top.deserialize_accumulator(msgpack_loads(msgpack_dumps(top.serialize_accumulator(acc))))
 
 
 def split_in_batches(values: list, cuts: list[int]) -> list[list]:

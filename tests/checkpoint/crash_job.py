@@ -70,7 +70,7 @@ def run_job(args: argparse.Namespace) -> None:
                 self.recent.update([*recent[1:], value])
             else:
                 self.recent.add(value)
-            return (f"{value % keys},{value},{n}",)
+            return [f"{value % keys},{value},{n}"]
 
     env = sc.StreamEnvironment(
         state_backend=args.backend,
@@ -87,7 +87,9 @@ def run_job(args: argparse.Namespace) -> None:
         .uid("files")
     )
     print("RUNNING", flush=True)
-    env.execute(JOB_NAME, restore_from="latest")
+    from streamcore.checkpoint import RestoreFrom
+
+    env.execute(JOB_NAME, restore_from=RestoreFrom("latest", fall_back=args.fall_back))
     print("DONE", flush=True)
 
 
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--pause-every", type=int, default=10, help="sleep 1 ms every N records (0: never)")
     p.add_argument("--write-delay-ms", type=float, default=2.0)
+    p.add_argument("--fall-back", action="store_true", help="restore past a corrupt newest checkpoint")
     return p
 
 

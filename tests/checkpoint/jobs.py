@@ -41,7 +41,7 @@ class CountFn(sc.KeyedProcessFunction):
         self.recent.update(recent)
         bucket = value % 5
         self.seen.put(bucket, (self.seen.get(bucket) or 0) + 1)
-        return ((ctx.get_current_key(), value, n, tuple(recent), self.seen.get(bucket)),)
+        return [(ctx.get_current_key(), value, n, tuple(recent), self.seen.get(bucket))]
 
 
 class TimerFn(sc.KeyedProcessFunction):
@@ -60,7 +60,7 @@ class TimerFn(sc.KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: Any) -> Any:
         total = self.total.value()
         self.total.clear()
-        return ((ctx.get_current_key(), timestamp, total),)
+        return [(ctx.get_current_key(), timestamp, total)]
 
 
 def build_job(env: sc.StreamEnvironment, data: list[int], shape: str, keys: int, sink: Sink) -> None:
@@ -92,7 +92,7 @@ def build_job(env: sc.StreamEnvironment, data: list[int], shape: str, keys: int,
         out = (
             lefts.interval_join(rights)
             .between(-7, 3)
-            .process(lambda left, right, ctx: ((left, right, ctx.timestamp()),))
+            .process(lambda left, right, ctx: (left, right, ctx.timestamp()))
             .uid("join")
         )
     else:  # pragma: no cover

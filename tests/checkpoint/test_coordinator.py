@@ -32,15 +32,15 @@ def _failing_completion(monkeypatch: pytest.MonkeyPatch, fail: set[int]) -> list
     real = coordinator_module.complete_snapshot
     calls: list[int] = []
 
-    def flaky(pending: Any, *args: Any) -> Any:
+    def flaky(pending: Any, *args: Any, **kw: Any) -> Any:
         calls.append(pending.checkpoint_id)
         if pending.checkpoint_id in fail:
             # Fail half-way: some files already written and shared files added.
-            real_result = real(pending, *args)
+            real_result = real(pending, *args, **kw)
             (pending.directory / "_metadata").unlink()
             msg = f"injected failure of checkpoint {pending.checkpoint_id} ({len(real_result)} keys)"
             raise OSError(msg)
-        return real(pending, *args)
+        return real(pending, *args, **kw)
 
     monkeypatch.setattr(coordinator_module, "complete_snapshot", flaky)
     return calls

@@ -39,7 +39,7 @@ def test_truncated_metadata_is_named_and_latest_falls_back(tmp_path: Path, backe
         _run(tmp_path, backend, every=None, restore_from=str(newest))
     with caplog.at_level(logging.WARNING, logger="streamcore.checkpoint"):
         rest, _ = _run(tmp_path, backend, every=None, restore_from=RestoreFrom(tmp_path / "chk"))
-    assert "skipping checkpoint" in caplog.text and newest.name in caplog.text
+    assert "skipping corrupt checkpoint" in caplog.text and newest.name in caplog.text
     assert full[: sink_image(previous)["emitted"]] + rest == full
 
 
@@ -57,7 +57,7 @@ def test_missing_shared_file_is_named_falls_back_and_deletes_nothing_retained(tm
     emitted = sink_image(previous)["emitted"]
     with caplog.at_level(logging.WARNING, logger="streamcore.checkpoint"):
         rest, _ = _run(tmp_path, "rocksdb", every=1000, retain=3, restore_from="latest")
-    assert "skipping checkpoint" in caplog.text and only_newest[0] in caplog.text
+    assert "skipping corrupt checkpoint" in caplog.text and only_newest[0] in caplog.text
     assert full[:emitted] + rest == full
     # The damaged checkpoint is still retained (newest but one) and every other retained one is whole.
     retained = _complete(tmp_path)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streamcore.operators.base import OperatorRuntime
+from streamcore.operators.base import OperatorRuntime, SnapshotContext
 from streamcore.operators.process import KeyedProcessOperator
 from streamcore.sinks.base import CollectSink, SinkOperator
 from streamcore.state.factory import StateBackendFactory
@@ -83,7 +83,7 @@ def test_snapshot_restore_continue_equals_uninterrupted(
 
     first = Harness(backend, tmp_path / "first", fn_type()).open()
     _feed(first, BATCHES[:cut])
-    image = first.op.snapshot_state(canonical=mode == "canonical")
+    image = first.op.snapshot_state(SnapshotContext(1, canonical=mode == "canonical"))
     before = list(first.out.results)
     state_dir = tmp_path / "second"
     if mode == "native":
@@ -107,7 +107,7 @@ def test_canonical_image_moves_between_backends(tmp_path: Path, source: str, tar
     whole.close()
     first = Harness(source, tmp_path / "a", CountFn()).open()
     _feed(first, BATCHES[:3])
-    image = first.op.snapshot_state(canonical=True)
+    image = first.op.snapshot_state(SnapshotContext(1, canonical=True))
     before = list(first.out.results)
     first.close()
     second = Harness(target, tmp_path / "b", CountFn()).open(image)

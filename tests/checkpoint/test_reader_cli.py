@@ -75,7 +75,7 @@ def test_list_and_inspect(tmp_path: Path) -> None:
     assert report["valid"] and report["backend"] == "rocksdb" and report["job"] == "reader-job"
     assert report["sources"]["numbers"]["splits"]["collection-0"]["position"] == 100
     assert set(report["operators"]["count"]["states"]) == {"count", "recent", "seen"}
-    assert report["shared_files"] and any("shared" in f for f in report["rocksdb_files"])
+    assert report["shared_files"] and any("shared" in f for f in report["native_files"])
 
 
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

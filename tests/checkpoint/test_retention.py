@@ -69,7 +69,7 @@ def test_full_checkpoints_keep_everything_private(tmp_path: Path) -> None:
     assert not list((tmp_path / "chk" / "shared").iterdir())
     for path in _retained(tmp_path):
         meta = read_metadata(path)
-        ssts = [f for f in meta["rocksdb"]["files"] if f["name"].endswith(".sst")]
+        ssts = [f for f in meta["native"]["files"] if f["name"].endswith(".sst")]
         assert ssts and all("crc32" in f for f in ssts)
         validate_files(meta, path)
 

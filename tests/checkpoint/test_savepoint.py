@@ -68,7 +68,7 @@ def test_savepoint_restores_into_either_backend(
     handle.wait(60)
     full = sink.results
     meta = read_metadata(path)
-    assert meta["kind"] == "savepoint" and meta["canonical"] and meta["rocksdb"] is None
+    assert meta["kind"] == "savepoint" and meta["canonical"] and meta["native"] is None
     assert not list(path.glob("db"))
     emitted = sink_image(path)["emitted"]
     assert 0 < emitted < len(full)
@@ -112,7 +112,7 @@ def test_failed_savepoint_leaves_nothing(tmp_path: Path) -> None:
     class Executor:
         job_name = "x"
 
-        def snapshot_all(self, *_a: Any, **_k: Any) -> Any:
+        def snapshot(self, *_a: Any, **_k: Any) -> Any:
             raise OSError("disk full")
 
     with pytest.raises(CheckpointError, match="disk full"):

@@ -137,7 +137,7 @@ class FailOnce(sc.KeyedProcessFunction):
             raise RuntimeError("boom")
         n = (self.count.value() or 0) + 1
         self.count.update(n)
-        return (f"{value % 4},{value},{n}",)
+        return [f"{value % 4},{value},{n}"]
 
 
 @pytest.mark.parametrize("backend", ["heap", "rocksdb"])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import streamcore as sc
 from streamcore.errors import ConfigurationError, KeySelectorError, TimestampError, UserFunctionError
 from streamcore.operators import interval_join as interval_join_module
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.operators.interval_join import IntervalJoinOperator
 from streamcore.serde import msgpack_dumps, msgpack_loads
 from streamcore.state.factory import StateBackendFactory
@@ -681,7 +681,7 @@ def test_snapshot_restore_and_continue_equals_an_uninterrupted_run(first: str, s
 
     with harness(first, -12, 7) as h1:
         feed(h1, 0, 150)
-        image = msgpack_loads(msgpack_dumps(h1.op.snapshot_state(canonical=True)))
+        image = msgpack_loads(msgpack_dumps(h1.op.snapshot_state(SnapshotContext(1, canonical=True))))
         buffered_before = h1.buffered()
         outputs = list(h1.out.values)
     with state_dir(second) as tmp:
@@ -706,7 +706,7 @@ def test_restore_without_the_expiry_index_rebuilds_it_from_the_buffers(backend: 
     lefts = [(1, "a", 10), (2, "b", 20), (3, "a", 20)]
     with harness(backend, -5, 5) as h1:
         h1.push(0, lefts)
-        image = msgpack_loads(msgpack_dumps(h1.op.snapshot_state(canonical=True)))
+        image = msgpack_loads(msgpack_dumps(h1.op.snapshot_state(SnapshotContext(1, canonical=True))))
     image["operator"] = None
     with state_dir(backend) as tmp:
         h2 = Harness(backend, tmp, -5, 5)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from streamcore.operators.base import OperatorRuntime, StreamOperator
+from streamcore.operators.base import OperatorRuntime, SnapshotContext, StreamOperator
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.state.factory import StateBackendFactory
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP, Clock, ManualClock
@@ -99,7 +99,7 @@ class Harness:
         self.op.on_processing_time(now)
 
     def snapshot(self) -> Any:
-        return self.op.snapshot_state(canonical=True)
+        return self.op.snapshot_state(SnapshotContext(1, canonical=True))
 
     def close(self) -> None:
         self.op.close()
@@ -107,7 +107,7 @@ class Harness:
 
     def assert_empty(self) -> None:
         """After the end of input: no window contents, sessions, trigger state or timers are left."""
-        image = self.op.snapshot_state(canonical=True)
+        image = self.op.snapshot_state(SnapshotContext(1, canonical=True))
         left = {name: st["rows"] for name, st in image["keyed"]["states"].items() if st["rows"]}
         assert left == {}, left
         assert not any(t for svc in image["keyed"]["timers"].values() for t in svc.values()), image["keyed"][

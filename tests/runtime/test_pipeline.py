@@ -221,7 +221,7 @@ def test_print_sink_and_callable_sink():
     env = sc.StreamEnvironment()
     got = []
     s = env.from_collection(["x", "y"])
-    s.sink_to(sc.PrintSink("> ", stream=buf))
+    s.sink_to(sc.PrintSink(prefix="> ", stream=buf))
     s.sink_to(got.append)
     env.execute("print")
     assert buf.getvalue() == "> x\n> y\n" and got == ["x", "y"]

@@ -8,6 +8,7 @@ without it (see the README). Everything else runs against the mock.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import copy
 import json
@@ -20,8 +21,17 @@ import pytest
 import streamcore as sc
 from streamcore.errors import ConfigurationError, ConnectorError, SerializationError, StreamcoreError
 from streamcore.sinks.kafka import KafkaSink, default_key_serializer
+from streamcore.sinks.two_phase import TwoPhaseCommitSink
 from streamcore.sources.kafka import KafkaSource
-from tests.sinks.kafka_support import FAST, REAL_BOOTSTRAP, needs_real_broker, read_all, run_twice, sink
+from tests.sinks.kafka_support import (
+    FAST,
+    REAL_BOOTSTRAP,
+    ROOT,
+    needs_real_broker,
+    read_all,
+    run_twice,
+    sink,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -295,3 +305,39 @@ def test_sigkill_crash_exactly_once_into_kafka(real_topics, tmp_path):
 
 def test_errors_are_streamcore_errors():
     assert issubclass(ConnectorError, StreamcoreError)
+
+
+# -- one public class over two deliveries ----------------------------------------------------------
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_one_sink_class_for_both_guarantees(delivery):
+    s = KafkaSink("localhost:9092", "out", delivery=delivery)
+    assert type(s) is KafkaSink
+    assert isinstance(s, TwoPhaseCommitSink)
+
+
+def test_a_subclass_overrides_the_two_phase_commit_hooks(cluster, sinks):
+    cluster.create_topic("out", 1)
+    commits: list[str] = []
+
+    class Audited(KafkaSink):
+        def commit(self, transaction):
+            commits.append(transaction["tid"])
+            super().commit(transaction)
+
+    s = Audited(cluster.bootstrap_servers, "out", delivery="exactly_once", transactional_id_prefix="tx-sub")
+    sinks.append(s)
+    s.open("out")
+    s.write_batch([1], None)
+    s.snapshot_state(1)
+    s.notify_checkpoint_complete(1)
+    assert commits == ["tx-sub-0"]
+    assert s.metrics()["transactions_committed"] == 1
+
+
+@pytest.mark.parametrize(
+    "module", ["kafka_producer", "kafka_at_least_once", "kafka_transactions", "kafka_write_ahead"]
+)
+def test_the_delivery_modules_do_not_import_the_sink_module(module):
+    tree = ast.parse((ROOT / "streamcore" / "sinks" / f"{module}.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "streamcore.sinks.kafka" not in imported

@@ -23,7 +23,7 @@ import pytest
 from streamcore.errors import ConfigurationError, ConnectorError
 from streamcore.serde import msgpack_dumps, msgpack_loads
 from streamcore.sinks.kafka import KafkaSink
-from streamcore.sinks.kafka_commits import logged_records, marker_partition
+from streamcore.sinks.kafka_write_ahead import logged_records, marker_partition
 from tests.sinks.kafka_support import REAL_BOOTSTRAP, needs_real_broker, read_all, run_twice, sink
 
 pytestmark = pytest.mark.kafka
@@ -206,7 +206,7 @@ def test_a_missing_marker_topic_fails_the_checkpoint_clearly(cluster, sinks):
         delivery="exactly_once",
         marker_topic="no-such-markers",
         config={"allow.auto.create.topics": False},
-        flush_timeout_s=0.5,
+        flush_timeout_s=3.0,
     )
     sinks.append(s)
     s.open("out")

@@ -117,8 +117,8 @@ class DriftProbe:
         original = SourceTask.poll
         probe = self
 
-        def poll(task: SourceTask, i: int, max_records: int) -> int:
-            n = original(task, i, max_records)
+        def poll(task: SourceTask, split: Any, max_records: int) -> int:
+            n = original(task, split, max_records)
             probe.after_poll(task)
             return n
 
@@ -129,10 +129,10 @@ class DriftProbe:
         if task not in self.tasks:
             self.tasks.append(task)
         wms = [
-            t.split_wm[j]
+            s.watermark
             for t in self.tasks
-            for j, r in enumerate(t.readers)
-            if not r.finished and not t.idle[j] and t.split_wm[j] > MIN_TIMESTAMP
+            for s in t.splits
+            if not s.finished and not s.idle and s.watermark > MIN_TIMESTAMP
         ]
         self.drifts.append(max(wms) - min(wms) if len(wms) > 1 else 0)
 

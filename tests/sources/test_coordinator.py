@@ -20,6 +20,7 @@ from streamcore.sources.coordinator import (
     SplitReport,
     decide,
 )
+from streamcore.sources.split_state import SplitState
 from streamcore.time import MIN_TIMESTAMP, ManualClock, WatermarkStrategy, hours, minutes, seconds
 
 NOON = hours(12)
@@ -179,13 +180,20 @@ class FakeTask:
             strategy = strategy.with_watermark_alignment(group, max_drift, interval)
         self.uid = uid
         self.strategy = strategy
-        self.readers = [FakeReader(f"s{i}") for i in range(len(wms))]
-        self.split_wm = list(wms)
-        n = len(wms)
-        self.idle = [False] * n
-        self.paused = [False] * n
-        self.paused_ms = [0] * n
-        self.last_active = [0] * n
+        self.splits = [SplitState(FakeReader(f"s{i}"), None, 0) for i in range(len(wms))]
+        self.set_watermarks(*wms)
+
+    def set_watermarks(self, *wms):
+        for split, wm in zip(self.splits, wms, strict=True):
+            split.watermark = wm
+
+    @property
+    def paused(self):
+        return [s.paused for s in self.splits]
+
+    @property
+    def readers(self):
+        return [s.reader for s in self.splits]
 
 
 def coordinator(*tasks, clock=None, **config):
@@ -200,7 +208,7 @@ def test_warm_up_decides_as_soon_as_every_split_has_a_watermark():
     coord, clock = coordinator(task)
     coord.tick(0)
     assert coord.metrics()["groups"]["g"]["target_watermark"] is None
-    task.split_wm[:] = [NOON, NOON + hours(1)]
+    task.set_watermarks(NOON, NOON + hours(1))
     clock.advance(1)
     coord.tick(1)
     assert task.paused == [False, True]
@@ -211,8 +219,8 @@ def test_speed_is_event_time_per_clock_second_smoothed():
     task = FakeTask("src", [0, 0])
     coord, clock = coordinator(task, speed_smoothing=0.5)
     for wm, expected in [(seconds(100), 10_000.0), (seconds(100) + seconds(300), 20_000.0)]:
-        task.split_wm[0] = wm
-        task.split_wm[1] = wm
+        task.splits[0].watermark = wm
+        task.splits[1].watermark = wm
         clock.advance(seconds(10))
         coord.tick(clock.now_ms())
         assert coord.metrics()["splits"]["src/s0"]["speed"] == expected
@@ -223,12 +231,12 @@ def test_a_split_reaching_the_target_is_paused_before_its_next_poll():
     task = FakeTask("src", [NOON, NOON + minutes(1)])
     coord, _ = coordinator(task)
     coord.tick(0)
-    assert coord.may_poll(task, 1)
-    task.split_wm[1] = NOON + minutes(5)
-    assert not coord.may_poll(task, 1)
+    assert coord.may_poll(task.splits[1])
+    task.splits[1].watermark = NOON + minutes(5)
+    assert not coord.may_poll(task.splits[1])
     assert task.paused[1]
     assert task.readers[1].pause_calls == 1
-    assert coord.may_poll(task, 0)
+    assert coord.may_poll(task.splits[0])
 
 
 def test_unaligned_sources_and_other_groups_are_never_held_back():
@@ -240,7 +248,7 @@ def test_unaligned_sources_and_other_groups_are_never_held_back():
     assert a.paused == [False, True]
     assert b.paused == [False, False]
     assert free.paused == [False, False]
-    assert coord.may_poll(free, 1)
+    assert coord.may_poll(free.splits[1])
     assert set(coord.metrics()["groups"]) == {"a", "b"}
 
 
@@ -256,12 +264,12 @@ def test_paused_split_resumes_when_the_target_time_passes_and_the_target_rises()
     coord, clock = coordinator(task)
     coord.tick(0)
     assert task.paused == [False, True]
-    task.split_wm[0] = NOON + minutes(8)
+    task.splits[0].watermark = NOON + minutes(8)
     clock.advance(seconds(10))
     coord.tick(clock.now_ms())
     assert task.paused == [False, False]
-    assert task.paused_ms[1] == seconds(10)
-    assert task.last_active[1] == clock.now_ms()  # no spurious idleness after a pause
+    assert task.splits[1].paused_ms == seconds(10)
+    assert task.splits[1].last_active == clock.now_ms()  # no spurious idleness after a pause
     assert task.readers[1].resume_calls == 1
 
 
@@ -270,7 +278,7 @@ def test_the_finished_slowest_split_releases_the_others_at_once():
     coord, clock = coordinator(task)
     coord.tick(0)
     assert task.paused == [False, True, True]
-    assert coord.may_poll(task, 0)
+    assert coord.may_poll(task.splits[0])
     task.readers[0].finished = True
     clock.advance(1)
     coord.tick(1)
@@ -284,14 +292,14 @@ def test_a_group_never_stays_fully_paused():
     coord, clock = coordinator(task)
     coord.tick(0)
     assert task.paused == [False, True]
-    task.split_wm[0] = NOON + minutes(7)
+    task.splits[0].watermark = NOON + minutes(7)
     clock.advance(5)
     # s0 reaches the target and would leave nothing to poll: the group is decided again
     # at once (drift 1 min: only the bound min + 5 min applies), and both run.
-    assert coord.may_poll(task, 0)
+    assert coord.may_poll(task.splits[0])
     assert task.paused == [False, False]
-    task.split_wm[0] = NOON + minutes(12)
-    assert not coord.may_poll(task, 0)
+    task.splits[0].watermark = NOON + minutes(12)
+    assert not coord.may_poll(task.splits[0])
     assert task.paused == [True, False]
 
 
@@ -300,7 +308,7 @@ def test_idle_splits_are_excluded_and_idle_rounds_unstick_the_group():
     coord, _ = coordinator(task)
     coord.tick(0)
     assert task.paused == [False, True]
-    task.idle[0] = True
+    task.splits[0].idle = True
     coord.on_idle_round()
     assert task.paused == [False, False]
 
@@ -310,7 +318,7 @@ def test_watermark_jump_of_the_slowest_split_does_not_stall_the_group():
     coord, clock = coordinator(task)
     coord.tick(0)
     assert task.paused == [False, True, True]
-    task.split_wm[0] = NOON + hours(3)  # a jump: now far ahead of everyone
+    task.splits[0].watermark = NOON + hours(3)  # a jump: now far ahead of everyone
     clock.advance(seconds(10))
     coord.tick(clock.now_ms())
     assert task.paused == [True, False, False]
@@ -319,14 +327,14 @@ def test_watermark_jump_of_the_slowest_split_does_not_stall_the_group():
 def test_snapshot_restores_speeds_pauses_and_target_even_before_attach():
     task = FakeTask("src", [NOON, NOON + hours(1)])
     coord, clock = coordinator(task)
-    task.split_wm[:] = [NOON + seconds(50), NOON + hours(1) + seconds(10)]
+    task.set_watermarks(NOON + seconds(50), NOON + hours(1) + seconds(10))
     clock.advance(seconds(10))
     coord.tick(clock.now_ms())
     clock.advance(seconds(4))
     image = coord.snapshot()
     assert image["groups"]["g"]["target_remaining_ms"] == seconds(6)
 
-    fresh = FakeTask("src", list(task.split_wm))
+    fresh = FakeTask("src", [s.watermark for s in task.splits])
     restored = SourceRateCoordinator(RateCoordinationConfig())
     restored.restore(image)
     restored.attach([fresh], ManualClock(500))

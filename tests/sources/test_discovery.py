@@ -102,16 +102,16 @@ def test_a_discovered_split_holds_back_the_source_watermark() -> None:
         clock,
     )
     task.open()
-    task.poll(0, 50)
+    task.poll(task.splits[0], 50)
     before = task.current_watermark
     assert before == 490 - 1
-    assert task.discover(50) == 0  # not due yet
-    assert task.discover(100) == 1 and [r.split_id for r in task.readers] == ["a", "b"]
-    task.poll(0, 50)
+    assert task.discover(50) == []  # not due yet
+    assert len(task.discover(100)) == 1 and [s.split_id for s in task.splits] == ["a", "b"]
+    task.poll(task.splits[0], 50)
     assert task.current_watermark == before  # held: b has no watermark yet
-    task.poll(1, 10)
+    task.poll(task.splits[1], 10)
     assert task.current_watermark == before  # b's 95 is behind: the source watermark never goes back
-    assert task.split_wm[1] == 94
+    assert task.splits[1].watermark == 94
     assert not task.all_finished()
 
 

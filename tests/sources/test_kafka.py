@@ -178,19 +178,19 @@ def test_native_timestamps_and_per_partition_watermarks(cluster, produce):
         clock.advance(600)  # partitions 0 and 1 are read at 600, partition 2 was last active at 0
         deadline = time.monotonic() + 10
         while sum(len(v) for v, _ in seen) < 10 and time.monotonic() < deadline:
-            for i in range(3):
-                task.poll(i, 100)
+            for split in task.splits:
+                task.poll(split, 100)
         assert sorted(t for _, ts in seen for t in ts) == [10_000 + i for i in range(5)] + [
             50_000 + i for i in range(5)
         ]
-        assert task.split_wm[0] == 10_004 - 1
-        assert task.split_wm[1] == 50_004 - 1
+        assert task.splits[0].watermark == 10_004 - 1
+        assert task.splits[1].watermark == 50_004 - 1
         # Partition 2 has no records: until it is idle it holds the watermark back.
         assert watermarks == []
-        assert not task.idle[2]
+        assert not task.splits[2].idle
         clock.advance(400)
-        task.poll(2, 100)
-        assert task.idle[2] and not task.idle[0] and not task.idle[1]
+        task.poll(task.splits[2], 100)
+        assert task.splits[2].idle and not task.splits[0].idle and not task.splits[1].idle
         assert task.current_watermark == 10_003  # min over the active partitions 0 and 1
         assert watermarks == [10_003]
     finally:
@@ -719,7 +719,7 @@ def _hide_partitions_at_first_look(monkeypatch, hidden: set[int]) -> None:
     """
     from streamcore.sources import kafka_reader
 
-    original = kafka_reader._SharedConsumer._partitions
+    original = kafka_reader.SharedConsumer.partitions
     looked: set[int] = set()
 
     def partitions(self, topic):
@@ -729,7 +729,7 @@ def _hide_partitions_at_first_look(monkeypatch, hidden: set[int]) -> None:
             return [p for p in found if p not in hidden]
         return found
 
-    monkeypatch.setattr(kafka_reader._SharedConsumer, "_partitions", partitions)
+    monkeypatch.setattr(kafka_reader.SharedConsumer, "partitions", partitions)
 
 
 def _collect_until(env: sc.StreamEnvironment, out: list[Any], n: int, **kw: Any) -> Any:
@@ -780,3 +780,17 @@ def test_bad_partition_discovery_interval_is_refused(cluster):
         KafkaSource(cluster.bootstrap_servers, "t", stopping_offsets="latest").discovery_interval_ms is None
     )
     assert KafkaSource(cluster.bootstrap_servers, "t").discovery_interval_ms == 300_000
+
+
+def test_the_readers_module_does_not_import_the_source_module():
+    """``kafka_reader`` sits below ``kafka``: it works from a ReaderConfig, never from the source."""
+    import ast
+
+    tree = ast.parse((ROOT / "streamcore" / "sources" / "kafka_reader.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert "streamcore.sources.kafka" not in imported

@@ -290,11 +290,13 @@ def test_time_ordered_state(env):
     assert buf.entries_scanned - before == 3
     assert buf.range(6, 9) == [] and buf.range(5, 4) == []
     assert [ts for ts, _ in buf.scan_prefix()] == [-3, 0, 5, 5, 10]
-    buf.remove_until(5)
+    assert buf.counts(["k", "other", "none"]) == [5, 1, 0]
+    index = sorted(buf.index_entries())
+    buf.remove_entries([e for e in index if e[0] <= 5 and e[2] == "k"])
     assert buf.scan_prefix() == [(10, "v10")] and not buf.is_empty()
-    assert buf.count() == 2
-    buf.remove_until(10)
-    assert buf.is_empty()
+    assert buf.count() == 2 and buf.counts(["k", "other"]) == [1, 1]
+    buf.remove_entries([e for e in index if e[0] == 10])
+    assert buf.is_empty() and buf.counts(["k"]) == [0]
 
 
 def test_time_ordered_remove_by_sequence(env):
@@ -308,11 +310,12 @@ def test_time_ordered_remove_by_sequence(env):
     buf.remove(*seqs["a"][0])  # one of the two entries at ts 3
     buf.remove(99, 12345)  # absent: no error
     assert [ts for ts, _ in buf.scan_prefix()] == [1, 3, 7]
-    buf.remove_entries([(*seqs["b"][1], "b"), (*seqs["b"][3], "b"), (*seqs["a"][1], "a"), (1, 1, "zz")])
+    buf.remove_entries([(*seqs["b"][1], "b"), (*seqs["b"][3], "b"), (*seqs["a"][1], "a")])
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 7]
     env.key("b")
     assert [ts for ts, _ in buf.scan_prefix()] == [3, 3]
     assert env.kc.key == "b"
+    assert buf.counts(["a", "b", "zz"]) == [2, 2, 0]
 
 
 def test_time_ordered_add_batch(env):
@@ -938,3 +941,27 @@ def test_bulk_and_per_key_operations_agree_with_a_dict_on_both_backends(ops, cac
                     e.backend.begin_batch()
         e.backend.end_batch()
         e.close()
+
+
+def test_timers_registered_after_the_queue_emptied_pop_in_order_with_deletes(env):
+    """Once every stored timer is cached, new ones (in any order) and deletes keep the order."""
+    t = env.backend.timer_service()
+    env.key("warm")
+    t.register_event_time_timer(0)
+    assert t.pop_event_timer(0) is not None and t.pop_event_timer(10**9) is None
+    import random
+
+    rnd = random.Random(3)
+    registered = set()
+    for i in rnd.sample(range(5_000), 2_000):
+        env.key(i % 7)
+        t.register_event_time_timer(i)
+        registered.add((i, i % 7))
+    for ts, key in rnd.sample(sorted(registered), 300):
+        env.key(key)
+        t.delete_event_time_timer(ts)
+        registered.discard((ts, key))
+    got = []
+    while (x := t.pop_event_timer(10**9)) is not None:
+        got.append((x[0], x[1]))
+    assert got == sorted(registered)

@@ -132,6 +132,8 @@ def test_closed_cluster_refuses_operations() -> None:
         mock.create_topic("late")
     with pytest.raises(ConnectorError, match="closed"):
         mock.broker_down(1)
+    with pytest.raises(ConnectorError, match="closed"):
+        mock.push_request_errors(0, [29])
 
 
 def test_bad_arguments_raise_configuration_error(cluster: MockKafkaCluster) -> None:
@@ -145,6 +147,10 @@ def test_bad_arguments_raise_configuration_error(cluster: MockKafkaCluster) -> N
         cluster.create_topic("")
     with pytest.raises(ConfigurationError, match="broker_id"):
         cluster.broker_down(4)
+    with pytest.raises(ConfigurationError, match="api_key"):
+        cluster.push_request_errors(-1, [29])
+    with pytest.raises(ConfigurationError, match="error code"):
+        cluster.push_request_errors(0, ["TOPIC_AUTHORIZATION_FAILED"])
 
 
 def test_create_existing_topic_raises_connector_error(cluster: MockKafkaCluster) -> None:
@@ -176,6 +182,22 @@ def test_keyed_records_read_back_with_assign_from_offset_zero(
     assert len(offsets_of_partition) == 4  # 37 keys spread over every partition
     for offsets in offsets_of_partition.values():
         assert offsets == list(range(len(offsets)))
+
+
+def test_pushed_request_errors_answer_the_next_requests(cluster: MockKafkaCluster, make_producer) -> None:
+    cluster.create_topic("refused", partitions=1)
+    producer = make_producer(**{"retries": 0})
+    reports: list[str | None] = []
+
+    def report(err: object, _msg: object) -> None:
+        reports.append(None if err is None else err.name())  # type: ignore[attr-defined]
+
+    cluster.push_request_errors(0, [confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE])
+    producer.produce("refused", b"first", partition=0, on_delivery=report)
+    assert producer.flush(10) == 0
+    producer.produce("refused", b"second", partition=0, on_delivery=report)
+    assert producer.flush(10) == 0
+    assert reports == ["MSG_SIZE_TOO_LARGE", None]  # one error pushed, one request refused
 
 
 def test_get_watermark_offsets(cluster: MockKafkaCluster, make_producer, make_consumer) -> None:

@@ -30,9 +30,10 @@ it holds.
 from __future__ import annotations
 
 import shutil
-from bisect import bisect_left, insort
 from pathlib import Path
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from streamcore.errors import StateBackendError
 from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts, encode_ts_seq
@@ -42,6 +43,7 @@ from streamcore.state.api import (
     KeyedStateBackend,
     TimeOrderedState,
 )
+from streamcore.state.canonical import custom_serializer, row_decoder
 from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor
 from streamcore.state.rocksdb.db import RocksDBDatabase
 from streamcore.state.rocksdb.handles import (
@@ -53,6 +55,7 @@ from streamcore.state.rocksdb.handles import (
     dumps_ok,
 )
 from streamcore.state.rocksdb.options import BUFFER_SEGMENT
+from streamcore.state.rocksdb.snapshot_strategy import database_dir
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
 from streamcore.state.ttl import is_expired
 from streamcore.time import MAX_TIMESTAMP, Clock
@@ -61,8 +64,6 @@ __all__ = ["RocksDBKeyedStateBackend", "open_job_database"]
 
 _NS_NONE = encode_key(None)
 _SEQ_KEY = b"seq"
-#: up to this many expired buffer entries are removed by point deletes, more by a range tombstone.
-_POINT_DELETE_LIMIT = 64
 
 
 def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> RocksDBDatabase:
@@ -74,7 +75,7 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
     if state_dir is None:
         msg = "the RocksDB backend needs a state_dir"
         raise StateBackendError(msg)
-    path = Path(state_dir) / "db"
+    path = database_dir(state_dir)
     if fresh and path.exists():
         try:
             RocksDBDatabase.destroy(path)
@@ -86,27 +87,64 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
 
 
 class RocksDBTimeOrderedState(TimeOrderedState):
-    """Per-key entries under ``kg + key + ts + seq``; range reads seek the exact bounds."""
+    """Per-key entries under ``kg + key + ts + seq``; range reads seek the exact bounds.
 
-    __slots__ = ("_backend", "_dumps", "_kc", "_loads", "_store", "entries_scanned")
+    How many entries each key holds is kept in memory (``key -> count``), so a join can
+    skip the probes of keys the buffer holds nothing for without reading RocksDB. The
+    counts are built by one scan of the stored keys the first time they are needed after
+    the state opened (also after a native restore), then kept by every write.
+    """
 
-    def __init__(self, kc: KeyContext, store: RocksDBStore, serializer: Any, backend: Any) -> None:
+    __slots__ = (
+        "_backend",
+        "_counts",
+        "_dumps",
+        "_kc",
+        "_loads",
+        "_name",
+        "_store",
+        "_uid",
+        "entries_scanned",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kc: KeyContext,
+        store: RocksDBStore,
+        serializer: Any,
+        backend: RocksDBKeyedStateBackend,
+    ) -> None:
+        self._name = name
         self._kc = kc
         self._store = store
         self._backend = backend
+        self._uid = backend.operator_uid
         ser = serializer or DEFAULT_SERIALIZER
         self._dumps = ser.dumps
         self._loads = ser.loads
+        self._counts: dict[Any, int] | None = None
         self.entries_scanned = 0
+
+    def _key_counts(self) -> dict[Any, int]:
+        counts = self._counts
+        if counts is None:
+            counts = self._counts = {}
+            for _, _, key in self.index_entries():
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     def add(self, timestamp: int, value: Any) -> int:
         """Buffer ``value`` at ``timestamp``; returns its sequence number."""
         try:
             data = self._dumps(value)
         except Exception as exc:
-            raise dumps_error(self._store.name, "", value, exc) from exc
+            raise dumps_error(self._name, self._uid, value, exc, "buffer") from exc
+        counts = self._key_counts()  # built before the write, which it must not count twice
         seq = self._backend.next_seq()
         self._store.put(self._kc.key_bytes + encode_ts_seq(timestamp, seq), data)
+        key = self._kc.key
+        counts[key] = counts.get(key, 0) + 1
         return seq
 
     def add_batch(
@@ -118,26 +156,53 @@ class RocksDBTimeOrderedState(TimeOrderedState):
             data = [dumps(v) for v in values]
         except Exception as exc:
             bad = next((v for v in values if not dumps_ok(dumps, v)), None)
-            raise dumps_error(self._store.name, "", bad, exc) from exc
-        backend = self._backend
-        first = backend._seq + 1
-        seqs = list(range(first, first + len(values)))
-        backend._seq += len(values)
+            raise dumps_error(self._name, self._uid, bad, exc, "buffer") from exc
+        counts = self._key_counts()  # built before the writes, which it must not count twice
+        seqs = list(self._backend.next_seqs(len(values)))
         put = self._store.put
         for kb, ts, seq, d in zip(key_bytes, timestamps, seqs, data, strict=True):
             put(kb + encode_ts_seq(ts, seq), d)
+        get = counts.get
+        for k in keys:
+            counts[k] = get(k, 0) + 1
         return seqs
 
+    def stats(self) -> dict[str, Any]:
+        """The column family's read/write figures and the entries range reads scanned."""
+        return {**self._store.stats(), "entries_scanned": self.entries_scanned}
+
+    def counts(self, keys: list[Any]) -> list[int]:
+        """Entries per key, from the in-memory counts."""
+        get = self._key_counts().get
+        return [get(k, 0) for k in keys]
+
     def remove(self, timestamp: int, seq: int) -> None:
-        """Delete exactly the entry ``(timestamp, seq)``: one point tombstone, nothing read."""
-        self._store.delete(self._kc.key_bytes + encode_ts_seq(timestamp, seq))
+        """Delete exactly the entry ``(timestamp, seq)``: a point read (for the count), one tombstone."""
+        k = self._kc.key_bytes + encode_ts_seq(timestamp, seq)
+        if self._store.get(k) is None:
+            return
+        self._key_counts()  # built before the delete, which _uncount subtracts
+        self._store.delete(k)
+        self._uncount([self._kc.key])
 
     def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
         """Delete ``(ts, seq, key)`` entries: point tombstones, nothing read."""
-        key_bytes = self._kc.key_bytes_batch([e[2] for e in entries])
+        keys = [e[2] for e in entries]
+        key_bytes = self._kc.key_bytes_batch(keys)
+        self._key_counts()  # built before the deletes, which _uncount subtracts
         delete = self._store.delete
         for kb, (ts, seq, _) in zip(key_bytes, entries, strict=True):
             delete(kb + encode_ts_seq(ts, seq))
+        self._uncount(keys)
+
+    def _uncount(self, keys: list[Any]) -> None:
+        counts = self._key_counts()
+        for k in keys:
+            left = counts.get(k, 0) - 1
+            if left > 0:
+                counts[k] = left
+            else:
+                counts.pop(k, None)
 
     def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
         """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
@@ -159,26 +224,6 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         n = len(kb)
         loads = self._loads
         return [(decode_ts(k, n), loads(v)) for k, v in entries]
-
-    def remove_until(self, timestamp: int) -> None:
-        """Remove entries with ``ts <= timestamp``.
-
-        A few entries get point deletes; many get one range tombstone. Range tombstones
-        in the memtable make every later iterator creation slower (RocksDB fragments them
-        per iterator), which dominated the join benchmark with one tombstone per key and
-        watermark; point tombstones below a probe's seek target are never read.
-        """
-        kb = self._kc.key_bytes
-        hi = kb + encode_ts(timestamp + 1) if timestamp < MAX_TIMESTAMP else prefix_upper_bound(kb)
-        assert hi is not None
-        store = self._store
-        found = list(store.iter_range(kb, hi, limit=_POINT_DELETE_LIMIT))
-        if len(found) < _POINT_DELETE_LIMIT:
-            delete = store.delete
-            for k, _ in found:
-                delete(k)
-        else:
-            store.delete_range(kb, hi)
 
     def is_empty(self) -> bool:
         """Whether the current key has no entries."""
@@ -221,18 +266,21 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         entry_for = self._kc.entry_for
         dumps = self._dumps
         put = self._store.put
-        backend = self._backend
         for key, ts, seq, value in rows:
             put(entry_for(key)[1] + encode_ts(ts) + encode_seq(seq), dumps(value))
-            if seq > backend._seq:
-                backend._seq = seq
+        if rows:
+            self._backend.advance_seq(max(r[2] for r in rows))
+        self._counts = None  # rebuilt from the stored keys when next needed
 
 
 class _TimerQueue:
     """Timers of one kind in one column family, with a sorted cache of the earliest keys.
 
     Invariant: every stored key below ``known_hi`` is in ``cache`` (``None`` means every
-    stored key is); keys at or above ``known_hi`` are read from RocksDB when needed.
+    stored key is); keys at or above ``known_hi`` are read from RocksDB when needed. Once
+    the whole queue fits the cache, every registration goes into it, so the cache is a
+    ``SortedList``: inserting and popping the head stay O(log n) however many timers
+    there are (a plain list made popping 400k timers take 12 s instead of 1.3 s).
     """
 
     __slots__ = ("cache", "known_hi", "store")
@@ -241,11 +289,11 @@ class _TimerQueue:
 
     def __init__(self, store: RocksDBStore) -> None:
         self.store = store
-        self.cache: list[bytes] = []
+        self.cache: SortedList = SortedList()
         self.known_hi: bytes | None = b""
 
     def reset(self) -> None:
-        self.cache = []
+        self.cache = SortedList()
         self.known_hi = b""
 
     def register(self, key: bytes) -> None:
@@ -253,19 +301,17 @@ class _TimerQueue:
             return
         self.store.put(key, b"")
         if self.known_hi is None or key < self.known_hi:
-            insort(self.cache, key)
+            self.cache.add(key)
 
     def delete(self, key: bytes) -> None:
         self.store.delete(key)
-        i = bisect_left(self.cache, key)
-        if i < len(self.cache) and self.cache[i] == key:
-            del self.cache[i]
+        self.cache.discard(key)
 
     def _refill(self) -> None:
         lo = self.known_hi
         assert lo is not None
         got = [k for k, _ in self.store.iter_range(lo, None, limit=self.REFILL)]
-        self.cache = got
+        self.cache = SortedList(got)
         self.known_hi = None if len(got) < self.REFILL else got[-1] + b"\x00"
 
     def peek(self) -> bytes | None:
@@ -277,7 +323,7 @@ class _TimerQueue:
         head = self.peek()
         if head is None or decode_ts(head) > limit:
             return None
-        del self.cache[0]
+        self.cache.pop(0)
         self.store.delete(head)
         return head
 
@@ -377,6 +423,16 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         # Where incremental TTL cleanup goes on, per state (the key after the last one examined).
         self._ttl_cursors: dict[str, bytes] = {}
 
+    def next_seqs(self, n: int) -> range:
+        """``n`` fresh sequence numbers."""
+        first = self._seq + 1
+        self._seq += n
+        return range(first, first + n)
+
+    def advance_seq(self, seq: int) -> None:
+        """Make every sequence number handed out from now on exceed ``seq`` (after restored entries)."""
+        self._seq = max(self._seq, seq)
+
     def next_seq(self) -> int:
         """A sequence number above every one stored (list elements, buffered entries)."""
         self._seq += 1
@@ -390,7 +446,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         self._stores[descriptor.name] = (descriptor.kind, store)
         restored = self._restored_rows.pop(descriptor.name, None)
         if restored is not None:
-            self._write_rows(store, restored["storage"], restored["rows"], descriptor.serializer.dumps)
+            self._write_entry(store, descriptor.name, restored, descriptor)
         kc, uid = self.key_context, self.operator_uid
         kind = descriptor.kind
         if kind == "value":
@@ -408,7 +464,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
 
     def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
         return RocksDBTimeOrderedState(
-            self.key_context, self._cf(f"{BUFFER_SEGMENT}/{name}"), serializer, self
+            name, self.key_context, self._cf(f"{BUFFER_SEGMENT}/{name}"), serializer, self
         )
 
     # -- batches -------------------------------------------------------------------------
@@ -468,7 +524,10 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         states: dict[str, Any] = dict(self._restored_rows)
         for name, (desc, _) in self._states.items():
             storage, store = self._stores[name]
-            states[name] = {"kind": desc.kind, "storage": storage, "rows": self._rows(storage, store, desc)}
+            entry = {"kind": desc.kind, "storage": storage, "rows": self._rows(storage, store, desc)}
+            if custom_serializer(desc):
+                entry["encoded"] = True
+            states[name] = entry
         return {
             "states": states,
             "timers": {n: svc.snapshot() for n, svc in self._timer_services.items()},  # type: ignore[attr-defined]
@@ -477,7 +536,8 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
 
     @staticmethod
     def _rows(storage: str, store: RocksDBStore, desc: StateDescriptor) -> list[list[Any]]:
-        loads = desc.serializer.loads
+        """Canonical rows of a state: decoded values, or a custom serializer's bytes as stored."""
+        loads = desc.serializer.loads if not custom_serializer(desc) else bytes
         rows: list[list[Any]] = []
         last: tuple[Any, Any] | None = None
         for k, v in store.iter_range(b"", None):
@@ -524,8 +584,16 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
             if registered is None:
                 self._restored_rows[name] = st
             else:
-                storage, store = self._stores[name]
-                self._write_rows(store, storage, st["rows"], registered[0].serializer.dumps)
+                self._write_entry(self._stores[name][1], name, st, registered[0])
+
+    def _write_entry(
+        self, store: RocksDBStore, name: str, entry: dict[str, Any], desc: StateDescriptor
+    ) -> None:
+        """Write a restored state entry with the descriptor's serializer (bytes of it as they are)."""
+        if row_decoder(name, entry, desc) is not None:
+            self._write_rows(store, entry["storage"], entry["rows"], bytes)
+        else:
+            self._write_rows(store, self._stores[name][0], entry["rows"], desc.serializer.dumps)
 
     def _write_rows(self, store: RocksDBStore, storage: str, rows: list[list[Any]], dumps: Any) -> None:
         """Write canonical rows of one state (``[kg, key, ns, payload]``) into ``store``."""
@@ -569,5 +637,5 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         for name, (_, store) in self._stores.items():
             out[name] = store.stats()
         for name, st in self._time_ordered.items():
-            out[f"{BUFFER_SEGMENT}/{name}"] = {**st._store.stats(), "entries_scanned": st.entries_scanned}  # type: ignore[attr-defined]
+            out[f"{BUFFER_SEGMENT}/{name}"] = st.stats()  # type: ignore[attr-defined]
         return out

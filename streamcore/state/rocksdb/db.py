@@ -330,7 +330,7 @@ class RocksDBDatabase:
             raise StateBackendError(msg) from exc
         store = RocksDBStore(name, cf_name, cf, handle, self._write_options)
         if self._batch is not None:
-            store._begin(self._batch)
+            store.begin_batch(self._batch)
         self._stores[name] = store
         return store
 
@@ -351,7 +351,7 @@ class RocksDBDatabase:
             raise StateBackendError(msg)
         store = self._stores.pop(name, None)
         if store is not None:
-            store._release()
+            store.release()
         try:
             rdict.drop_column_family(cf_name)
         except Exception as exc:
@@ -374,7 +374,7 @@ class RocksDBDatabase:
         self._batch = batch
         self._batch_depth = 1
         for store in self._stores.values():
-            store._begin(batch)
+            store.begin_batch(batch)
 
     def commit_batch(self) -> None:
         """Write the batch atomically (outermost commit only) and return stores to direct writes.
@@ -400,7 +400,7 @@ class RocksDBDatabase:
             raise StateBackendError(msg) from exc
         finally:
             for store in self._stores.values():
-                store._end()
+                store.end_batch()
 
     def abort_batch(self) -> None:
         """Discard the open batch (all nesting levels): nothing of it reaches RocksDB."""
@@ -409,7 +409,7 @@ class RocksDBDatabase:
         self._batch = None
         self._batch_depth = 0
         for store in self._stores.values():
-            store._end()
+            store.end_batch()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[RocksDBDatabase]:
@@ -515,7 +515,7 @@ class RocksDBDatabase:
             return
         self.abort_batch()
         for store in self._stores.values():
-            store._release()
+            store.release()
         self._stores.clear()
         self._rdict = None
         self._write = _closed_write

@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from streamcore.errors import SerializationError
-from streamcore.serde import decode_key, encode_key, encode_seq
+from streamcore.serde import decode_key, encode_key, encode_seq, find_unencodable
 from streamcore.state.api import KeyContext, ListState, MapState, ReducingState, ValueState
 from streamcore.state.descriptors import StateDescriptor
 from streamcore.state.handles import Fold, ValueCodec
@@ -41,12 +41,26 @@ def dumps_ok(dumps: Any, value: Any) -> bool:
     return True
 
 
-def dumps_error(name: str, uid: str, value: Any, exc: Exception) -> SerializationError:
-    """The error for a value of state ``name`` (of operator ``uid``) that its serializer rejected."""
-    msg = (
-        f"operator {uid!r}, state {name!r}: cannot serialize a value of type {type(value).__name__} "
-        f"({exc}); store msgpack-able values or pass serializer=... to the state descriptor"
-    )
+def dumps_error(
+    name: str, uid: str, value: Any, exc: Exception, what_holds: str = "state"
+) -> SerializationError:
+    """The error for a value of ``what_holds`` ``name`` (of operator ``uid``) that its serializer rejected."""
+    if isinstance(exc, SerializationError):
+        bad = find_unencodable(value)
+        culprit = bad if bad is not None else value
+        what = f"a value of type {type(culprit).__name__} ({culprit!r:.80})"
+        hint = (
+            "store values made of None, bool, int, float, str, bytes, and tuples, lists and dicts of these "
+            "(a set as a sorted list, an object as a dict), or give the state descriptor serializer=... "
+            "(an object with dumps(value) -> bytes and loads(bytes) -> value, such as pickle)"
+            if what_holds == "state"
+            else "map the operator's input to values made of None, bool, int, float, str, bytes, and "
+            "tuples, lists and dicts of these before it (a set as a sorted list, an object as a dict)"
+        )
+    else:
+        what = f"a value of type {type(value).__name__}: its serializer raised {type(exc).__name__}: {exc}"
+        hint = "fix the state descriptor's serializer or the value"
+    msg = f"operator {uid!r}: {what_holds} {name!r} cannot store {what}; {hint}"
     return SerializationError(msg)
 
 

@@ -479,9 +479,10 @@ class RocksDBStore:
             raise self._error(exc, f"property {name}") from exc
         return 0 if value is None else value
 
-    # -- driven by RocksDBDatabase --------------------------------------------------------
+    # -- driven by RocksDBDatabase (batches, close) -----------------------------------------------
 
-    def _begin(self, batch: rocksdict.WriteBatch) -> None:
+    def begin_batch(self, batch: rocksdict.WriteBatch) -> None:
+        """Route writes into ``batch`` (the database's WriteBatch), readable until :meth:`end_batch`."""
         self._wb_put = batch.put
         self._wb_delete = batch.delete
         self._wb_delete_range = batch.delete_range
@@ -490,16 +491,17 @@ class RocksDBStore:
         self._ov_new = []
         self._ranges = None
 
-    def _end(self) -> None:
+    def end_batch(self) -> None:
+        """Write directly again; the batch was committed or dropped by the database."""
         self._wb_put = self._wb_delete = self._wb_delete_range = None
         self._ov = None
         self._ov_sorted = None
         self._ov_new = []
         self._ranges = None
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Drop every rocksdict object this store holds: any of them keeps the database open."""
-        self._end()
+        self.end_batch()
         cf = self._cf
         self._cf = None
         self._handle = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamcore.serde import msgpack_dumps, msgpack_loads
-from streamcore.sinks.kafka_commits import (
+from streamcore.sinks.kafka_write_ahead import (
     check_topic_name,
     consumer_settings,
     logged_batches,
@@ -27,7 +27,7 @@ def test_logged_records_come_back_as_produced():
     }
     handle = msgpack_loads(msgpack_dumps(handle))  # as a checkpoint stores it
     assert logged_records(handle) == [(b"v1", b"k1", 10), (b"v2", None, -1), ("text", None, None)]
-    assert [len(values) for values, _keys, _ts in logged_batches(handle)] == [2, 1]
+    assert [len(values) for values, _keys, _ts, _parts in logged_batches(handle)] == [2, 1]
     assert logged_records({"tid": "t-0", "seq": 1, "records": 0}) == []  # written without write_ahead
 
 

@@ -19,18 +19,18 @@ carries what it takes to redo it:
   before the marker was produced: the marker lies at or after it, so a search reads a
   short range, never the whole topic.
 
-Recovery (:meth:`KafkaSink.restore_state <streamcore.sinks.kafka.KafkaSink.restore_state>`)
-then knows, for each pending transaction of the restored checkpoint, whether it
-committed: its marker is visible to a ``read_committed`` consumer. If not, the sink
-produces the logged records and the same marker again in a fresh transaction, and
-commits it before the job goes on. :class:`CommitMarkers` does the reading:
-:meth:`~CommitMarkers.committed` reads each marker partition from the lowest stored
-start up to its high watermark taken *after* the crashed producers were fenced (every
-marker of theirs is below it), and waits until the consumer's position, or the end of
-partition it reports, passes that offset (the position alone may stay before a trailing
-transaction control record). A ``read_committed`` consumer stops at the partition's last
-stable offset, so a marker is only missing once no transaction open before it can still
-hide it.
+Recovery (:meth:`TransactionalDelivery.restore
+<streamcore.sinks.kafka_transactions.TransactionalDelivery.restore>`) then knows, for
+each pending transaction of the restored checkpoint, whether it committed: its marker is
+visible to a ``read_committed`` consumer. If not, the sink produces the logged records
+and the same marker again in a fresh transaction, and commits it before the job goes on.
+:class:`CommitMarkers` does the reading: :meth:`~CommitMarkers.committed` reads each
+marker partition from the lowest stored start up to its high watermark taken *after*
+the crashed producers were fenced (every marker of theirs is below it), and waits until
+the consumer's position, or the end of partition it reports, passes that offset (the
+position alone may stay before a trailing transaction control record). A
+``read_committed`` consumer stops at the partition's last stable offset, so a marker is
+only missing once no transaction open before it can still hide it.
 
 Handles stay msgpack-able (checkpoints store them): ``{"tid", "seq", "records", "log"}``
 and, after a pre-commit with records, ``"marker": {"topic", "partition", "from",
@@ -49,6 +49,7 @@ from typing import Any
 
 from streamcore.errors import ConnectorError
 from streamcore.kafka_client import TRANSIENT_ERRORS, error_name, import_confluent_kafka, kafka_errors
+from streamcore.logs import librdkafka_logger
 from streamcore.serde import msgpack_dumps, msgpack_loads
 
 __all__ = [
@@ -123,28 +124,35 @@ def consumer_settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # -- the write-ahead log -----------------------------------------------------------------------
-def pack_batch(payloads: list[Any], keys: list[Any] | None, timestamps: list[int] | None) -> bytes:
-    """One produced batch, as the log keeps it: msgpack ``[values, keys or nil, timestamps or nil]``.
+def pack_batch(
+    payloads: list[Any],
+    keys: list[Any] | None,
+    timestamps: list[int] | None,
+    partitions: list[int] | None = None,
+) -> bytes:
+    """One produced batch, as the log keeps it: msgpack ``[values, keys or nil, timestamps or nil]``,
+    plus the records' partitions when the sink chose them.
 
     ``timestamps`` are the event timestamps as given to the producer (``None``: the
     producer stamped the records); a value <= 0 also means the producer's clock.
     """
-    return msgpack_dumps([payloads, keys, timestamps])
+    batch = [payloads, keys, timestamps] if partitions is None else [payloads, keys, timestamps, partitions]
+    return msgpack_dumps(batch)
 
 
 def logged_batches(
     transaction: Mapping[str, Any],
-) -> Iterator[tuple[list[Any], list[Any] | None, list[int] | None]]:
-    """The batches a transaction handle logged, oldest first, as ``(values, keys, timestamps)``."""
+) -> Iterator[tuple[list[Any], list[Any] | None, list[int] | None, list[int] | None]]:
+    """The batches a transaction handle logged, oldest first: ``(values, keys, timestamps, partitions)``."""
     for blob in transaction.get("log") or ():
-        payloads, keys, timestamps = msgpack_loads(blob)
-        yield payloads, keys, timestamps
+        batch = msgpack_loads(blob)
+        yield batch[0], batch[1], batch[2], batch[3] if len(batch) > 3 else None
 
 
 def logged_records(transaction: Mapping[str, Any]) -> list[tuple[Any, Any, int | None]]:
     """Every record a transaction handle logged, as ``(value, key, timestamp)`` (for inspection)."""
     out: list[tuple[Any, Any, int | None]] = []
-    for payloads, keys, timestamps in logged_batches(transaction):
+    for payloads, keys, timestamps, _ in logged_batches(transaction):
         kk = keys if keys is not None else [None] * len(payloads)
         tt = timestamps if timestamps is not None else [None] * len(payloads)
         out.extend(zip(payloads, kk, tt, strict=True))
@@ -210,6 +218,7 @@ class CommitMarkers:
             # A short fetch wait: the reader stops at the end of a short range.
             "fetch.wait.max.ms": 10,
         }
+        conf.setdefault("logger", librdkafka_logger())
         with kafka_errors("creating the consumer of the commit-marker topic"):
             return ck.Consumer(conf)
 
