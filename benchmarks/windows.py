@@ -16,9 +16,10 @@ Targets: heap >= 50 % of the floor's records/s, RocksDB >= 20 %.
 Method: the input and the built job are frozen out of the garbage collector's way
 (``gc.freeze``) for the floor and the engine alike, and time is this process's CPU time
 (best of ``--rounds``), which other work on the machine disturbs less than wall time.
-On RocksDB the window operator caches accumulators in front of the database (see
-``streamcore.operators.window_contents``); ``tumbling_rocksdb_nocache_ratio`` is the
-same job with the cache off, every update a database read and write.
+On RocksDB the window operator's accumulator state keeps a write-back cache of live
+accumulators in front of the database (``streamcore.state.write_back``);
+``tumbling_rocksdb_nocache_ratio`` is the same job with the cache off, every update a
+database read and write.
 
     python benchmarks/windows.py            # 1,000,000 records
     python benchmarks/windows.py --quick    # a CI smoke run in seconds

@@ -2,9 +2,10 @@
 
 A *window assigner* puts each element into zero or more windows: tumbling and sliding
 windows aligned to the epoch (plus an offset), session windows that merge as the gaps
-between elements close, processing-time variants, and the single global window of
-count windows. A *trigger* decides when a window's contents are evaluated (fired) and
-when they are dropped (purged); an *evictor* drops elements before evaluation.
+(fixed or per element) between elements close, processing-time variants, and the single
+global window (of count windows, or fired at the end of input). A *trigger* decides when
+a window's contents are evaluated (fired) and when they are dropped (purged); an
+*evictor* drops elements before evaluation.
 
 Everything here is immutable configuration shared by every key and window; the per
 window data (contents, trigger state, timers) lives in the window operator's keyed
@@ -24,9 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from operator import add
+from typing import Any, Self
 
 from streamcore.errors import ConfigurationError
+from streamcore.functions import function_name
 from streamcore.state.descriptors import ReducingStateDescriptor
 from streamcore.time import MAX_TIMESTAMP
 
@@ -34,6 +37,7 @@ __all__ = [
     "ContinuousEventTimeTrigger",
     "CountEvictor",
     "CountTrigger",
+    "EndOfStreamTrigger",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "Evictor",
@@ -329,10 +333,6 @@ class ProcessingTimeTrigger(Trigger):
         ctx.delete_processing_time_timer(window.max_timestamp())
 
 
-def _add(a: int, b: int) -> int:
-    return a + b
-
-
 class CountTrigger(Trigger):
     """Fires every ``n`` elements of a window (contents stay unless wrapped in :class:`PurgingTrigger`)."""
 
@@ -341,7 +341,7 @@ class CountTrigger(Trigger):
             msg = f"CountTrigger needs an int count >= 1, got {count!r}"
             raise ConfigurationError(msg)
         self.count = count
-        self._state = ReducingStateDescriptor("trigger.count", _add)
+        self._state = ReducingStateDescriptor("trigger.count", add)
 
     @staticmethod
     def of(count: int) -> CountTrigger:
@@ -512,6 +512,13 @@ class NeverTrigger(Trigger):
         """Nothing to do."""
 
 
+class EndOfStreamTrigger(EventTimeTrigger):
+    """Fires when the input ends (:meth:`GlobalWindows.create_with_end_of_stream_trigger`).
+
+    The event-time trigger of the global window: only the final watermark reaches its end.
+    """
+
+
 # -- evictors ------------------------------------------------------------------------------------
 class Evictor:
     """Drops elements of a window before its function is evaluated (the rest stays in state)."""
@@ -566,6 +573,18 @@ class WindowAssigner:
         """Whether windows follow event time (watermarks) rather than the clock."""
         return self.event_time
 
+    def element_time(self, timestamp: int | None, context: Any) -> int:
+        """Where an element falls: its timestamp, or the clock's time for processing-time assigners."""
+        if not self.event_time:
+            return context.get_current_processing_time()  # type: ignore[no-any-return]
+        if timestamp is None:
+            msg = (
+                f"{type(self).__name__} needs element timestamps: pass timestamp=... to the source or "
+                "call assign_timestamps_and_watermarks(...) before the window"
+            )
+            raise ConfigurationError(msg)
+        return timestamp
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -597,14 +616,7 @@ class _AlignedWindows(WindowAssigner):
 
     def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
         """Every window containing the element's time, latest first."""
-        if not self.event_time:
-            timestamp = context.get_current_processing_time()
-        elif timestamp is None:
-            msg = (
-                f"{type(self).__name__} needs element timestamps: pass timestamp=... to the source or "
-                "call assign_timestamps_and_watermarks(...) before the window"
-            )
-            raise ConfigurationError(msg)
+        timestamp = self.element_time(timestamp, context)
         size, slide = self.size, self.slide
         start = timestamp - (timestamp - self.offset) % slide
         out = []
@@ -669,66 +681,66 @@ class SlidingProcessingTimeWindows(_AlignedWindows):
 
 
 class _SessionWindows(MergingWindowAssigner):
-    def __init__(self, gap: int | None, gap_fn: Callable[[Any], int] | None, event_time: bool) -> None:
+    """Sessions: each element opens ``[ts, ts + gap)``, merged with every window it touches."""
+
+    def __init__(self, gap: int | None, gap_fn: Callable[[Any], int] | None) -> None:
         self.gap = gap
         self.gap_fn = gap_fn
-        self.event_time = event_time
+
+    @classmethod
+    def with_gap(cls, gap: int) -> Self:
+        """A fixed session gap of ``gap`` ms."""
+        return cls(_positive(gap, "session gap"), None)
+
+    @classmethod
+    def with_dynamic_gap(cls, extractor: Callable[[Any], int]) -> Self:
+        """A gap per element: ``extractor(element)`` ms, an int > 0 (Flink's ``withDynamicGap``).
+
+        A session ends at the latest end of its elements' windows: a short gap never cuts it short.
+        """
+        if not callable(extractor):
+            msg = f"with_dynamic_gap() takes a callable element -> gap in ms, got {type(extractor).__name__}"
+            raise ConfigurationError(msg)
+        return cls(None, extractor)
 
     def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
         """``[ts, ts + gap)``: merged with every window it touches."""
-        if not self.event_time:
-            timestamp = context.get_current_processing_time()
-        elif timestamp is None:
-            msg = (
-                "session windows need element timestamps: pass timestamp=... to the source or "
-                "call assign_timestamps_and_watermarks(...) before the window"
-            )
-            raise ConfigurationError(msg)
+        timestamp = self.element_time(timestamp, context)
         gap = self.gap
         if gap is None:
             gap = self.gap_fn(element)  # type: ignore[misc]
             if type(gap) is not int or gap <= 0:
-                msg = f"the session gap function returned {gap!r}; it must return an int of milliseconds > 0"
+                msg = (
+                    f"session gap function {function_name(self.gap_fn)} returned {gap!r} for element "
+                    f"{element!r}; it must return an int of milliseconds > 0"
+                )
                 raise ConfigurationError(msg)
         return [TimeWindow(timestamp, timestamp + gap)]
 
     def __repr__(self) -> str:
-        gap = self.gap if self.gap is not None else getattr(self.gap_fn, "__name__", "fn")
-        return f"{type(self).__name__}.with_gap({gap})"
+        if self.gap is not None:
+            return f"{type(self).__name__}.with_gap({self.gap})"
+        return f"{type(self).__name__}.with_dynamic_gap({function_name(self.gap_fn)})"
 
 
 class EventTimeSessionWindows(_SessionWindows):
-    """Sessions of event time: a window closes after ``gap`` ms without elements of its key.
+    """Sessions of event time (:meth:`with_gap`, :meth:`with_dynamic_gap`): a window closes after ``gap`` ms.
 
     Elements whose timestamps are at most ``gap`` apart share a session; windows merge
     (with their contents and timers) when a late-enough element bridges them.
     """
 
-    @staticmethod
-    def with_gap(gap: int) -> EventTimeSessionWindows:
-        """A fixed session gap."""
-        return EventTimeSessionWindows(_positive(gap, "session gap"), None, True)
-
-    @staticmethod
-    def with_dynamic_gap(extractor: Callable[[Any], int]) -> EventTimeSessionWindows:
-        """A gap per element: ``extractor(element)`` ms."""
-        if not callable(extractor):
-            msg = "with_dynamic_gap() takes a callable element -> gap in ms"
-            raise ConfigurationError(msg)
-        return EventTimeSessionWindows(None, extractor, True)
+    event_time = True
 
 
 class ProcessingTimeSessionWindows(_SessionWindows):
-    """Sessions of processing time: a window closes after ``gap`` ms of the clock without elements."""
+    """Sessions of processing time (:meth:`with_gap`, :meth:`with_dynamic_gap`): ``gap`` ms of the clock."""
 
-    @staticmethod
-    def with_gap(gap: int) -> ProcessingTimeSessionWindows:
-        """A fixed session gap."""
-        return ProcessingTimeSessionWindows(_positive(gap, "session gap"), None, False)
+    event_time = False
 
 
 class GlobalWindows(WindowAssigner):
-    """One window per key that never ends: use with a trigger (count windows do)."""
+    """One window per key that never ends: use with a trigger (count windows, the end-of-stream one)."""
 
     event_time = False
 
@@ -740,6 +752,14 @@ class GlobalWindows(WindowAssigner):
     def create() -> GlobalWindows:
         """The global window assigner (its default trigger never fires)."""
         return GlobalWindows()
+
+    @staticmethod
+    def create_with_end_of_stream_trigger() -> GlobalWindows:
+        """The global window, fired once when the input ends (Flink's ``createWithEndOfStreamTrigger``).
+
+        Results carry ``MAX_TIMESTAMP``; an input that never ends never fires it.
+        """
+        return GlobalWindows(EndOfStreamTrigger())
 
     def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
         """The global window."""
@@ -756,6 +776,8 @@ class GlobalWindows(WindowAssigner):
     def __repr__(self) -> str:
         if self._trigger is None:
             return "GlobalWindows.create()"
+        if type(self._trigger) is EndOfStreamTrigger and self._evictor is None:
+            return "GlobalWindows.create_with_end_of_stream_trigger()"
         return f"GlobalWindows(trigger={self._trigger!r}, evictor={self._evictor!r})"
 
 

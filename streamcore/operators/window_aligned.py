@@ -13,65 +13,74 @@ of the (key, window) pairs with contents, and fires a window for all its keys at
   that key's window again at once, as the event-time trigger does;
 * the index goes into the operator's snapshot as ``[key_group, key, start, end, fired]``
   rows, so it follows the keys when key groups move.
+
+:class:`AlignedWindows` is a strategy the window operator owns; it is given its
+collaborators (assigner, lateness, contents, key context, evaluator) and nothing else.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from itertools import compress
 from typing import Any
 
+from streamcore.operators.window_contents import AccumulatorContents, ElementContents
+from streamcore.operators.window_functions import WindowEvaluator
+from streamcore.state.api import KeyContext
 from streamcore.windowing import TimeWindow, _AlignedWindows
 
-__all__ = ["AlignedWindowsMixin"]
-
-# Keys known to encode (heap fast path): forgotten past this many, like the key context's cache.
-_VALIDATED_LIMIT = 1_000_000
+__all__ = ["AlignedWindows"]
 
 
-class AlignedWindowsMixin:
-    """The aligned fast path of :class:`~streamcore.operators.window_operator.WindowOperator`."""
+class AlignedWindows:
+    """The aligned fast path of :class:`~streamcore.operators.window_operator.WindowOperator`.
 
-    # Provided by the operator.
-    assigner: Any
-    allowed_lateness: int
-    current_watermark: int
-    key_context: Any
-    backend: Any
-    windows_fired: int
-    _aligned: bool
-    _acc_mode: bool
-    _needs_key: bool
-    _plain_fn: Any
-    _contents: Any
-    _fire: Callable[..., None]
-    _user_code_batch: Callable[[], AbstractContextManager[None]]
-    _emit: Callable[[list[Any], list[int]], None]
-    _evaluate: Callable[..., None]
-    _clear_user_state: Callable[[Any], None]
+    Interface: :meth:`process_batch` per input batch; :meth:`due` and :meth:`fire` per
+    watermark; :meth:`snapshot` and :meth:`restore` for the index of pending windows
+    (keyed contents are in keyed state, which the operator snapshots). Callers open the
+    write batch and turn user code errors into operator errors.
+    """
 
-    def _init_aligned(self) -> None:
+    def __init__(
+        self,
+        assigner: _AlignedWindows,
+        allowed_lateness: int,
+        contents: AccumulatorContents | ElementContents,
+        key_context: KeyContext,
+        evaluator: WindowEvaluator,
+    ) -> None:
+        self._size, self._slide, self._offset = assigner.size, assigner.slide, assigner.offset
+        self._lateness = allowed_lateness
+        self._contents = contents
+        self._kc = key_context
+        self._evaluator = evaluator
         # (key, window) pairs waiting to fire, and fired ones kept for late elements.
         self._pending: dict[tuple[int, int], dict[Any, None]] = {}
         self._retained: dict[tuple[int, int], dict[Any, None]] = {}
         self._fire_heap: list[tuple[int, int, int]] = []
         self._cleanup_heap: list[tuple[int, int, int]] = []
-        self._validated: set[Any] = set()
 
-    def _batch_aligned(
+    def pending_windows(self) -> int:
+        """(key, window) pairs waiting for the watermark."""
+        return sum(len(keys) for keys in self._pending.values())
+
+    # -- elements ------------------------------------------------------------------------
+    def process_batch(
         self,
         values: list[Any],
         timestamps: list[int],
         keys: list[Any],
+        wm: int,
         out: list[Any],
         out_ts: list[int],
         late: list[int],
     ) -> None:
-        assigner: _AlignedWindows = self.assigner  # type: ignore[assignment]
-        size, slide, offset = assigner.size, assigner.slide, assigner.offset
-        wm = self.current_watermark
+        """Fold a batch into its open windows at watermark ``wm``; append late indices to ``late``.
+
+        Elements of fired windows within the allowed lateness fire those windows again,
+        appending to ``out``/``out_ts``.
+        """
+        size, slide, offset = self._size, self._slide, self._offset
         # Latest window of each element; it is the one that fires last.
         starts = [t - (t - offset) % slide for t in timestamps]
         fired_upto = wm - size + 1  # windows starting at or before this have fired
@@ -80,7 +89,7 @@ class AlignedWindowsMixin:
         if oldest > fired_upto:
             self._fold_new(starts, timestamps, keys, values)
             return
-        dropped_upto = fired_upto - self.allowed_lateness  # ... and at or before this, are gone
+        dropped_upto = fired_upto - self._lateness  # ... and at or before this, are gone
         on_time: list[int] = []
         refire: list[tuple[int, int]] = []
         for i, (s, t) in enumerate(zip(starts, timestamps, strict=True)):
@@ -119,8 +128,7 @@ class AlignedWindowsMixin:
         open_after: int | None = None,
     ) -> None:
         """Fold elements into every one of their windows that is still open (starts after ``open_after``)."""
-        assigner: _AlignedWindows = self.assigner  # type: ignore[assignment]
-        size, slide = assigner.size, assigner.slide
+        size, slide = self._size, self._slide
         if size == slide:
             for start, (ks, vs) in _group_by_start(starts, keys, values).items():
                 self._fold_window(start, ks, vs)
@@ -145,36 +153,21 @@ class AlignedWindowsMixin:
             self._fold_window(start, [keys[i] for i in idx], [values[i] for i in idx])
 
     def _fold_window(self, start: int, keys: list[Any], values: list[Any]) -> None:
-        ns = (start, start + self.assigner.size)  # type: ignore[attr-defined]
-        new_keys: list[Any] = []
+        ns = (start, start + self._size)
         pending = self._pending.get(ns)
         if pending is None:
             pending = self._pending[ns] = {}
             heapq.heappush(self._fire_heap, (ns[1] - 1, ns[0], ns[1]))
         retained = self._retained.get(ns)
         # Only keys in the index can have contents in the window: the others need no read.
-        self._contents.fold(
-            ns, keys, values, new_keys, pending if retained is None else {**pending, **retained}
+        new_keys = self._contents.fold(
+            ns, keys, values, pending if retained is None else {**pending, **retained}
         )
         if new_keys:
-            if self._contents.live:
-                self._validate(new_keys)
             pending.update(dict.fromkeys(new_keys))
         if retained is not None:
             # A fired window that did not fire for the current watermark (after a restore): fire again.
             pending.update(dict.fromkeys(keys))
-
-    def _validate(self, keys: list[Any]) -> None:
-        """Check that keys the heap fold stored without encoding them have an encoding."""
-        validated = self._validated
-        fresh = [k for k in keys if k not in validated]
-        if fresh:
-            if len(validated) > _VALIDATED_LIMIT:
-                validated.clear()
-            entry_for = self.key_context.entry_for  # type: ignore[union-attr]
-            for k in fresh:
-                entry_for(k)
-            validated.update(fresh)
 
     def _refire(
         self,
@@ -185,38 +178,38 @@ class AlignedWindowsMixin:
         out_ts: list[int],
     ) -> None:
         """Late elements within the allowed lateness: add, and fire the window again for that key."""
-        size = self.assigner.size  # type: ignore[attr-defined]
-        set_key = self.key_context.set_current_key  # type: ignore[union-attr]
+        size = self._size
+        set_key = self._kc.set_current_key
+        contents = self._contents
+        evaluate = self._evaluator.evaluate
         for i, start in refire:
             key = keys[i]
             ns = (start, start + size)
             set_key(key)
-            self._contents.add(ns, [values[i]])
-            self._fire(key, TimeWindow(start, start + size), ns, out, out_ts)
+            contents.add(ns, [values[i]])
+            n = len(out)
+            evaluate(key, TimeWindow(start, start + size), contents.get(ns), out)
+            out_ts.extend([ns[1] - 1] * (len(out) - n))
             self._retain(ns)[key] = None
 
     def _retain(self, ns: tuple[int, int]) -> dict[Any, None]:
         kept = self._retained.get(ns)
         if kept is None:
             kept = self._retained[ns] = {}
-            heapq.heappush(self._cleanup_heap, (ns[1] - 1 + self.allowed_lateness, ns[0], ns[1]))
+            heapq.heappush(self._cleanup_heap, (ns[1] - 1 + self._lateness, ns[0], ns[1]))
         return kept
 
-    def process_watermark(self, watermark: int) -> None:  # type: ignore[misc]
-        """Fire (and clean up) every aligned window the watermark passed, then timers, then forward it."""
+    # -- watermarks ----------------------------------------------------------------------
+    def due(self, watermark: int) -> bool:
+        """Whether ``watermark`` fires or cleans up a window."""
         fh, ch = self._fire_heap, self._cleanup_heap
-        if (fh and fh[0][0] <= watermark) or (ch and ch[0][0] <= watermark):
-            out: list[Any] = []
-            out_ts: list[int] = []
-            with self._user_code_batch():
-                self._fire_aligned(watermark, out, out_ts)
-            self._emit(out, out_ts)
-        super().process_watermark(watermark)
+        return bool((fh and fh[0][0] <= watermark) or (ch and ch[0][0] <= watermark))
 
-    def _fire_aligned(self, wm: int, out: list[Any], out_ts: list[int]) -> None:
+    def fire(self, watermark: int, out: list[Any], out_ts: list[int]) -> None:
+        """Fire every window the watermark passed, for all its keys; drop windows past their lateness."""
         heap = self._fire_heap
-        lateness = self.allowed_lateness
-        while heap and heap[0][0] <= wm:
+        lateness = self._lateness
+        while heap and heap[0][0] <= watermark:
             max_ts, start, end = heapq.heappop(heap)
             ns = (start, end)
             pending = self._pending.pop(ns, None)
@@ -225,20 +218,22 @@ class AlignedWindowsMixin:
             keys = list(pending)
             window = TimeWindow(start, end)
             n = len(out)
-            drop = max_ts + lateness <= wm and ns not in self._retained
+            drop = max_ts + lateness <= watermark and ns not in self._retained
             self._fire_many(keys, window, ns, out, drop)
             out_ts.extend([max_ts] * (len(out) - n))
             if drop:
-                self._clear_user_state_many(keys, window)
+                self._evaluator.clear_state(keys, window)
             else:
                 self._retain(ns).update(pending)
         heap = self._cleanup_heap
-        while heap and heap[0][0] <= wm:
+        while heap and heap[0][0] <= watermark:
             _, start, end = heapq.heappop(heap)
             ns = (start, end)
             kept = self._retained.pop(ns, None)
             if kept:
-                self._clear_window(ns, list(kept), TimeWindow(start, end))
+                keys = list(kept)
+                self._contents.clear_many(ns, keys)
+                self._evaluator.clear_state(keys, TimeWindow(start, end))
 
     def _fire_many(self, keys: list[Any], window: TimeWindow, ns: Any, out: list[Any], drop: bool) -> None:
         """Fire ``window`` for ``keys`` at once; ``drop`` clears their contents as they are read."""
@@ -246,50 +241,21 @@ class AlignedWindowsMixin:
         if None in contents:
             keys = [k for k, c in zip(keys, contents, strict=True) if c is not None]
             contents = [c for c in contents if c is not None]
-        self.windows_fired += len(keys)
-        if self._acc_mode and not self._needs_key:
-            results = self._contents.results(contents)
-            fn = self._plain_fn
-            if fn is None:
-                out.extend(results)
-            else:
-                out.extend([fn(k, window, r) for k, r in zip(keys, results, strict=True)])
-            return
-        set_key = self.key_context.set_current_key  # type: ignore[union-attr]
-        evaluate = self._evaluate
-        needs_key = self._needs_key
-        for key, c in zip(keys, contents, strict=True):
-            if needs_key:
-                set_key(key)
-            evaluate(key, window, c, out)
+        self._evaluator.evaluate_many(keys, window, contents, out)
 
-    def _clear_window(self, ns: Any, keys: list[Any], window: TimeWindow) -> None:
-        self._contents.clear_many(ns, keys)
-        self._clear_user_state_many(keys, window)
-
-    def _clear_user_state_many(self, keys: list[Any], window: TimeWindow) -> None:
-        if self._has_clear:
-            set_key = self.key_context.set_current_key  # type: ignore[union-attr]
-            for key in keys:
-                set_key(key)
-                self._clear_user_state(window)
-
-    def snapshot_operator_state(self) -> Any:
-        """The fast path's (key, window) pairs: ``[key_group, key, start, end, fired]`` rows."""
-        if not self._aligned:
-            return None
-        kg_of = self.key_context.key_group_of  # type: ignore[union-attr]
+    # -- checkpoints ---------------------------------------------------------------------
+    def snapshot(self) -> list[list[Any]]:
+        """The (key, window) pairs of the index: ``[key_group, key, start, end, fired]`` rows."""
+        kg_of = self._kc.key_group_of
         rows = []
         for fired, index in ((0, self._pending), (1, self._retained)):
             for (start, end), keys in index.items():
                 rows.extend([kg_of(k), k, start, end, fired] for k in keys)
-        return {"windows": rows}
+        return rows
 
-    def restore_operator_state(self, image: Any) -> None:
-        """Rebuild the fast path's index from :meth:`snapshot_operator_state` rows."""
-        if not image:
-            return
-        for _kg, key, start, end, fired in image.get("windows", ()):
+    def restore(self, rows: list[list[Any]]) -> None:
+        """Rebuild the index from :meth:`snapshot` rows."""
+        for _kg, key, start, end, fired in rows:
             ns = (start, end)
             if fired:
                 self._retain(ns)[key] = None

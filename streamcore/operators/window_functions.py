@@ -1,8 +1,10 @@
-"""User window functions (PyFlink names) and the context they see.
+"""User window functions (PyFlink names), the context they see, and how firings call them.
 
 Every kind of window function is bound to one internal signature,
 ``call(key, window, value)``, where ``value`` is the aggregate's result or the list of
 the window's elements; plain callables return one output per firing.
+:class:`WindowEvaluator` turns the contents of fired windows into outputs through it,
+one window of one key or one window of many keys at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "ProcessAllWindowFunction",
     "ProcessWindowFunction",
     "WindowContext",
+    "WindowEvaluator",
     "WindowFunction",
     "bind_user_fn",
     "plain",
@@ -95,12 +98,18 @@ class _StateStore:
 
 
 class WindowContext:
-    """The ``context`` of process window functions."""
+    """The ``context`` of process window functions.
 
-    __slots__ = ("_op", "_side", "win")
+    ``op`` is the window operator (its ``uid``, ``backend``, ``current_watermark``,
+    ``clock_now()`` and ``output``); ``per_window_state`` is false for merging (session)
+    windows, whose per-window state could not follow a merge.
+    """
 
-    def __init__(self, op: Any) -> None:
+    __slots__ = ("_op", "_per_window_state", "_side", "win")
+
+    def __init__(self, op: Any, per_window_state: bool = True) -> None:
         self._op = op
+        self._per_window_state = per_window_state
         self._side = SideOutputs(op)
         self.win: Any = None
 
@@ -122,7 +131,7 @@ class WindowContext:
         Raises:
             StateError: session (merging) windows, whose per-window state could not follow a merge.
         """
-        if getattr(self._op, "_merging", False):
+        if not self._per_window_state:
             msg = (
                 f"operator {self._op.uid!r}: per-window state is not supported for merging (session) "
                 "windows; use context.global_state()"
@@ -141,6 +150,117 @@ class WindowContext:
     def output(self, tag: OutputTag, value: Any) -> None:
         """Emit to a side output, with the window's max timestamp."""
         self._side.add(tag, value, self.win.max_timestamp() if self.win is not None else None)
+
+    def flush_side_outputs(self) -> None:
+        """Emit what :meth:`output` buffered (the operator calls it after each main output)."""
+        self._side.flush()
+
+
+class WindowEvaluator:
+    """Turns the contents of fired windows into outputs: the aggregate's result, then the window function.
+
+    Contents are an accumulator (``results`` maps many to their results at once), a list
+    of elements aggregated at firing time (``agg`` without ``results``: an evictor kept
+    the elements), or the elements themselves. Without a window function the result (or
+    the elements) is the output. ``set_key`` makes a key current, for window functions
+    that read keyed state. ``fired`` counts firings (one per key and window).
+    """
+
+    __slots__ = (
+        "_agg",
+        "_call",
+        "_clears",
+        "_ctx",
+        "_fn",
+        "_needs_key",
+        "_plain",
+        "_results",
+        "_set_key",
+        "fired",
+    )
+
+    def __init__(
+        self,
+        agg: Any,
+        window_fn: Any,
+        results: Callable[[Sequence[Any]], list[Any]] | None,
+        ctx: WindowContext,
+        set_key: Callable[[Any], None],
+    ) -> None:
+        self._agg = agg
+        self._fn = window_fn
+        self._results = results
+        self._ctx = ctx
+        self._set_key = set_key
+        self._call = None if window_fn is None else bind_user_fn(window_fn, agg is not None, ctx)
+        # A plain callable fn(key, window, value) -> output: called directly on bulk firings.
+        self._plain = getattr(window_fn, "plain", None)
+        self._needs_key = isinstance(window_fn, (ProcessWindowFunction, WindowFunction))
+        self._clears = isinstance(window_fn, ProcessWindowFunction) and (
+            type(window_fn).clear is not ProcessWindowFunction.clear
+        )
+        self.fired = 0
+
+    def evaluate(self, key: Any, window: Any, contents: Any, out: list[Any]) -> None:
+        """Append the outputs of one firing of ``window`` of ``key`` (the current key)."""
+        self.fired += 1
+        agg = self._agg
+        if self._results is not None:
+            value = self._results((contents,))[0]
+        elif agg is not None:
+            value = agg.get_result(agg.add_batch(contents, agg.create_accumulator()))
+        else:
+            value = contents
+        call = self._call
+        if call is None:
+            out.append(value)
+            return
+        res = call(key, window, value)
+        if res is not None:
+            out.extend(res)
+
+    def evaluate_many(
+        self, keys: Sequence[Any], window: Any, contents: Sequence[Any], out: list[Any]
+    ) -> None:
+        """Append the outputs of ``window`` fired for every key of ``keys`` (``contents`` in the same order).
+
+        Results of accumulators are computed for all keys at once, and a plain window
+        function is called without making each key current.
+        """
+        if self._results is not None and not self._needs_key:
+            self.fired += len(keys)
+            results = self._results(contents)
+            fn = self._plain
+            if self._call is None:
+                out.extend(results)
+            elif fn is not None:
+                out.extend([fn(k, window, r) for k, r in zip(keys, results, strict=True)])
+            else:
+                call = self._call
+                for k, r in zip(keys, results, strict=True):
+                    res = call(k, window, r)
+                    if res is not None:
+                        out.extend(res)
+            return
+        set_key = self._set_key
+        needs_key = self._needs_key
+        evaluate = self.evaluate
+        for key, c in zip(keys, contents, strict=True):
+            if needs_key:
+                set_key(key)
+            evaluate(key, window, c, out)
+
+    def clear_state(self, keys: Sequence[Any], window: Any) -> None:
+        """``window`` is dropped for ``keys``: let the window function clear its per-window state."""
+        if not self._clears:
+            return
+        ctx = self._ctx
+        ctx.win = window
+        clear = self._fn.clear
+        set_key = self._set_key
+        for key in keys:
+            set_key(key)
+            clear(ctx)
 
 
 def bind_user_fn(fn: Any, aggregated: bool, ctx: WindowContext) -> Callable[[Any, Any, Any], Any]:

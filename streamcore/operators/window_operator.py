@@ -34,15 +34,18 @@ watermarks after such operators when the window should see late elements.
 
 Two paths share one state layout (contents per key, with the window as namespace):
 
-* the *aligned* fast path (:mod:`streamcore.operators.window_aligned`), for tumbling and
-  sliding event-time windows with the default trigger: batches are folded per window
-  and windows fire for all their keys at once;
+* the *aligned* fast path (:class:`~streamcore.operators.window_aligned.AlignedWindows`,
+  a strategy the operator owns), for tumbling and sliding event-time windows with the
+  default trigger: batches are folded per window and windows fire for all their keys
+  at once;
 * the *general* path, here, for everything else (custom triggers, count,
   processing-time and session windows, evictors): element by element through the
   trigger, with one timer per key and window, as Flink's window operator does.
 
-Contents are kept by :mod:`streamcore.operators.window_contents`, session windows'
-state windows by :mod:`streamcore.operators.window_merging`.
+Contents are kept by :mod:`streamcore.operators.window_contents` through the state
+layer's bulk operations (the same code on every backend), session windows' state
+windows by :mod:`streamcore.operators.window_merging`; fired contents become outputs
+through :class:`~streamcore.operators.window_functions.WindowEvaluator`.
 """
 
 from __future__ import annotations
@@ -58,18 +61,14 @@ from streamcore.errors import (
     StateError,
     StreamcoreError,
     TimestampError,
+    UserFunctionError,
 )
 from streamcore.functions import _Function
-from streamcore.operators.base import SnapshotContext, user_error
+from streamcore.operators.base import user_error
 from streamcore.operators.keyed import KeyedOperator
-from streamcore.operators.window_aligned import AlignedWindowsMixin
-from streamcore.operators.window_contents import ACC_STATE, AccumulatorContents, ElementContents
-from streamcore.operators.window_functions import (
-    ProcessWindowFunction,
-    WindowContext,
-    WindowFunction,
-    bind_user_fn,
-)
+from streamcore.operators.window_aligned import AlignedWindows
+from streamcore.operators.window_contents import AccumulatorContents, ElementContents
+from streamcore.operators.window_functions import WindowContext, WindowEvaluator
 from streamcore.operators.window_merging import MergingWindowSet
 from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import (
@@ -88,7 +87,8 @@ from streamcore.windowing import (
 __all__ = ["WindowOperator"]
 
 _CONTINUE = TriggerResult.CONTINUE
-#: Accumulators of aligned windows cached in front of a non-heap backend (see AccumulatorContents).
+#: Accumulators of aligned windows a serializing backend caches in front of its store
+#: (:meth:`~streamcore.state.handles.ValueState.hold_live_values`).
 DEFAULT_CACHE_ENTRIES = 16_384
 
 
@@ -153,7 +153,7 @@ class _TriggerContext(TriggerContext):
             handle.add(value)
 
 
-class WindowOperator(AlignedWindowsMixin, KeyedOperator):
+class WindowOperator(KeyedOperator):
     """Assigns elements to windows per key, keeps their contents, fires them by trigger.
 
     Exactly one of ``aggregate`` (incremental: one accumulator per key and window) or
@@ -192,43 +192,52 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         self._event_time = assigner.is_event_time()
         self._merging = isinstance(assigner, MergingWindowAssigner)
         self._acc_mode = aggregate is not None and self.evictor is None
-        self._aligned = (
+        #: Whether the aligned fast path serves this operator (built in ``setup``).
+        self.aligned = (
             fast_path
             and isinstance(assigner, _AlignedWindows)
             and self._event_time
             and type(self.trigger) is EventTimeTrigger
             and self.evictor is None
         )
-        self._has_clear = isinstance(window_fn, ProcessWindowFunction) and (
-            type(window_fn).clear is not ProcessWindowFunction.clear
-        )
-        self._needs_key = isinstance(window_fn, (ProcessWindowFunction, WindowFunction))
-        # A plain callable fn(key, window, value) -> output, called directly on bulk firings.
-        self._plain_fn = getattr(window_fn, "plain", None)
-        self._init_aligned()
-        self.windows_fired = 0
         self.cache_entries = DEFAULT_CACHE_ENTRIES if cache_entries is None else cache_entries
+        self._evaluator: WindowEvaluator | None = None
+        self._aligned_windows: AlignedWindows | None = None
+
+    @property
+    def windows_fired(self) -> int:
+        """Firings so far (one per key and window)."""
+        return 0 if self._evaluator is None else self._evaluator.fired
 
     # -- lifecycle ---------------------------------------------------------------------
     def setup(self, runtime: Any) -> None:
-        """Create the keyed state of contents (and of sessions) on the operator's backend."""
+        """Create the keyed state of contents (and of sessions), the evaluator and the aligned path."""
         super().setup(runtime)
         kc = self.key_context
         assert kc is not None
         if self._acc_mode:
-            cache = self.cache_entries if self._aligned else 0
-            self._contents: Any = AccumulatorContents(self.agg, self.backend, kc, cache)  # type: ignore[arg-type]
+            cache = self.cache_entries if self.aligned else 0
+            self._contents: Any = AccumulatorContents(self.agg, self.backend, cache)  # type: ignore[arg-type]
         else:
-            self._contents = ElementContents(self.backend, kc)
+            self._contents = ElementContents(self.backend)
         self._sessions = MergingWindowSet(self.backend, self.assigner) if self._merging else None  # type: ignore[arg-type]
+        self._ctx = WindowContext(self, per_window_state=not self._merging)
+        results = self._contents.results if self._acc_mode else None
+        self._evaluator = WindowEvaluator(self.agg, self.window_fn, results, self._ctx, kc.set_current_key)
+        if self.aligned:
+            self._aligned_windows = AlignedWindows(
+                self.assigner,  # type: ignore[arg-type]
+                self.allowed_lateness,
+                self._contents,
+                kc,
+                self._evaluator,
+            )
 
     def open(self) -> None:
-        """Build the contexts and open the window function."""
-        self._ctx = WindowContext(self)
+        """Build the trigger and assigner contexts and open the window function."""
         self._tctx = _TriggerContext(self)
         self._actx = _AssignerContext(self)
         fn = self.window_fn
-        self._call = None if fn is None else bind_user_fn(fn, self.agg is not None, self._ctx)
         if isinstance(fn, _Function):
             try:
                 fn.open(self._ctx)  # type: ignore[arg-type]
@@ -268,7 +277,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
     def _emit(self, out: list[Any], out_ts: list[int]) -> None:
         self.records_out += len(out)
         self.output.emit(out, out_ts)
-        self._ctx._side.flush()
+        self._ctx.flush_side_outputs()
 
     # -- elements ------------------------------------------------------------------------
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
@@ -279,18 +288,20 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         out_ts: list[int] = []
         late: list[int] = []
         with self._user_code_batch():
-            if self._aligned:
+            aligned = self._aligned_windows
+            if aligned is not None:
                 if timestamps is None:
                     msg = (
                         f"operator {self.uid!r}: event-time windows need element timestamps; pass "
                         "timestamp=... to the source or call assign_timestamps_and_watermarks(...)"
                     )
                     raise TimestampError(msg)
-                self._batch_aligned(values, timestamps, keys, out, out_ts, late)
+                aligned.process_batch(values, timestamps, keys, self.current_watermark, out, out_ts, late)
             else:
                 self._batch_general(values, timestamps, keys, out, out_ts, late)
         self._emit(out, out_ts)
         if late:
+            late.sort()  # the general path visits the batch key by key: back to arrival order
             self.late_records += len(late)
             self.late_per_side[0] += len(late)
             if self.late_tag is not None:
@@ -323,23 +334,6 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
         else:
             self.timers.delete_processing_time_timer(at, ns)
 
-    def _evaluate(self, key: Any, window: Any, contents: Any, out: list[Any]) -> None:
-        """Append the outputs of a firing of ``window`` of ``key`` with ``contents``."""
-        agg = self.agg
-        if self._acc_mode:
-            value = self._contents.results((contents,))[0]
-        elif agg is not None:
-            value = agg.get_result(agg.add_batch(contents, agg.create_accumulator()))
-        else:
-            value = contents
-        call = self._call
-        if call is None:
-            out.append(value)
-            return
-        res = call(key, window, value)
-        if res is not None:
-            out.extend(res)
-
     def _fire(self, key: Any, window: Any, state_ns: Any, out: list[Any], out_ts: list[int]) -> None:
         """Fire ``window`` of the current key (contents in ``state_ns``)."""
         contents = self._contents.get(state_ns)
@@ -351,14 +345,8 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 self._contents.replace(state_ns, kept)
             contents = kept
         n = len(out)
-        self._evaluate(key, window, contents, out)
-        self.windows_fired += 1
+        self._evaluator.evaluate(key, window, contents, out)  # type: ignore[union-attr]
         out_ts.extend([window.max_timestamp()] * (len(out) - n))
-
-    def _clear_user_state(self, window: Any) -> None:
-        if self._has_clear:
-            self._ctx.win = window
-            self.window_fn.clear(self._ctx)
 
     # -- general path: element by element through the trigger --------------------------------
     def _batch_general(
@@ -399,7 +387,17 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 value = values[i]
                 ts = timestamps[i] if timestamps is not None else None
                 skipped = True
-                for window in assign(value, ts, actx):
+                try:
+                    windows = assign(value, ts, actx)
+                except StreamcoreError:
+                    raise
+                except Exception as exc:
+                    msg = (
+                        f"window assigner {self.assigner!r} of operator {self.uid!r} raised "
+                        f"{type(exc).__name__}: {exc}; fix its function or filter the input before it"
+                    )
+                    raise UserFunctionError(msg) from exc
+                for window in windows:
                     if sessions is not None:
                         window = sessions.add_window(window, self._on_merge)
                         ns = (window.start, window.end)
@@ -486,7 +484,7 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
             self._contents.clear(state_ns)
             tctx.ns = ns
             self.trigger.clear(window, tctx)
-            self._clear_user_state(window)
+            self._evaluator.clear_state((key,), window)  # type: ignore[union-attr]
             if sessions is not None:
                 sessions.retire(ns)
         if sessions is not None:
@@ -520,44 +518,40 @@ class WindowOperator(AlignedWindowsMixin, KeyedOperator):
                 timer = pop(now)
         self._emit(out, out_ts)
 
+    def process_watermark(self, watermark: int) -> None:
+        """Fire the aligned windows the watermark passed (all keys at once), then timers; forward it."""
+        aligned = self._aligned_windows
+        if aligned is not None and aligned.due(watermark):
+            out: list[Any] = []
+            out_ts: list[int] = []
+            with self._user_code_batch():
+                aligned.fire(watermark, out, out_ts)
+            self._emit(out, out_ts)
+        super().process_watermark(watermark)
+
     def flush_side_outputs(self) -> None:
         """Emit side outputs of window functions called by timers."""
-        self._ctx._side.flush()
+        self._ctx.flush_side_outputs()
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def snapshot_state(self, ctx: SnapshotContext) -> Any:
-        """Keyed state (accumulators serialized) plus the fast path's index of pending windows."""
-        if self._contents.cache_entries:
-            self.backend.begin_batch()
-            try:
-                self._contents.flush()
-            finally:
-                self.backend.end_batch()
-        image = super().snapshot_state(ctx)
-        keyed = image.get("keyed")
-        states = keyed.get("states") if isinstance(keyed, dict) else None
-        if states and ACC_STATE in states and self._contents.live:
-            st = dict(states[ACC_STATE])
-            st["rows"] = self._contents.export_rows(st["rows"])
-            image = {**image, "keyed": {**keyed, "states": {**states, ACC_STATE: st}}}  # type: ignore[dict-item]
-        return image
+    def snapshot_operator_state(self) -> Any:
+        """The aligned path's (key, window) pairs as ``{"windows": [[key_group, key, start, end, fired]]}``.
 
-    def restore_state(self, image: Any) -> None:
-        """Load an image of either backend (accumulators deserialized on the heap backend)."""
-        if image is None:
-            return
-        keyed = image.get("keyed")
-        states = keyed.get("states") if isinstance(keyed, dict) else None
-        if states and ACC_STATE in states and self._contents.live:
-            st = dict(states[ACC_STATE])
-            st["rows"] = self._contents.import_rows(st["rows"])
-            image = {**image, "keyed": {**keyed, "states": {**states, ACC_STATE: st}}}
-        super().restore_state(image)
+        Contents are keyed state: the backend snapshots them (with live accumulators
+        encoded, and written back from its cache first).
+        """
+        aligned = self._aligned_windows
+        return None if aligned is None else {"windows": aligned.snapshot()}
+
+    def restore_operator_state(self, image: Any) -> None:
+        """Rebuild the aligned path's index from :meth:`snapshot_operator_state`."""
+        if image and self._aligned_windows is not None:
+            self._aligned_windows.restore(image.get("windows", ()))
 
     def metrics(self) -> dict[str, Any]:
         """Counters plus fired windows and (fast path) pending windows."""
         m = super().metrics()
         m["windows_fired"] = self.windows_fired
-        if self._aligned:
-            m["pending_windows"] = sum(len(k) for k in self._pending.values())
+        if self._aligned_windows is not None:
+            m["pending_windows"] = self._aligned_windows.pending_windows()
         return m

@@ -4,22 +4,59 @@ Every backend implements these; a handle is bound to the current key of its
 operator's :class:`~streamcore.state.api.KeyContext`. Namespaces separate several
 instances of one state under the same key (a window's contents, for example); the
 default namespace is ``None``.
+
+Value and list state also have *bulk operations* over one namespace and many explicit
+keys (``fold_many``, ``get_many``, ``clear_many``; ``add_many`` for lists): operators
+that touch many keys of one namespace at once (window contents, fired for all keys of
+a window) call them instead of switching the current key per element, and the backend
+does the batch its own way (heap: its dicts, in place; RocksDB: one read per key, one
+write batch). They neither need nor change the current key. A value state can also
+hold *live* values (:meth:`ValueState.hold_live_values`): objects that a codec turns
+into their stored form, which snapshots and serializing backends hold.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from streamcore.errors import StateError
 
 __all__ = [
+    "Fold",
     "InternalTimerService",
     "ListState",
     "MapState",
     "ReducingState",
     "TimeOrderedState",
+    "ValueCodec",
     "ValueState",
 ]
+
+
+class ValueCodec(Protocol):
+    """A live value to its stored form (msgpack-able) and back (:meth:`ValueState.hold_live_values`)."""
+
+    def encode(self, value: Any) -> Any:
+        """The stored form of ``value``."""
+        ...
+
+    def decode(self, stored: Any) -> Any:
+        """The live value of what :meth:`encode` returned (after a msgpack round trip)."""
+        ...
+
+
+#: ``fold(table, keys, values, new_keys)`` of :meth:`ValueState.fold_many`.
+Fold = Callable[[dict[Any, Any], Sequence[Any], Sequence[Any], list[Any]], None]
+
+
+def _no_bulk(handle: object, operation: str) -> StateError:
+    msg = (
+        f"{type(handle).__name__} has no {operation}(): bulk operations are for state without TTL; "
+        "use the per-key methods, or a descriptor without ttl"
+    )
+    return StateError(msg)
 
 
 class ValueState(ABC):
@@ -36,6 +73,58 @@ class ValueState(ABC):
     @abstractmethod
     def clear(self) -> None:
         """Remove the current key's value."""
+
+    # -- bulk operations: one namespace, explicit keys ------------------------------------
+    def hold_live_values(self, codec: ValueCodec, cache_entries: int = 0) -> None:
+        """Hold values as live objects that ``codec`` turns into their stored form and back.
+
+        Reads return live values; snapshots hold ``codec.encode(value)`` (so the live
+        objects need not be msgpack-able) and restores decode. Call it once, right after
+        fetching the handle. On a serializing backend (RocksDB) every write encodes and
+        every read decodes; ``cache_entries`` > 0 keeps up to that many decoded values in
+        a write-back cache in front of it (:mod:`streamcore.state.write_back`), which the
+        backend writes back as it evicts and before every snapshot. The heap backend
+        holds every value live and ignores ``cache_entries``.
+        """
+        raise _no_bulk(self, "hold_live_values")
+
+    def fold_many(
+        self,
+        namespace: Any,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        fold: Fold,
+        *,
+        known: Container[Any] | None = None,
+    ) -> list[Any]:
+        """Fold a batch into the values of ``namespace`` (``keys[i]`` is the key of ``values[i]``).
+
+        Calls ``fold(table, keys, values, new_keys)`` once. ``table`` maps every key of
+        ``keys`` that has a value to it, and may hold other keys of the namespace, which
+        ``fold`` must leave alone; ``fold`` stores every key's new value in ``table``
+        (changing values in place counts) and appends to ``new_keys`` each key it added.
+        Afterwards every key of ``keys`` has the value ``table`` holds for it. Returns
+        ``new_keys``.
+
+        ``known``, when given, contains every key of ``keys`` that may have a value: the
+        others are not looked up (on RocksDB, no read).
+
+        Raises:
+            KeyEncodingError: a key has no encoding (as with ``set_current_key``).
+        """
+        raise _no_bulk(self, "fold_many")
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
+        """The values of ``keys`` (distinct) in ``namespace``, ``None`` where there is none.
+
+        Values are what :meth:`value` returns (the descriptor's default is not used);
+        ``clear`` removes them as they are read.
+        """
+        raise _no_bulk(self, "get_many")
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the values of ``keys`` in ``namespace``."""
+        raise _no_bulk(self, "clear_many")
 
 
 class ListState(ABC):
@@ -61,6 +150,26 @@ class ListState(ABC):
     @abstractmethod
     def clear(self) -> None:
         """Remove the list."""
+
+    # -- bulk operations: one namespace, explicit keys ------------------------------------
+    def add_many(self, namespace: Any, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        """Append ``values[i]`` to the list of ``keys[i]`` in ``namespace``, in order.
+
+        Raises:
+            KeyEncodingError: a key has no encoding (as with ``set_current_key``).
+        """
+        raise _no_bulk(self, "add_many")
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
+        """Copies of the lists of ``keys`` (distinct) in ``namespace``, empty where none.
+
+        ``clear`` removes them as they are read.
+        """
+        raise _no_bulk(self, "get_many")
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the lists of ``keys`` in ``namespace``."""
+        raise _no_bulk(self, "clear_many")
 
 
 class MapState(ABC):

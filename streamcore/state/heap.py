@@ -4,7 +4,8 @@ Layout: per state, ``{namespace: {key: value}}``; a handle keeps a reference to 
 dict of its current namespace, so a read is one attribute load and one dict lookup.
 Time-ordered buffers are a sorted list of ``(ts, seq, value)`` per key; timers a
 heap plus a set for de-duplication. Values are kept as Python objects (never
-serialized on the hot path); snapshots serialize them.
+serialized on the hot path); snapshots serialize them, after the codec of a value state
+that holds live values (:meth:`HeapValueState.hold_live_values`) encoded them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from streamcore.state.api import (
@@ -27,30 +28,31 @@ from streamcore.state.api import (
 )
 from streamcore.state.canonical import custom_serializer, decode_rows, encode_rows, row_decoder
 from streamcore.state.descriptors import StateDescriptor
+from streamcore.state.handles import Fold, ValueCodec
 from streamcore.state.ttl import is_expired
 from streamcore.time import Clock
 
 __all__ = ["HeapKeyedStateBackend"]
 
 _INF = float("inf")
+#: Keys checked for an encoding by bulk operations: forgotten past this many (as the key context's cache).
+_ENCODABLE_LIMIT = 1_000_000
+
+
+def _take(table: dict[Any, Any], keys: Sequence[Any]) -> list[Any]:
+    """Remove ``keys`` from a namespace's dict; their values, ``None`` where absent (one pass in C)."""
+    return list(map(table.pop, keys, itertools.repeat(None)))
 
 
 class _HeapHandle:
-    __slots__ = ("_kc", "_ns", "_table", "_tables")
+    __slots__ = ("_encodable", "_kc", "_ns", "_table", "_tables")
 
     def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]]) -> None:
         self._kc = kc
         self._tables = tables
         self._ns: Any = None
         self._table = tables.setdefault(None, {})
-
-    def namespace_table(self) -> dict[Any, Any]:
-        """The live ``{key: value}`` dict of the current namespace (heap only).
-
-        For operators that fold a whole batch into many keys' values at once (the aligned
-        window path); writes go straight into state.
-        """
-        return self._table
+        self._encodable: set[Any] = set()
 
     def rebind(self) -> None:
         """Point at the current namespace's table again (after the backend dropped or replaced tables)."""
@@ -59,20 +61,44 @@ class _HeapHandle:
     def set_namespace(self, namespace: Any) -> None:
         """Point this handle at ``namespace`` (windows use one namespace per window)."""
         self._ns = namespace
+        self._table = self._table_of(namespace)
+
+    def _table_of(self, namespace: Any) -> dict[Any, Any]:
+        """The ``{key: value}`` dict of ``namespace``, created empty when missing."""
         table = self._tables.get(namespace)
         if table is None:
             table = self._tables[namespace] = {}
-        self._table = table
+        return table
+
+    def _check_encodable(self, keys: list[Any]) -> None:
+        """Bulk operations store keys without ``set_current_key``: check that they have an encoding.
+
+        Each key is encoded once (the set of checked keys is forgotten past a million).
+        """
+        checked = self._encodable
+        fresh = [k for k in keys if k not in checked]
+        if fresh:
+            if len(checked) > _ENCODABLE_LIMIT:
+                checked.clear()
+            entry_for = self._kc.entry_for
+            for k in fresh:
+                entry_for(k)
+            checked.update(fresh)
 
 
 class HeapValueState(_HeapHandle, ValueState):
-    """Value state in a dict."""
+    """Value state in a dict.
 
-    __slots__ = ("_default",)
+    ``codec``: set by :meth:`hold_live_values`; the backend's snapshots encode this
+    state's values with it and its restores decode them.
+    """
+
+    __slots__ = ("_default", "codec")
 
     def __init__(self, kc: KeyContext, tables: dict[Any, dict[Any, Any]], default: Any) -> None:
         super().__init__(kc, tables)
         self._default = default
+        self.codec: ValueCodec | None = None
 
     def value(self) -> Any:
         """The current key's value or the default."""
@@ -88,6 +114,44 @@ class HeapValueState(_HeapHandle, ValueState):
     def clear(self) -> None:
         """Remove the value."""
         self._table.pop(self._kc.key, None)
+
+    # -- bulk operations ------------------------------------------------------------------
+    def hold_live_values(self, codec: ValueCodec, cache_entries: int = 0) -> None:
+        """Values stay the live objects they are; snapshots encode them, restores decode them."""
+        self.codec = codec
+        decode = codec.decode
+        for table in self._tables.values():  # rows restored before this call hold the stored form
+            for key, stored in table.items():
+                table[key] = decode(stored)
+
+    def fold_many(
+        self,
+        namespace: Any,
+        keys: Sequence[Any],
+        values: Sequence[Any],
+        fold: Fold,
+        *,
+        known: Container[Any] | None = None,
+    ) -> list[Any]:
+        """``fold`` works on the namespace's own dict: values are folded in place, nothing is copied."""
+        new_keys: list[Any] = []
+        fold(self._table_of(namespace), keys, values, new_keys)
+        if new_keys:
+            self._check_encodable(new_keys)
+        return new_keys
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[Any]:
+        """The live values of ``keys`` (``None`` where none); ``clear`` removes them."""
+        table = self._tables.get(namespace)
+        if table is None:
+            return [None] * len(keys)
+        return _take(table, keys) if clear else list(map(table.get, keys))
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the values of ``keys``."""
+        table = self._tables.get(namespace)
+        if table:
+            _take(table, keys)
 
 
 class HeapReducingState(_HeapHandle, ReducingState):
@@ -155,6 +219,37 @@ class HeapListState(_HeapHandle, ListState):
     def clear(self) -> None:
         """Remove the list."""
         self._table.pop(self._kc.key, None)
+
+    # -- bulk operations ------------------------------------------------------------------
+    def add_many(self, namespace: Any, keys: Sequence[Any], values: Sequence[Any]) -> None:
+        """Append each value to its key's list."""
+        table = self._table_of(namespace)
+        get = table.get
+        new_keys = []
+        for k, v in zip(keys, values, strict=True):
+            lst = get(k)
+            if lst is None:
+                table[k] = [v]
+                new_keys.append(k)
+            else:
+                lst.append(v)
+        if new_keys:
+            self._check_encodable(new_keys)
+
+    def get_many(self, namespace: Any, keys: Sequence[Any], *, clear: bool = False) -> list[list[Any]]:
+        """Copies of the lists of ``keys`` (the lists themselves when ``clear`` removes them)."""
+        table = self._tables.get(namespace)
+        if table is None:
+            return [[] for _ in keys]
+        if clear:
+            return [lst or [] for lst in _take(table, keys)]
+        return [list(lst) if lst else [] for lst in map(table.get, keys)]
+
+    def clear_many(self, namespace: Any, keys: Sequence[Any]) -> None:
+        """Remove the lists of ``keys``."""
+        table = self._tables.get(namespace)
+        if table:
+            _take(table, keys)
 
 
 class HeapMapState(_HeapHandle, MapState):
@@ -551,6 +646,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
                 for key, value in table.items():
                     payload = [[k, v] for k, v in value.items()] if kind == "map" else value
                     rows.append([kg_of(key), key, ns, payload])
+            rows = self._stored_rows(name, rows)
             entry: dict[str, Any] = {"kind": desc_kind, "storage": kind, "rows": rows}
             registered = self._states.get(name)
             if registered is not None and custom_serializer(registered[0]):
@@ -584,7 +680,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
             if name not in self._tables:
                 self._tables[name] = (st["storage"], {})
             kind, tables = self._tables[name]
-            self._load_rows(kind, rows, tables)
+            self._load_rows(kind, self._live_rows(name, rows), tables)
         for name, timers in image.get("timers", {}).items():
             self.timer_service(name).restore(timers)  # type: ignore[attr-defined]
         for name, rows in image.get("time_ordered", {}).items():
@@ -597,6 +693,29 @@ class HeapKeyedStateBackend(KeyedStateBackend):
         for _kg, key, ns, payload in rows:
             table = tables.setdefault(ns, {})
             table[key] = dict((k, v) for k, v in payload) if kind == "map" else payload
+
+    # -- live values (ValueState.hold_live_values) ------------------------------------------
+    def _codec(self, name: str) -> ValueCodec | None:
+        """The codec of state ``name`` when it holds live values."""
+        registered = self._states.get(name)
+        handle = registered[1] if registered is not None else None
+        return handle.codec if isinstance(handle, HeapValueState) else None
+
+    def _stored_rows(self, name: str, rows: list[list[Any]]) -> list[list[Any]]:
+        """Snapshot rows of state ``name`` with live values encoded."""
+        codec = self._codec(name)
+        if codec is None:
+            return rows
+        encode = codec.encode
+        return [[kg, key, ns, encode(value)] for kg, key, ns, value in rows]
+
+    def _live_rows(self, name: str, rows: list[list[Any]]) -> list[list[Any]]:
+        """Image rows of state ``name`` with values decoded when it holds live values."""
+        codec = self._codec(name)
+        if codec is None:
+            return rows
+        decode = codec.decode
+        return [[kg, key, ns, decode(stored)] for kg, key, ns, stored in rows]
 
     def metrics(self) -> dict[str, Any]:
         """Keys per state and buffered entries."""

@@ -19,6 +19,7 @@ from streamcore.time import MIN_TIMESTAMP
 from streamcore.windowing import (
     ContinuousEventTimeTrigger,
     EventTimeSessionWindows,
+    GlobalWindows,
     SlidingEventTimeWindows,
     TumblingEventTimeWindows,
     count_window_assigner,
@@ -44,6 +45,10 @@ def _row(key: Any, window: Any, value: Any) -> Any:
     return key, getattr(window, "start", None), value
 
 
+def _gap(e: Any) -> int:
+    return 1 + e[2] % 7
+
+
 MODES = {
     # aligned fast path, accumulators (HLL and Bloom bytes, sets, heaps) in state
     "tumbling-aggregate": lambda: {"assigner": TumblingEventTimeWindows.of(10), "aggregate": AGG},
@@ -62,6 +67,15 @@ MODES = {
     },
     "sessions": lambda: {"assigner": EventTimeSessionWindows.with_gap(4), "aggregate": AGG, "lateness": 3},
     "session-elements": lambda: {"assigner": EventTimeSessionWindows.with_gap(6)},
+    "dynamic-sessions": lambda: {
+        "assigner": EventTimeSessionWindows.with_dynamic_gap(_gap),
+        "aggregate": AGG,
+        "lateness": 2,
+    },
+    "end-of-stream": lambda: {
+        "assigner": GlobalWindows.create_with_end_of_stream_trigger(),
+        "aggregate": AGG,
+    },
     "continuous-trigger": lambda: {
         "assigner": TumblingEventTimeWindows.of(30),
         "trigger": ContinuousEventTimeTrigger.of(7),
@@ -131,7 +145,15 @@ def test_restore_in_the_middle_equals_an_uninterrupted_run(mode: str, stream: An
 
 
 @pytest.mark.parametrize(
-    "mode", ["tumbling-aggregate", "tumbling-aggregate-evicting", "general-sliding-aggregate", "sessions"]
+    "mode",
+    [
+        "tumbling-aggregate",
+        "tumbling-aggregate-evicting",
+        "general-sliding-aggregate",
+        "sessions",
+        "dynamic-sessions",
+        "end-of-stream",
+    ],
 )
 @pytest.mark.parametrize("before, after", [("rocksdb", "rocksdb"), ("heap", "rocksdb"), ("rocksdb", "heap")])
 @ROCKSDB_SETTINGS

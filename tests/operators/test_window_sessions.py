@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import streamcore as sc
 from streamcore.aggregates import Count, Sum, combine
+from streamcore.errors import ConfigurationError, UserFunctionError
 from streamcore.operators.window_merging import MergingWindowSet
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.time import MAX_TIMESTAMP, ManualClock
@@ -39,17 +40,20 @@ def _sorted_values(key: Any, window: Any, elements: Any) -> Any:
     return key, window.start, window.end, tuple(sorted(e[2] for e in elements))
 
 
-def _session_harness(backend: str, state_dir: Path, gap: int, lateness: int, **kw: Any) -> Harness:
+def _session_harness(backend: str, state_dir: Path, gap: Any, lateness: int, **kw: Any) -> Harness:
+    """Event-time sessions of ``gap`` ms, or of ``gap(element)`` ms when it is a function."""
     from streamcore.operators.window_functions import plain
 
     kw.setdefault("window_fn", plain(_sorted_values))
+    sessions = EventTimeSessionWindows
+    assigner = sessions.with_dynamic_gap(gap) if callable(gap) else sessions.with_gap(gap)
 
     def make() -> WindowOperator:
         return WindowOperator(
             "s",
             "s",
             lambda e: e[0],
-            EventTimeSessionWindows.with_gap(gap),
+            assigner,
             allowed_lateness=lateness,
             late_tag=LATE,
             **kw,
@@ -58,7 +62,7 @@ def _session_harness(backend: str, state_dir: Path, gap: int, lateness: int, **k
     return Harness(make, backend, state_dir).open()
 
 
-def check_sessions(backend: str, stream: Any, gap: int, lateness: int) -> None:
+def check_sessions(backend: str, stream: Any, gap: Any, lateness: int) -> None:
     records, bound, batch_size = stream
     ops = source_ops(records, batch_size, bound)
     expected, expected_late = session_oracle(ops, gap, lateness)
@@ -81,6 +85,155 @@ def test_sessions_match_oracle(stream: Any, gap: int, lateness: int) -> None:
 @given(stream=event_streams(), gap=st.integers(1, 12), lateness=st.sampled_from([0, 0, 4, 15]))
 def test_sessions_match_oracle_rocksdb(stream: Any, gap: int, lateness: int) -> None:
     check_sessions("rocksdb", stream, gap, lateness)
+
+
+def _gap_of_value(element: Any) -> int:
+    """A dynamic gap: 1 to 12 ms, from the element's value."""
+    return 1 + element[2] * 7 % 12
+
+
+@given(stream=event_streams(), lateness=st.sampled_from([0, 0, 4, 15]))
+def test_dynamic_gap_sessions_match_oracle(stream: Any, lateness: int) -> None:
+    check_sessions("heap", stream, _gap_of_value, lateness)
+
+
+@ROCKSDB_SETTINGS
+@given(stream=event_streams(), lateness=st.sampled_from([0, 0, 4, 15]))
+def test_dynamic_gap_sessions_match_oracle_rocksdb(stream: Any, lateness: int) -> None:
+    check_sessions("rocksdb", stream, _gap_of_value, lateness)
+
+
+def _flink_gap(element: Any) -> int:
+    """The gap extractor of Flink's WindowOperatorTest.testDynamic*SessionWindows."""
+    key, _, value = element
+    if key == "key1":
+        return 3000
+    return 1000 if value == 10 else 2000
+
+
+def _flink_session(key: Any, window: Any, elements: Any) -> Any:
+    """Flink's SessionWindowFunction: ``(key-sum, start, end)``."""
+    return f"{key}-{sum(e[2] for e in elements)}", window.start, window.end
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dynamic_event_time_sessions_as_in_flink(backend: str, tmp_path: Path) -> None:
+    """Port of Flink's WindowOperatorTest.testDynamicEventTimeSessionWindows."""
+    from streamcore.operators.window_functions import plain
+
+    h = _session_harness(backend, tmp_path, _flink_gap, 0, window_fn=plain(_flink_session))
+    # Different gaps for different keys.
+    h.push([("key1", 10, 3), ("key2", 5000, 4), ("key2", 6000, 5)], [10, 5000, 6000])
+    h.advance(8999)
+    assert sorted(h.outputs()) == [(("key1-3", 10, 3010), 3009), (("key2-9", 5000, 8000), 7999)]
+    # A gap that ends before the session's current end: the furthest end is kept.
+    h.push([("key2", 9000, 1), ("key2", 10000, 2), ("key2", 10500, 10)], [9000, 10000, 10500])
+    h.advance(12999)
+    assert h.outputs()[2:] == [(("key2-13", 9000, 12000), 11999)]
+    # A gap that ends after it.
+    h.push([("key2", 13000, 10), ("key2", 13500, 10), ("key2", 14000, 1)], [13000, 13500, 14000])
+    h.advance(16999)
+    assert h.outputs()[3:] == [(("key2-21", 13000, 16000), 15999)]
+    h.assert_empty()
+    h.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dynamic_processing_time_sessions_as_in_flink(backend: str, tmp_path: Path) -> None:
+    """Port of Flink's WindowOperatorTest.testDynamicProcessingTimeSessionWindows."""
+    from streamcore.operators.window_functions import plain
+
+    clock = ManualClock(0)
+    h = Harness(
+        lambda: WindowOperator(
+            "s",
+            "s",
+            lambda e: e[0],
+            ProcessingTimeSessionWindows.with_dynamic_gap(_flink_gap),
+            window_fn=plain(_flink_session),
+        ),
+        backend,
+        tmp_path,
+        clock,
+    ).open()
+
+    def at(now: int, *elements: tuple[str, int]) -> None:
+        clock.set(now)
+        h.processing_time(now)
+        if elements:
+            h.push([(k, None, v) for k, v in elements], None)
+
+    at(10, ("key1", 3))
+    at(5000, ("key2", 4))
+    at(6000, ("key2", 5))
+    at(8999)
+    assert sorted(h.outputs()) == [(("key1-3", 10, 3010), 3009), (("key2-9", 5000, 8000), 7999)]
+    at(9000, ("key2", 1))
+    at(10000, ("key2", 2))
+    at(10500, ("key2", 10))
+    at(12000)
+    assert h.outputs()[2:] == [(("key2-13", 9000, 12000), 11999)]
+    at(13000, ("key2", 10))
+    at(13500, ("key2", 10))
+    at(14000, ("key2", 1))
+    at(16999)
+    assert h.outputs()[3:] == [(("key2-21", 13000, 16000), 15999)]
+    h.close()
+
+
+def gap_from_field(element: Any) -> Any:
+    return element[1]
+
+
+@pytest.mark.parametrize("sessions", [EventTimeSessionWindows, ProcessingTimeSessionWindows])
+def test_dynamic_gaps_are_validated_and_errors_name_the_extractor(sessions: Any) -> None:
+    with pytest.raises(ConfigurationError, match="callable"):
+        sessions.with_dynamic_gap(5)
+
+    assigner = sessions.with_dynamic_gap(gap_from_field)
+    assert repr(assigner) == f"{sessions.__name__}.with_dynamic_gap(gap_from_field)"
+    assert repr(sessions.with_gap(5)) == f"{sessions.__name__}.with_gap(5)"
+
+    class Now:
+        def get_current_processing_time(self) -> int:
+            return 7
+
+    start = 100 if sessions.event_time else 7
+    assert assigner.assign_windows(("a", 3), 100, Now()) == [TimeWindow(start, start + 3)]
+    for bad in (0, -1, 1.5, True, "5", None):
+        with pytest.raises(ConfigurationError, match=r"session gap function .*gap_from_field returned"):
+            assigner.assign_windows(("a", bad), 100, Now())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bad_or_raising_gap_function_fails_the_job_with_its_name(backend: str, tmp_path: Path) -> None:
+    h = _session_harness(backend, tmp_path / "bad", lambda e: -e[2], 0)
+    with pytest.raises(ConfigurationError, match=r"<lambda> returned -1 for element \('a', 1, 1\)"):
+        h.push([("a", 1, 1)], [1])
+    h.close()
+
+    def zero_gap(element: Any) -> int:
+        return 1 // element[2]
+
+    h = _session_harness(backend, tmp_path / "raising", zero_gap, 0)
+    with pytest.raises(
+        UserFunctionError, match=r"with_dynamic_gap\(.*zero_gap\) of operator 's' raised Zero"
+    ):
+        h.push([("a", 1, 0)], [1])
+    h.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_late_elements_reach_the_side_output_in_arrival_order(backend: str, tmp_path: Path) -> None:
+    """Keys interleaved in one batch: the late side output keeps the batch's order, not key groups."""
+    h = _session_harness(backend, tmp_path, 5, 0)
+    h.advance(100)
+    late = [("a", 1, 0), ("b", 2, 1), ("a", 3, 2), ("c", 4, 3), ("b", 5, 4)]
+    h.push(late, [e[1] for e in late])
+    assert h.late.values == late
+    assert h.late.timestamps == [1, 2, 3, 4, 5]
+    assert h.outputs() == []
+    h.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

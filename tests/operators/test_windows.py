@@ -333,6 +333,28 @@ def test_an_element_at_the_watermark_is_late_when_its_window_ends_there(fast: bo
     h.close()
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["aligned", "general"])
+def test_late_elements_of_several_keys_keep_their_arrival_order(fast: bool) -> None:
+    h = Harness(
+        lambda: WindowOperator(
+            "w",
+            "w",
+            key_of,
+            SlidingEventTimeWindows.of(10, 5),
+            aggregate=Count(),
+            late_tag=LATE,
+            fast_path=fast,
+        )
+    ).open()
+    h.advance(50)
+    batch = [("a", 1, 0), ("b", 2, 1), ("a", 48, 2), ("c", 3, 3), ("a", 4, 4), ("b", 5, 5)]
+    h.push(batch, [e[1] for e in batch])
+    assert h.late.values == [e for e in batch if e[1] != 48]
+    h.advance(MAX_TIMESTAMP)
+    assert h.outputs() == [(1, 54)]
+    h.close()
+
+
 def test_sliding_element_is_not_late_while_one_of_its_windows_is_open() -> None:
     h = Harness(
         lambda: WindowOperator(
@@ -602,7 +624,7 @@ def test_explicit_event_time_trigger_takes_the_aligned_path() -> None:
         trigger=EventTimeTrigger.create(),
         aggregate=Count(),
     )
-    assert op._aligned
+    assert op.aligned
 
 
 # -- errors and configuration ---------------------------------------------------------------------

@@ -183,8 +183,14 @@ def aligned_oracle(
     return fired, late
 
 
-def session_oracle(ops: list[tuple[str, Any]], gap: int, lateness: int) -> tuple[Counter[Any], list[Any]]:
-    """Firings ``(key, start, end, sorted_values, timestamp)`` and late values of event-time sessions."""
+def session_oracle(
+    ops: list[tuple[str, Any]], gap: int | Callable[[Any], int], lateness: int
+) -> tuple[Counter[Any], list[Any]]:
+    """Firings ``(key, start, end, sorted_values, timestamp)`` and late values of event-time sessions.
+
+    ``gap`` is the session gap, or a function of the element ``(key, ts, value)`` (dynamic gaps).
+    """
+    gap_of = gap if callable(gap) else lambda _element: gap
     sessions: dict[Any, list[list[Any]]] = {}  # key -> [[start, end, values, armed]]
     fired: Counter[Any] = Counter()
     late: list[Any] = []
@@ -193,7 +199,7 @@ def session_oracle(ops: list[tuple[str, Any]], gap: int, lateness: int) -> tuple
         if kind == "batch":
             for key, ts, value in arg:
                 windows = sessions.setdefault(key, [])
-                start, end = ts, ts + gap
+                start, end = ts, ts + gap_of((key, ts, value))
                 touching = [w for w in windows if w[0] <= end and w[1] >= start]
                 for w in touching:
                     start, end = min(start, w[0]), max(end, w[1])

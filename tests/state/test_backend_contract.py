@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamcore.errors import SerializationError, StateDescriptorConflictError
+from streamcore.errors import KeyEncodingError, SerializationError, StateDescriptorConflictError, StateError
 from streamcore.state import (
     KeyContext,
     ListStateDescriptor,
@@ -662,6 +662,285 @@ def test_unregistered_restored_states_survive_a_snapshot_on_either_backend(sourc
     c.backend.restore(again)
     assert _read_all(c) == expected
     c.close()
+
+
+# -- bulk operations: one namespace, explicit keys ------------------------------------------------
+def _sum_fold(table, keys, values, new_keys):
+    """Adds each value to its key's sum (what a window's count/sum accumulators do)."""
+    for k, v in zip(keys, values, strict=True):
+        if k in table:
+            table[k] = table[k] + v
+        else:
+            table[k] = v
+            new_keys.append(k)
+
+
+def _append_fold(table, keys, values, new_keys):
+    """Appends to each key's list in place: changing a value in place must count as storing it."""
+    for k, v in zip(keys, values, strict=True):
+        if k in table:
+            table[k].append(v)
+        else:
+            table[k] = [v]
+            new_keys.append(k)
+
+
+def test_value_fold_many_get_many_clear_many(env):
+    s = env.backend.get_state(ValueStateDescriptor("v", default=-1))
+    env.key("z")
+    s.set_namespace("elsewhere")
+    s.update(100)
+    assert s.fold_many("w1", ["a", "b", "a"], [1, 2, 3], _sum_fold) == ["a", "b"]
+    assert s.fold_many("w1", ["b", "c"], [10, 20], _sum_fold) == ["c"]
+    assert s.fold_many("w2", ["a"], [7], _sum_fold) == ["a"]
+    # Absent values are None, not the descriptor's default; namespaces are apart.
+    assert s.get_many("w1", ["a", "b", "c", "d"]) == [4, 12, 20, None]
+    assert s.get_many("w2", ["a", "b"]) == [7, None]
+    assert s.get_many("never", ["a"]) == [None]
+    # The current key and namespace are neither needed nor changed.
+    assert env.kc.key == "z" and s.value() == 100
+    # Per-key reads see bulk writes, and bulk reads see per-key writes.
+    s.set_namespace("w1")
+    env.key("b")
+    assert s.value() == 12
+    s.update(13)
+    assert s.get_many("w1", ["b"]) == [13]
+    assert s.get_many("w1", ["a", "c"], clear=True) == [4, 20]
+    assert s.get_many("w1", ["a", "b", "c"]) == [None, 13, None]
+    s.clear_many("w1", ["b", "not-there"])
+    assert s.get_many("w1", ["a", "b", "c"]) == [None, None, None]
+    s.clear_many("never", ["a"])
+    assert s.get_many("w2", ["a"]) == [7]
+
+
+def test_clearing_absent_keys_leaves_the_other_keys_alone(env):
+    """As many keys as the namespace holds, one of them absent: the namespace is not emptied."""
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    s.fold_many("w", ["a", "b"], [1, 2], _sum_fold)
+    lst.add_many("w", ["a", "b"], [1, 2])
+    s.clear_many("w", ["a", "x"])
+    lst.clear_many("w", ["a", "x"])
+    assert s.get_many("w", ["a", "b"]) == [None, 2]
+    assert lst.get_many("w", ["a", "b"]) == [[], [2]]
+    s.fold_many("w", ["c"], [3], _sum_fold)
+    assert s.get_many("w", ["b", "y"], clear=True) == [2, None]
+    assert s.get_many("w", ["c"]) == [3]
+
+
+def test_value_fold_many_keeps_values_changed_in_place(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    s.fold_many(("w", 1), ["a", "b"], ["x", "y"], _append_fold)
+    assert s.fold_many(("w", 1), ["a", "a", "c"], ["x2", "x3", "z"], _append_fold) == ["c"]
+    assert s.get_many(("w", 1), ["a", "b", "c"]) == [["x", "x2", "x3"], ["y"], ["z"]]
+
+
+def test_value_fold_many_reads_only_keys_known_to_have_values(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    s.fold_many("w", ["a", "b"], [1, 2], _sum_fold)
+    # Every key with a value is in ``known``: the result is the same as without the hint.
+    assert s.fold_many("w", ["a", "x", "b"], [1, 1, 1], _sum_fold, known={"a", "b"}) == ["x"]
+    assert s.get_many("w", ["a", "b", "x"]) == [2, 3, 1]
+
+
+def test_bulk_operations_inside_a_write_batch_read_their_own_writes(env):
+    s = env.backend.get_state(ValueStateDescriptor("v"))
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    env.backend.begin_batch()
+    s.fold_many("w", ["a", "b"], [1, 2], _sum_fold)
+    s.fold_many("w", ["a"], [5], _sum_fold)
+    lst.add_many("w", ["a", "b", "a"], [1, 2, 3])
+    assert s.get_many("w", ["a", "b"]) == [6, 2]
+    assert lst.get_many("w", ["a", "b"], clear=True) == [[1, 3], [2]]
+    assert lst.get_many("w", ["a"]) == [[]]
+    env.backend.end_batch()
+    assert s.get_many("w", ["a", "b"]) == [6, 2] and lst.get_many("w", ["a", "b"]) == [[], []]
+
+
+def test_list_add_many_get_many_clear_many(env):
+    lst = env.backend.get_state(ListStateDescriptor("l"))
+    env.key("z")
+    lst.add("untouched")
+    lst.add_many((0, 10), ["a", "b", "a"], [1, 2, 3])
+    lst.add_many((0, 10), ["a"], [4])
+    lst.add_many((10, 20), ["a"], [9])
+    got = lst.get_many((0, 10), ["a", "b", "c"])
+    assert got == [[1, 3, 4], [2], []]
+    got[0].append("mutated")  # copies
+    assert lst.get_many((0, 10), ["a"]) == [[1, 3, 4]]
+    assert env.kc.key == "z" and lst.get() == ["untouched"]
+    lst.set_namespace((0, 10))
+    env.key("a")
+    assert lst.get() == [1, 3, 4]
+    assert lst.get_many((0, 10), ["a"], clear=True) == [[1, 3, 4]]
+    assert lst.get() == []
+    lst.clear_many((0, 10), ["b", "nobody"])
+    assert lst.get_many((0, 10), ["a", "b"]) == [[], []]
+    assert lst.get_many((10, 20), ["a"]) == [[9]]
+
+
+@pytest.mark.parametrize("op", ["fold_many", "add_many"])
+def test_bulk_operations_reject_keys_without_an_encoding(env, op):
+    if op == "fold_many":
+        s = env.backend.get_state(ValueStateDescriptor("v"))
+        call = lambda: s.fold_many("w", ["ok", object()], [1, 2], _sum_fold)  # noqa: E731
+    else:
+        s = env.backend.get_state(ListStateDescriptor("l"))
+        call = lambda: s.add_many("w", ["ok", object()], [1, 2])  # noqa: E731
+    with pytest.raises(KeyEncodingError):
+        call()
+
+
+def test_bulk_operations_of_ttl_state_are_refused_with_a_hint(env):
+    v = env.backend.get_state(ValueStateDescriptor("v", ttl=1_000))
+    lst = env.backend.get_state(ListStateDescriptor("l", ttl=1_000))
+    for call in (
+        lambda: v.fold_many("w", ["a"], [1], _sum_fold),
+        lambda: v.get_many("w", ["a"]),
+        lambda: v.clear_many("w", ["a"]),
+        lambda: v.hold_live_values(_SetCodec()),
+        lambda: lst.add_many("w", ["a"], [1]),
+        lambda: lst.get_many("w", ["a"]),
+        lambda: lst.clear_many("w", ["a"]),
+    ):
+        with pytest.raises(StateError, match="without TTL"):
+            call()
+
+
+class _SetCodec:
+    """Live sets (not msgpack-able), stored as sorted lists."""
+
+    def __init__(self):
+        self.encoded = 0
+
+    def encode(self, value):
+        self.encoded += 1
+        return sorted(value)
+
+    def decode(self, stored):
+        return set(stored)
+
+
+def _union_fold(table, keys, values, new_keys):
+    for k, v in zip(keys, values, strict=True):
+        live = table.get(k)
+        if live is None:
+            table[k] = {v}
+            new_keys.append(k)
+        else:
+            live.add(v)
+
+
+@pytest.mark.parametrize("cache_entries", [0, 1, 100])
+def test_live_values_are_stored_encoded_and_restore_into_either_backend(env, cache_entries, tmp_path_factory):
+    s = env.backend.get_state(ValueStateDescriptor("live"))
+    s.hold_live_values(_SetCodec(), cache_entries)
+    env.backend.begin_batch()
+    s.fold_many("w", ["a", "b", "a"], [3, 1, 2], _union_fold)
+    s.fold_many("w", ["b", "c"], [5, 4], _union_fold)
+    env.backend.end_batch()
+    env.key("c")
+    s.set_namespace("w")
+    assert s.value() == {4}
+    s.update({4, 6})
+    assert s.get_many("w", ["a", "b", "c", "d"]) == [{2, 3}, {1, 5}, {4, 6}, None]
+    # A snapshot holds the stored form, written back from any cache by the backend itself.
+    image = env.backend.snapshot(canonical=True)
+    rows = sorted((key, ns, payload) for _kg, key, ns, payload in image["states"]["live"]["rows"])
+    assert rows == [("a", "w", [2, 3]), ("b", "w", [1, 5]), ("c", "w", [4, 6])]
+    assert s.get_many("w", ["a"]) == [{2, 3}]  # the live values stay as they were
+    for target in BACKENDS:
+        e = Env(target, tmp_path_factory.mktemp("live"))
+        restored = e.backend.get_state(ValueStateDescriptor("live"))
+        restored.hold_live_values(_SetCodec(), cache_entries)
+        e.backend.restore(image)
+        assert restored.get_many("w", ["a", "b", "c"]) == [{2, 3}, {1, 5}, {4, 6}]
+        e.close()
+
+
+def test_live_values_restored_before_the_codec_is_given_are_decoded(env):
+    image = {"states": {"live": {"kind": "value", "storage": "value", "rows": [[0, "a", "w", [1, 2]]]}}}
+    env.backend.restore(image)
+    s = env.backend.get_state(ValueStateDescriptor("live"))
+    s.hold_live_values(_SetCodec())
+    assert s.get_many("w", ["a"]) == [{1, 2}]
+
+
+def test_rocksdb_write_back_cache_is_flushed_into_native_snapshots(tmp_path):
+    """The database itself (what native checkpoints copy) holds every cached value after a snapshot."""
+    e = Env("rocksdb", tmp_path)
+    s = e.backend.get_state(ValueStateDescriptor("live"))
+    codec = _SetCodec()
+    s.hold_live_values(codec, 1_000)
+    e.backend.begin_batch()
+    s.fold_many("w", ["a", "b"], [1, 2], _union_fold)
+    e.backend.end_batch()
+    assert codec.encoded == 0  # cached: nothing serialized yet
+    e.backend.snapshot(canonical=False)
+    assert codec.encoded == 2
+    e.close()
+    e = Env("rocksdb", tmp_path, fresh=False)
+    plain = e.backend.get_state(ValueStateDescriptor("live"))
+    assert plain.get_many("w", ["a", "b"]) == [[1], [2]]
+    e.close()
+
+
+BULK_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["fold", "get", "take", "clear_many", "update", "value", "clear", "snapshot"]),
+        st.sampled_from(["w1", "w2", None]),
+        st.lists(st.sampled_from("abcd"), min_size=1, max_size=5),
+        st.integers(0, 9),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=30)
+@given(ops=BULK_OPS, cache_entries=st.sampled_from([0, 1, 3, 50]))
+def test_bulk_and_per_key_operations_agree_with_a_dict_on_both_backends(ops, cache_entries, tmp_path_factory):
+    """Live sets through bulk and per-key operations, snapshots between (cache flushes), against a model."""
+    for kind in BACKENDS:
+        e = Env(kind, tmp_path_factory.mktemp("bulk"))
+        s = e.backend.get_state(ValueStateDescriptor("live"))
+        s.hold_live_values(_SetCodec(), cache_entries)
+        model: dict[tuple, set] = {}
+        e.backend.begin_batch()
+        for op, ns, keys, n in ops:
+            if op == "fold":
+                values = [n + i for i in range(len(keys))]
+                new = s.fold_many(ns, keys, values, _union_fold, known={k for (m, k) in model if m == ns})
+                assert new == [k for k in dict.fromkeys(keys) if (ns, k) not in model]
+                for k, v in zip(keys, values, strict=True):
+                    model.setdefault((ns, k), set()).add(v)
+            elif op in ("get", "take"):
+                keys = list(dict.fromkeys(keys))  # get_many takes distinct keys
+                assert s.get_many(ns, keys, clear=op == "take") == [model.get((ns, k)) for k in keys]
+                if op == "take":
+                    for k in keys:
+                        model.pop((ns, k), None)
+            elif op == "clear_many":
+                s.clear_many(ns, keys)
+                for k in keys:
+                    model.pop((ns, k), None)
+            else:
+                e.key(keys[0])
+                s.set_namespace(ns)
+                if op == "update":
+                    s.update({n})
+                    model[(ns, keys[0])] = {n}
+                elif op == "value":
+                    assert s.value() == model.get((ns, keys[0]))
+                elif op == "clear":
+                    s.clear()
+                    model.pop((ns, keys[0]), None)
+                else:
+                    e.backend.end_batch()
+                    rows = e.backend.snapshot(canonical=True)["states"]["live"]["rows"]
+                    assert {(ns_, key): set(v) for _kg, key, ns_, v in rows} == model
+                    e.backend.begin_batch()
+        e.backend.end_batch()
+        e.close()
 
 
 def test_timers_registered_after_the_queue_emptied_pop_in_order_with_deletes(env):

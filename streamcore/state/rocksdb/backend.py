@@ -1,4 +1,4 @@
-"""The RocksDB keyed state backend: typed handles over the bytes stores.
+"""The RocksDB keyed state backend: typed handles (:mod:`.handles`), buffers and timers over the bytes stores.
 
 Column families (one per registered state, named from the operator uid):
 
@@ -30,35 +30,30 @@ it holds.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sortedcontainers import SortedList
 
-from streamcore.errors import SerializationError, StateBackendError
-from streamcore.serde import (
-    decode_key,
-    decode_ts,
-    encode_key,
-    encode_seq,
-    encode_ts,
-    encode_ts_seq,
-    find_unencodable,
-)
+from streamcore.errors import StateBackendError
+from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts, encode_ts_seq
 from streamcore.state.api import (
     InternalTimerService,
     KeyContext,
     KeyedStateBackend,
-    ListState,
-    MapState,
-    ReducingState,
     TimeOrderedState,
-    ValueState,
 )
 from streamcore.state.canonical import custom_serializer, row_decoder
 from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor
 from streamcore.state.rocksdb.db import RocksDBDatabase
+from streamcore.state.rocksdb.handles import (
+    RocksDBListState,
+    RocksDBMapState,
+    RocksDBReducingState,
+    RocksDBValueState,
+    dumps_error,
+    dumps_ok,
+)
 from streamcore.state.rocksdb.options import BUFFER_SEGMENT
 from streamcore.state.rocksdb.snapshot_strategy import database_dir
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
@@ -89,211 +84,6 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
                 raise
             shutil.rmtree(path)
     return RocksDBDatabase(path, options)
-
-
-def _dumps_ok(dumps: Any, value: Any) -> bool:
-    """Whether ``dumps(value)`` succeeds (to name the culprit of a failed batch)."""
-    try:
-        dumps(value)
-    except Exception:
-        return False
-    return True
-
-
-def _dumps_error(
-    name: str, uid: str, value: Any, exc: Exception, what_holds: str = "state"
-) -> SerializationError:
-    if isinstance(exc, SerializationError):
-        bad = find_unencodable(value)
-        culprit = bad if bad is not None else value
-        what = f"a value of type {type(culprit).__name__} ({culprit!r:.80})"
-        hint = (
-            "store values made of None, bool, int, float, str, bytes, and tuples, lists and dicts of these "
-            "(a set as a sorted list, an object as a dict), or give the state descriptor serializer=... "
-            "(an object with dumps(value) -> bytes and loads(bytes) -> value, such as pickle)"
-            if what_holds == "state"
-            else "map the operator's input to values made of None, bool, int, float, str, bytes, and "
-            "tuples, lists and dicts of these before it (a set as a sorted list, an object as a dict)"
-        )
-    else:
-        what = f"a value of type {type(value).__name__}: its serializer raised {type(exc).__name__}: {exc}"
-        hint = "fix the state descriptor's serializer or the value"
-    msg = f"operator {uid!r}: {what_holds} {name!r} cannot store {what}; {hint}"
-    return SerializationError(msg)
-
-
-class _Handle:
-    __slots__ = (
-        "_delete",
-        "_dumps",
-        "_get",
-        "_kc",
-        "_loads",
-        "_name",
-        "_ns",
-        "_ns_bytes",
-        "_put",
-        "_store",
-        "_uid",
-    )
-
-    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: StateDescriptor, uid: str) -> None:
-        self._kc = kc
-        self._store = store
-        self._get = store.get
-        self._put = store.put
-        self._delete = store.delete
-        self._dumps = descriptor.serializer.dumps
-        self._loads = descriptor.serializer.loads
-        self._name = descriptor.name
-        self._uid = uid
-        self._ns: Any = None
-        self._ns_bytes = _NS_NONE
-
-    def set_namespace(self, namespace: Any) -> None:
-        """Point this handle at ``namespace``."""
-        self._ns = namespace
-        self._ns_bytes = encode_key(namespace)
-
-    def _encode(self, value: Any) -> bytes:
-        try:
-            return self._dumps(value)
-        except Exception as exc:
-            raise _dumps_error(self._name, self._uid, value, exc) from exc
-
-
-class RocksDBValueState(_Handle, ValueState):
-    """Value state: one entry per key and namespace."""
-
-    __slots__ = ("_default",)
-
-    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str) -> None:
-        super().__init__(kc, store, descriptor, uid)
-        self._default = getattr(descriptor, "default", None)
-
-    def value(self) -> Any:
-        """The current key's value or the default."""
-        raw = self._get(self._kc.key_bytes + self._ns_bytes)
-        return self._default if raw is None else self._loads(raw)
-
-    def update(self, value: Any) -> None:
-        """Set the value (``None`` clears)."""
-        if value is None:
-            self._delete(self._kc.key_bytes + self._ns_bytes)
-            return
-        try:
-            data = self._dumps(value)
-        except Exception as exc:
-            raise _dumps_error(self._name, self._uid, value, exc) from exc
-        self._put(self._kc.key_bytes + self._ns_bytes, data)
-
-    def clear(self) -> None:
-        """Remove the value."""
-        self._delete(self._kc.key_bytes + self._ns_bytes)
-
-
-class RocksDBReducingState(_Handle, ReducingState):
-    """Reducing state: read, fold, write."""
-
-    __slots__ = ("_reduce",)
-
-    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str) -> None:
-        super().__init__(kc, store, descriptor, uid)
-        self._reduce = descriptor.reduce_fn
-
-    def get(self) -> Any:
-        """The folded value or ``None``."""
-        raw = self._get(self._kc.key_bytes + self._ns_bytes)
-        return None if raw is None else self._loads(raw)
-
-    def add(self, value: Any) -> None:
-        """Fold ``value`` in."""
-        k = self._kc.key_bytes + self._ns_bytes
-        raw = self._get(k)
-        new = value if raw is None else self._reduce(self._loads(raw), value)
-        self._put(k, self._encode(new))
-
-    def clear(self) -> None:
-        """Remove the value."""
-        self._delete(self._kc.key_bytes + self._ns_bytes)
-
-
-class RocksDBListState(_Handle, ListState):
-    """List state: one entry per element, ordered by a sequence number (appends are one put)."""
-
-    __slots__ = ("_backend",)
-
-    def __init__(self, kc: KeyContext, store: RocksDBStore, descriptor: Any, uid: str, backend: Any) -> None:
-        super().__init__(kc, store, descriptor, uid)
-        self._backend = backend
-
-    def _prefix(self) -> bytes:
-        return self._kc.key_bytes + self._ns_bytes
-
-    def get(self) -> list[Any]:
-        """The elements in insertion order."""
-        loads = self._loads
-        return [loads(v) for _, v in self._store.iter_prefix(self._prefix())]
-
-    def add(self, value: Any) -> None:
-        """Append ``value`` (one put)."""
-        self._put(self._prefix() + encode_seq(self._backend.next_seq()), self._encode(value))
-
-    def add_all(self, values: Iterable[Any]) -> None:
-        """Append several values."""
-        prefix = self._prefix()
-        for v in values:
-            self._put(prefix + encode_seq(self._backend.next_seq()), self._encode(v))
-
-    def update(self, values: Iterable[Any]) -> None:
-        """Replace the list."""
-        self.clear()
-        self.add_all(values)
-
-    def clear(self) -> None:
-        """Remove every element (one range tombstone)."""
-        prefix = self._prefix()
-        self._store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
-
-
-class RocksDBMapState(_Handle, MapState):
-    """Map state: one entry per user key, in encoded user-key order."""
-
-    __slots__ = ()
-
-    def get(self, user_key: Any) -> Any:
-        """The value under ``user_key`` or ``None``."""
-        raw = self._get(self._kc.key_bytes + self._ns_bytes + encode_key(user_key))
-        return None if raw is None else self._loads(raw)
-
-    def put(self, user_key: Any, value: Any) -> None:
-        """Store ``value`` under ``user_key``."""
-        self._put(self._kc.key_bytes + self._ns_bytes + encode_key(user_key), self._encode(value))
-
-    def remove(self, user_key: Any) -> None:
-        """Remove ``user_key``."""
-        self._delete(self._kc.key_bytes + self._ns_bytes + encode_key(user_key))
-
-    def contains(self, user_key: Any) -> bool:
-        """Whether ``user_key`` is present."""
-        return self._get(self._kc.key_bytes + self._ns_bytes + encode_key(user_key)) is not None
-
-    def items(self) -> Iterator[tuple[Any, Any]]:
-        """The entries (read into a list first, so the map may change while iterating)."""
-        prefix = self._kc.key_bytes + self._ns_bytes
-        n = len(prefix)
-        loads = self._loads
-        return iter([(decode_key(k, n)[0], loads(v)) for k, v in self._store.iter_prefix(prefix)])
-
-    def is_empty(self) -> bool:
-        """Whether the map has no entry."""
-        prefix = self._kc.key_bytes + self._ns_bytes
-        return next(self._store.iter_range(prefix, prefix_upper_bound(prefix), limit=1), None) is None
-
-    def clear(self) -> None:
-        """Remove the whole map (one range tombstone)."""
-        prefix = self._kc.key_bytes + self._ns_bytes
-        self._store.delete_range(prefix, prefix_upper_bound(prefix) or prefix + b"\xff" * 9)
 
 
 class RocksDBTimeOrderedState(TimeOrderedState):
@@ -349,7 +139,7 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         try:
             data = self._dumps(value)
         except Exception as exc:
-            raise _dumps_error(self._name, self._uid, value, exc, "buffer") from exc
+            raise dumps_error(self._name, self._uid, value, exc, "buffer") from exc
         counts = self._key_counts()  # built before the write, which it must not count twice
         seq = self._backend.next_seq()
         self._store.put(self._kc.key_bytes + encode_ts_seq(timestamp, seq), data)
@@ -365,8 +155,8 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         try:
             data = [dumps(v) for v in values]
         except Exception as exc:
-            bad = next((v for v in values if not _dumps_ok(dumps, v)), None)
-            raise _dumps_error(self._name, self._uid, bad, exc, "buffer") from exc
+            bad = next((v for v in values if not dumps_ok(dumps, v)), None)
+            raise dumps_error(self._name, self._uid, bad, exc, "buffer") from exc
         counts = self._key_counts()  # built before the writes, which it must not count twice
         seqs = list(self._backend.next_seqs(len(values)))
         entries = zip(key_bytes, timestamps, seqs, strict=True)
@@ -723,6 +513,7 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         canonical rows either way: in the database they would need a serializer only
         their descriptor knows.
         """
+        self.flush_write_back()
         if not canonical:
             image: dict[str, Any] = {"native": "rocksdb", "states": sorted(self._stores)}
             if self._restored_rows:
@@ -818,6 +609,24 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
                 else:
                     for uk, v in payload:
                         store.put(prefix + encode_key(uk), dumps(v))
+        finally:
+            self.end_batch()
+
+    # -- write-back caches (ValueState.hold_live_values) ------------------------------------
+    def flush_write_back(self) -> None:
+        """Write the changed values that write-back caches hold to the database, in one batch.
+
+        :meth:`snapshot` calls it first, so native and canonical snapshots both see them.
+        Without such values it writes nothing (a read-only database can be snapshotted).
+        """
+        handles = [h for _, h in self._states.values() if isinstance(h, RocksDBValueState)]
+        unwritten = [h for h in handles if h.has_unwritten_values]
+        if not unwritten:
+            return
+        self.begin_batch()
+        try:
+            for handle in unwritten:
+                handle.flush()
         finally:
             self.end_batch()
 
