@@ -29,6 +29,7 @@ __all__ = [
     "AsyncRetryStrategy",
     "CoProcessFunction",
     "Context",
+    "Function",
     "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "OutputTag",
@@ -132,7 +133,7 @@ class Context:
         raise NotImplementedError
 
 
-class _Function:
+class Function:
     """Lifecycle shared by every user function."""
 
     def open(self, ctx: Context) -> None:
@@ -142,7 +143,7 @@ class _Function:
         """Called once after the last element."""
 
 
-class ProcessFunction(_Function):
+class ProcessFunction(Function):
     """A function over a non-keyed stream."""
 
     def process_element(self, value: Any, ctx: Context) -> Iterable[Any] | None:
@@ -150,7 +151,7 @@ class ProcessFunction(_Function):
         raise NotImplementedError(f"{type(self).__name__} must implement process_element(value, ctx)")
 
 
-class KeyedProcessFunction(_Function):
+class KeyedProcessFunction(Function):
     """A function over a keyed stream, with keyed state and timers.
 
     >>> class Count(KeyedProcessFunction):
@@ -171,7 +172,7 @@ class KeyedProcessFunction(_Function):
         return None
 
 
-class CoProcessFunction(_Function):
+class CoProcessFunction(Function):
     """A function over two connected streams."""
 
     def process_element1(self, value: Any, ctx: Context) -> Iterable[Any] | None:
@@ -191,7 +192,7 @@ class KeyedCoProcessFunction(CoProcessFunction):
         return None
 
 
-class ProcessJoinFunction(_Function):
+class ProcessJoinFunction(Function):
     """Called for every joined pair of an interval join."""
 
     def process_element(self, left: Any, right: Any, ctx: Any) -> Iterable[Any] | None:

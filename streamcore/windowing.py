@@ -34,6 +34,7 @@ from streamcore.state.descriptors import ReducingStateDescriptor
 from streamcore.time import MAX_TIMESTAMP
 
 __all__ = [
+    "AlignedWindowAssigner",
     "ContinuousEventTimeTrigger",
     "CountEvictor",
     "CountTrigger",
@@ -597,7 +598,7 @@ class MergingWindowAssigner(WindowAssigner):
         return merge_time_windows(windows)
 
 
-class _AlignedWindows(WindowAssigner):
+class AlignedWindowAssigner(WindowAssigner):
     """Tumbling and sliding windows: ``size`` long, every ``slide``, starting at ``offset`` + k * slide."""
 
     def __init__(self, size: int, slide: int, offset: int, event_time: bool) -> None:
@@ -632,7 +633,7 @@ class _AlignedWindows(WindowAssigner):
         return f"{type(self).__name__}.of({self.size}, {self.slide}{off})"
 
 
-class TumblingEventTimeWindows(_AlignedWindows):
+class TumblingEventTimeWindows(AlignedWindowAssigner):
     """Back-to-back windows of ``size`` ms of event time: ``[k*size + offset, (k+1)*size + offset)``."""
 
     def __init__(self, size: int, offset: int = 0) -> None:
@@ -644,7 +645,7 @@ class TumblingEventTimeWindows(_AlignedWindows):
         return TumblingEventTimeWindows(size, offset)
 
 
-class SlidingEventTimeWindows(_AlignedWindows):
+class SlidingEventTimeWindows(AlignedWindowAssigner):
     """Windows of ``size`` ms of event time starting every ``slide`` ms (an element is in ``size/slide``)."""
 
     def __init__(self, size: int, slide: int, offset: int = 0) -> None:
@@ -656,7 +657,7 @@ class SlidingEventTimeWindows(_AlignedWindows):
         return SlidingEventTimeWindows(size, slide, offset)
 
 
-class TumblingProcessingTimeWindows(_AlignedWindows):
+class TumblingProcessingTimeWindows(AlignedWindowAssigner):
     """Back-to-back windows of ``size`` ms of the job clock's time."""
 
     def __init__(self, size: int, offset: int = 0) -> None:
@@ -668,7 +669,7 @@ class TumblingProcessingTimeWindows(_AlignedWindows):
         return TumblingProcessingTimeWindows(size, offset)
 
 
-class SlidingProcessingTimeWindows(_AlignedWindows):
+class SlidingProcessingTimeWindows(AlignedWindowAssigner):
     """Windows of ``size`` ms of the job clock's time, starting every ``slide`` ms."""
 
     def __init__(self, size: int, slide: int, offset: int = 0) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from streamcore.operators.window_contents import AccumulatorContents, ElementContents
 from streamcore.operators.window_functions import WindowEvaluator
 from streamcore.state.api import KeyContext
-from streamcore.windowing import TimeWindow, _AlignedWindows
+from streamcore.windowing import AlignedWindowAssigner, TimeWindow
 
 __all__ = ["AlignedWindows"]
 
@@ -43,7 +43,7 @@ class AlignedWindows:
 
     def __init__(
         self,
-        assigner: _AlignedWindows,
+        assigner: AlignedWindowAssigner,
         allowed_lateness: int,
         contents: AccumulatorContents | ElementContents,
         key_context: KeyContext,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from streamcore.errors import ConfigurationError, StateError
-from streamcore.functions import OutputTag, _Function
+from streamcore.functions import Function, OutputTag
 from streamcore.operators.basic import SideOutputs
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 
 
 # -- user functions ----------------------------------------------------------------------------
-class ProcessWindowFunction(_Function):
+class ProcessWindowFunction(Function):
     """Evaluates a fired window of one key, with its elements (or its aggregate) and a context.
 
     ``context.window()`` is the window (``.start``, ``.end``, ``.max_timestamp()``);
@@ -50,7 +50,7 @@ class ProcessWindowFunction(_Function):
         """The window's state is being dropped: clear what you kept in ``context.window_state()``."""
 
 
-class WindowFunction(_Function):
+class WindowFunction(Function):
     """``apply(key, window, inputs)``: a window function without a context."""
 
     def apply(self, key: Any, window: Any, inputs: Sequence[Any]) -> Iterable[Any] | None:
@@ -58,7 +58,7 @@ class WindowFunction(_Function):
         raise NotImplementedError(f"{type(self).__name__} must implement apply(key, window, inputs)")
 
 
-class ProcessAllWindowFunction(_Function):
+class ProcessAllWindowFunction(Function):
     """The :class:`ProcessWindowFunction` of ``window_all``: ``process(context, elements)``."""
 
     def process(self, context: Any, elements: Sequence[Any]) -> Iterable[Any] | None:
@@ -69,7 +69,7 @@ class ProcessAllWindowFunction(_Function):
         """The window's state is being dropped."""
 
 
-class AllWindowFunction(_Function):
+class AllWindowFunction(Function):
     """The :class:`WindowFunction` of ``window_all``: ``apply(window, inputs)``."""
 
     def apply(self, window: Any, inputs: Sequence[Any]) -> Iterable[Any] | None:

@@ -63,8 +63,8 @@ from streamcore.errors import (
     TimestampError,
     UserFunctionError,
 )
-from streamcore.functions import _Function
-from streamcore.operators.base import user_error
+from streamcore.functions import Function
+from streamcore.operators.base import call_user, user_error
 from streamcore.operators.keyed import KeyedOperator
 from streamcore.operators.window_aligned import AlignedWindows
 from streamcore.operators.window_contents import AccumulatorContents, ElementContents
@@ -72,6 +72,7 @@ from streamcore.operators.window_functions import WindowContext, WindowEvaluator
 from streamcore.operators.window_merging import MergingWindowSet
 from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import (
+    AlignedWindowAssigner,
     EventTimeTrigger,
     Evictor,
     GlobalWindow,
@@ -81,7 +82,6 @@ from streamcore.windowing import (
     TriggerContext,
     TriggerResult,
     WindowAssigner,
-    _AlignedWindows,
 )
 
 __all__ = ["WindowOperator"]
@@ -195,7 +195,7 @@ class WindowOperator(KeyedOperator):
         #: Whether the aligned fast path serves this operator (built in ``setup``).
         self.aligned = (
             fast_path
-            and isinstance(assigner, _AlignedWindows)
+            and isinstance(assigner, AlignedWindowAssigner)
             and self._event_time
             and type(self.trigger) is EventTimeTrigger
             and self.evictor is None
@@ -238,18 +238,14 @@ class WindowOperator(KeyedOperator):
         self._tctx = _TriggerContext(self)
         self._actx = _AssignerContext(self)
         fn = self.window_fn
-        if isinstance(fn, _Function):
-            try:
-                fn.open(self._ctx)  # type: ignore[arg-type]
-            except StreamcoreError:
-                raise
-            except Exception as exc:
-                raise user_error(self, fn, "open of", exc) from exc
+        if isinstance(fn, Function):
+            call_user(self, fn, "open of", fn.open, self._ctx)
 
     def close(self) -> None:
         """Close the window function."""
-        if isinstance(self.window_fn, _Function):
-            self.window_fn.close()
+        fn = self.window_fn
+        if isinstance(fn, Function):
+            call_user(self, fn, "close of", fn.close)
 
     def _fail(self, exc: Exception) -> Exception:
         """The error to raise for ``exc`` raised while running user code of this operator."""
