@@ -751,6 +751,7 @@ class IntervalJoinBuilder:
         self._upper_inclusive = True
         self._late: list[str | None] = [None, None]
         self._scan = "range"
+        self._cache_entries: int | None = None
 
     def between(self, lower: int, upper: int) -> IntervalJoinBuilder:
         """Join right elements with ``left.ts + lower <= right.ts <= left.ts + upper``.
@@ -800,6 +801,19 @@ class IntervalJoinBuilder:
         self._scan = mode
         return self
 
+    def buffer_cache_entries(self, entries: int) -> IntervalJoinBuilder:
+        """How many of the newest elements each side's buffer keeps in memory on RocksDB.
+
+        An element that expires while among them never reaches RocksDB; more of them are
+        written in one sorted batch. Default ``DEFAULT_BUFFER_CACHE_ENTRIES`` (65,536 a
+        side, a few MiB); ``0`` writes every element through. The heap backend holds all.
+        """
+        if type(entries) is not int or entries < 0:
+            msg = f"buffer_cache_entries() takes an int >= 0, got {entries!r}"
+            raise ConfigurationError(msg)
+        self._cache_entries = entries
+        return self
+
     def process(self, fn: ProcessJoinFunction | Callable[[Any, Any, Any], Any]) -> DataStream:
         """Add the join with function ``fn`` and return the stream of its outputs.
 
@@ -828,6 +842,7 @@ class IntervalJoinBuilder:
         key_selectors = [left.key_selector, right.key_selector]
         late = (self._late[0], self._late[1])
         lower_inclusive, upper_inclusive, scan = self._lower_inclusive, self._upper_inclusive, self._scan
+        cache_entries = self._cache_entries
 
         def factory(name: str, uid: str) -> IntervalJoinOperator:
             return IntervalJoinOperator(
@@ -841,6 +856,7 @@ class IntervalJoinBuilder:
                 upper_inclusive=upper_inclusive,
                 late_tags=late,
                 scan=scan,
+                buffer_cache_entries=cache_entries,
             )
 
         return left.connect(right).transform("interval_join", factory)

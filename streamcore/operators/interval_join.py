@@ -38,10 +38,18 @@ from streamcore.operators.keyed import KeyedOperator
 from streamcore.state.time_index import TimeIndex
 from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
 
-__all__ = ["SCAN_MODES", "IntervalJoinContext", "IntervalJoinOperator", "check_bound"]
+__all__ = [
+    "DEFAULT_BUFFER_CACHE_ENTRIES",
+    "SCAN_MODES",
+    "IntervalJoinContext",
+    "IntervalJoinOperator",
+    "check_bound",
+]
 
 #: how a probe reads the other side's buffer: the exact time range, or every entry of the key.
 SCAN_MODES = ("range", "prefix")
+#: elements of each side the RocksDB buffer keeps in memory (its recent tier); the heap holds all.
+DEFAULT_BUFFER_CACHE_ENTRIES = 65_536
 
 #: names of the two buffers (time-ordered states), left input first.
 BUFFER_NAMES = ("left", "right")
@@ -181,6 +189,7 @@ class IntervalJoinOperator(KeyedOperator):
         upper_inclusive: bool = True,
         late_tags: tuple[str | None, str | None] = (None, None),
         scan: str = "range",
+        buffer_cache_entries: int | None = None,
     ) -> None:
         if len(key_selectors) != 2:
             msg = f"an interval join has two inputs, got {len(key_selectors)} key selectors"
@@ -213,6 +222,9 @@ class IntervalJoinOperator(KeyedOperator):
         self.lower = lower
         self.upper = upper
         self.scan = scan
+        self.buffer_cache_entries = (
+            DEFAULT_BUFFER_CACHE_ENTRIES if buffer_cache_entries is None else buffer_cache_entries
+        )
         # Per side: probe offsets (lo, hi) relative to the arriving element's timestamp.
         # hi is also how far ahead of its own timestamp an element can still join.
         self._offsets = ((lower, upper), (-upper, -lower))
@@ -231,7 +243,8 @@ class IntervalJoinOperator(KeyedOperator):
     def setup(self, runtime: OperatorRuntime) -> None:
         """Create the two buffers (before a restore loads them)."""
         super().setup(runtime)
-        self._buffers = tuple(self.backend.time_ordered_state(n) for n in BUFFER_NAMES)
+        cache = self.buffer_cache_entries
+        self._buffers = tuple(self.backend.time_ordered_state(n, cache_entries=cache) for n in BUFFER_NAMES)
 
     def open(self) -> None:
         """Build the context and open the join function."""

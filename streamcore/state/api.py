@@ -15,7 +15,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from streamcore.errors import KeyEncodingError, NoCurrentKeyError, StateDescriptorConflictError
+from streamcore.errors import (
+    ConfigurationError,
+    KeyEncodingError,
+    NoCurrentKeyError,
+    StateDescriptorConflictError,
+)
 from streamcore.keygroups import key_group_for_encoded
 from streamcore.serde import encode_key, encode_key_group
 from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor, ValueStateDescriptor
@@ -188,11 +193,20 @@ class KeyedStateBackend(ABC):
             svc = self._timer_services[name] = self._create_timer_service(name)
         return svc
 
-    def time_ordered_state(self, name: str, serializer: Any = None) -> TimeOrderedState:
-        """The time-ordered buffer ``name`` of this operator, created on first use."""
+    def time_ordered_state(
+        self, name: str, serializer: Any = None, cache_entries: int = 0
+    ) -> TimeOrderedState:
+        """The time-ordered buffer ``name`` of this operator, created on first use.
+
+        ``cache_entries``: how many of the newest entries a backend that serializes may
+        keep in memory before writing them (RocksDB's recent tier; the heap holds all).
+        """
+        if type(cache_entries) is not int or cache_entries < 0:
+            msg = f"cache_entries of time-ordered state {name!r} must be an int >= 0, got {cache_entries!r}"
+            raise ConfigurationError(msg)
         st = self._time_ordered.get(name)
         if st is None:
-            st = self._time_ordered[name] = self._create_time_ordered(name, serializer)
+            st = self._time_ordered[name] = self._create_time_ordered(name, serializer, cache_entries)
         return st
 
     def ttl_now(self, time: str) -> int:
@@ -232,7 +246,7 @@ class KeyedStateBackend(ABC):
     def _create_timer_service(self, name: str) -> InternalTimerService: ...
 
     @abstractmethod
-    def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState: ...
+    def _create_time_ordered(self, name: str, serializer: Any, cache_entries: int) -> TimeOrderedState: ...
 
     def begin_batch(self) -> None:
         """Start grouping writes (RocksDB: one WriteBatch per input batch)."""

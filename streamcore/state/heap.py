@@ -563,7 +563,7 @@ class HeapKeyedStateBackend(KeyedStateBackend):
     def _create_timer_service(self, name: str) -> InternalTimerService:
         return HeapTimerService(self.key_context)
 
-    def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
+    def _create_time_ordered(self, name: str, serializer: Any, cache_entries: int) -> TimeOrderedState:
         return HeapTimeOrderedState(self.key_context)
 
     # -- housekeeping ---------------------------------------------------------------

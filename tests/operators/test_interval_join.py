@@ -81,6 +81,7 @@ def run_engine(
     late_tags: bool = False,
     right_first: bool = False,
     fn: Any = _pair,
+    buffer_cache_entries: int | None = None,
 ) -> dict[str, Any]:
     """Run the join through the engine; returns outputs, their timestamps, late side outputs, metrics."""
     with state_dir(backend) as tmp:
@@ -93,6 +94,8 @@ def run_engine(
             ls = env.from_collection(lefts, timestamp=_ts, watermarks=wm, name="lefts")
             rs = env.from_collection(rights, timestamp=_ts, watermarks=wm, name="rights")
         builder = ls.key_by(_key).interval_join(rs.key_by(_key)).between(lower, upper).scan(scan)
+        if buffer_cache_entries is not None:
+            builder = builder.buffer_cache_entries(buffer_cache_entries)
         if lower_excl:
             builder = builder.lower_bound_exclusive()
         if upper_excl:
@@ -222,6 +225,8 @@ def join_cases(draw: st.DrawFn, late: bool = False) -> dict[str, Any]:
         "upper_excl": draw(st.booleans()),
         "batch_size": draw(st.one_of(st.integers(1, 8), st.integers(1, 1024))),
         "disorder": disorder,
+        # RocksDB's recent tier: written through, spilled often, or the default (kept in memory).
+        "buffer_cache_entries": draw(st.sampled_from([0, 2, None])),
     }
 
 
@@ -285,7 +290,7 @@ def test_watermarks_remove_exactly_what_can_no_longer_join(
     # most aggressive watermark that leaves nothing late (late = ts < watermark), so elements
     # arrive at exactly the watermark. "bounded": what bounded out-of-orderness emits.
     tightest = data.draw(st.booleans())
-    with harness(backend, lower, upper) as h:
+    with harness(backend, lower, upper, buffer_cache_entries=case["buffer_cache_entries"]) as h:
         queues = [list(lefts), list(rights)]
         max_ts = [MIN_TIMESTAMP, MIN_TIMESTAMP]
         if tightest:
@@ -449,6 +454,9 @@ def test_process_needs_between_a_function_and_a_known_scan_mode() -> None:
         _builder().scan("full")
     with pytest.raises(ConfigurationError, match="OutputTag"):
         _builder().side_output_left_late_data("late")
+    for bad in (-1, 1.5, "many"):
+        with pytest.raises(ConfigurationError, match="buffer_cache_entries"):
+            _builder().buffer_cache_entries(bad)  # type: ignore[arg-type]
 
 
 def test_interval_join_takes_a_keyed_stream() -> None:

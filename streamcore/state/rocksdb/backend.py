@@ -36,7 +36,7 @@ from typing import Any
 from sortedcontainers import SortedList
 
 from streamcore.errors import StateBackendError
-from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts, encode_ts_seq
+from streamcore.serde import decode_key, decode_ts, encode_key, encode_seq, encode_ts
 from streamcore.state.api import (
     InternalTimerService,
     KeyContext,
@@ -44,21 +44,20 @@ from streamcore.state.api import (
     TimeOrderedState,
 )
 from streamcore.state.canonical import custom_serializer, row_decoder
-from streamcore.state.descriptors import DEFAULT_SERIALIZER, StateDescriptor
+from streamcore.state.descriptors import StateDescriptor
 from streamcore.state.rocksdb.db import RocksDBDatabase
 from streamcore.state.rocksdb.handles import (
     RocksDBListState,
     RocksDBMapState,
     RocksDBReducingState,
     RocksDBValueState,
-    dumps_error,
-    dumps_ok,
 )
 from streamcore.state.rocksdb.options import BUFFER_SEGMENT
 from streamcore.state.rocksdb.snapshot_strategy import database_dir
-from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
+from streamcore.state.rocksdb.store import RocksDBStore
+from streamcore.state.rocksdb.time_ordered import RocksDBTimeOrderedState
 from streamcore.state.ttl import is_expired
-from streamcore.time import MAX_TIMESTAMP, Clock
+from streamcore.time import Clock
 
 __all__ = ["RocksDBKeyedStateBackend", "open_job_database"]
 
@@ -84,192 +83,6 @@ def open_job_database(state_dir: Path | None, options: Any, *, fresh: bool) -> R
                 raise
             shutil.rmtree(path)
     return RocksDBDatabase(path, options)
-
-
-class RocksDBTimeOrderedState(TimeOrderedState):
-    """Per-key entries under ``kg + key + ts + seq``; range reads seek the exact bounds.
-
-    How many entries each key holds is kept in memory (``key -> count``), so a join can
-    skip the probes of keys the buffer holds nothing for without reading RocksDB. The
-    counts are built by one scan of the stored keys the first time they are needed after
-    the state opened (also after a native restore), then kept by every write.
-    """
-
-    __slots__ = (
-        "_backend",
-        "_counts",
-        "_dumps",
-        "_kc",
-        "_loads",
-        "_name",
-        "_store",
-        "_uid",
-        "entries_scanned",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        kc: KeyContext,
-        store: RocksDBStore,
-        serializer: Any,
-        backend: RocksDBKeyedStateBackend,
-    ) -> None:
-        self._name = name
-        self._kc = kc
-        self._store = store
-        self._backend = backend
-        self._uid = backend.operator_uid
-        ser = serializer or DEFAULT_SERIALIZER
-        self._dumps = ser.dumps
-        self._loads = ser.loads
-        self._counts: dict[Any, int] | None = None
-        self.entries_scanned = 0
-
-    def _key_counts(self) -> dict[Any, int]:
-        counts = self._counts
-        if counts is None:
-            counts = self._counts = {}
-            for _, _, key in self.index_entries():
-                counts[key] = counts.get(key, 0) + 1
-        return counts
-
-    def add(self, timestamp: int, value: Any) -> int:
-        """Buffer ``value`` at ``timestamp``; returns its sequence number."""
-        try:
-            data = self._dumps(value)
-        except Exception as exc:
-            raise dumps_error(self._name, self._uid, value, exc, "buffer") from exc
-        counts = self._key_counts()  # built before the write, which it must not count twice
-        seq = self._backend.next_seq()
-        self._store.put(self._kc.key_bytes + encode_ts_seq(timestamp, seq), data)
-        key = self._kc.key
-        counts[key] = counts.get(key, 0) + 1
-        return seq
-
-    def add_batch(
-        self, keys: list[Any], key_bytes: list[bytes], timestamps: list[int], values: list[Any]
-    ) -> list[int]:
-        """Buffer many values of any keys; returns their sequence numbers."""
-        dumps = self._dumps
-        try:
-            data = [dumps(v) for v in values]
-        except Exception as exc:
-            bad = next((v for v in values if not dumps_ok(dumps, v)), None)
-            raise dumps_error(self._name, self._uid, bad, exc, "buffer") from exc
-        counts = self._key_counts()  # built before the writes, which it must not count twice
-        seqs = list(self._backend.next_seqs(len(values)))
-        entries = zip(key_bytes, timestamps, seqs, strict=True)
-        self._store.put_many([kb + encode_ts_seq(ts, seq) for kb, ts, seq in entries], data)
-        get = counts.get
-        for k in keys:
-            counts[k] = get(k, 0) + 1
-        return seqs
-
-    def stats(self) -> dict[str, Any]:
-        """The column family's read/write figures and the entries range reads scanned."""
-        return {**self._store.stats(), "entries_scanned": self.entries_scanned}
-
-    def counts(self, keys: list[Any]) -> list[int]:
-        """Entries per key, from the in-memory counts."""
-        get = self._key_counts().get
-        return [get(k, 0) for k in keys]
-
-    def remove(self, timestamp: int, seq: int) -> None:
-        """Delete exactly the entry ``(timestamp, seq)``: a point read (for the count), one tombstone."""
-        k = self._kc.key_bytes + encode_ts_seq(timestamp, seq)
-        if self._store.get(k) is None:
-            return
-        self._key_counts()  # built before the delete, which _uncount subtracts
-        self._store.delete(k)
-        self._uncount([self._kc.key])
-
-    def remove_entries(self, entries: list[tuple[int, int, Any]]) -> None:
-        """Delete ``(ts, seq, key)`` entries: point tombstones, nothing read."""
-        keys = [e[2] for e in entries]
-        key_bytes = self._kc.key_bytes_batch(keys)
-        self._key_counts()  # built before the deletes, which _uncount subtracts
-        self._store.delete_many(
-            [kb + encode_ts_seq(ts, seq) for kb, (ts, seq, _) in zip(key_bytes, entries, strict=True)]
-        )
-        self._uncount(keys)
-
-    def _uncount(self, keys: list[Any]) -> None:
-        counts = self._key_counts()
-        for k in keys:
-            left = counts.get(k, 0) - 1
-            if left > 0:
-                counts[k] = left
-            else:
-                counts.pop(k, None)
-
-    def range(self, lower: int, upper: int) -> list[tuple[int, Any]]:
-        """Entries with ``lower <= ts <= upper``: one seek, iteration stops at ``ts(upper + 1)``."""
-        if lower > upper:
-            return []
-        kb = self._kc.key_bytes
-        hi = kb + encode_ts(upper + 1) if upper < MAX_TIMESTAMP else prefix_upper_bound(kb)
-        entries = list(self._store.iter_range(kb + encode_ts(lower), hi))
-        self.entries_scanned += len(entries)
-        n = len(kb)
-        loads = self._loads
-        return [(decode_ts(k, n), loads(v)) for k, v in entries]
-
-    def scan_prefix(self) -> list[tuple[int, Any]]:
-        """Every entry of the key (the naive probe the range read replaces)."""
-        kb = self._kc.key_bytes
-        entries = list(self._store.iter_prefix(kb))
-        self.entries_scanned += len(entries)
-        n = len(kb)
-        loads = self._loads
-        return [(decode_ts(k, n), loads(v)) for k, v in entries]
-
-    def is_empty(self) -> bool:
-        """Whether the current key has no entries."""
-        kb = self._kc.key_bytes
-        return next(self._store.iter_range(kb, prefix_upper_bound(kb), limit=1), None) is None
-
-    def count(self) -> int:
-        """Entries of every key (a full count: for tests and small states)."""
-        return self._store.count_range(b"", None)
-
-    def index_entries(self) -> list[tuple[int, int, Any]]:
-        """``(ts, seq, key)`` of every entry, decoded from the stored keys (one scan, in key order)."""
-        out = []
-        append = out.append
-        last_kb = b""
-        key: Any = None
-        for k, _ in self._store.iter_range(b"", None):
-            kb = k[:-16]
-            if kb != last_kb:
-                key, _off = decode_key(k, 2)
-                last_kb = kb
-            n = len(kb)
-            append((decode_ts(k, n), decode_ts(k, n + 8) + 2**63, key))
-        return out
-
-    def snapshot(self) -> list[list[Any]]:
-        """``[[key, ts, seq, value], ...]`` (canonical rows)."""
-        rows = []
-        loads = self._loads
-        for k, v in self._store.iter_range(b"", None):
-            key, off = decode_key(k, 2)
-            rows.append([key, decode_ts(k, off), decode_ts(k, off + 8) + 2**63, loads(v)])
-        return rows
-
-    def restore(self, rows: list[list[Any]]) -> None:
-        """Load canonical rows (of either backend), keeping their sequence numbers.
-
-        Callers may hold ``(ts, seq)`` of buffered entries (the interval join's expiry index).
-        """
-        entry_for = self._kc.entry_for
-        dumps = self._dumps
-        put = self._store.put
-        for key, ts, seq, value in rows:
-            put(entry_for(key)[1] + encode_ts(ts) + encode_seq(seq), dumps(value))
-        if rows:
-            self._backend.advance_seq(max(r[2] for r in rows))
-        self._counts = None  # rebuilt from the stored keys when next needed
 
 
 class _TimerQueue:
@@ -461,9 +274,9 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
             self.key_context, self._cf(f"~timers/{name}/e"), self._cf(f"~timers/{name}/p")
         )
 
-    def _create_time_ordered(self, name: str, serializer: Any) -> TimeOrderedState:
+    def _create_time_ordered(self, name: str, serializer: Any, cache_entries: int) -> TimeOrderedState:
         return RocksDBTimeOrderedState(
-            name, self.key_context, self._cf(f"{BUFFER_SEGMENT}/{name}"), serializer, self
+            name, self.key_context, self._cf(f"{BUFFER_SEGMENT}/{name}"), serializer, self, cache_entries
         )
 
     # -- batches -------------------------------------------------------------------------
@@ -621,12 +434,15 @@ class RocksDBKeyedStateBackend(KeyedStateBackend):
         """
         handles = [h for _, h in self._states.values() if isinstance(h, RocksDBValueState)]
         unwritten = [h for h in handles if h.has_unwritten_values]
-        if not unwritten:
+        buffers = [b for b in self._time_ordered.values() if b.recent_entries]  # type: ignore[attr-defined]
+        if not unwritten and not buffers:
             return
         self.begin_batch()
         try:
             for handle in unwritten:
                 handle.flush()
+            for buffer in buffers:
+                buffer.spill()  # type: ignore[attr-defined]
         finally:
             self.end_batch()
 
