@@ -24,7 +24,8 @@ naming the state, and a value changed after it was buffered does not change the 
 from __future__ import annotations
 
 from bisect import insort
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from streamcore.serde import decode_key, decode_ts, encode_seq, encode_ts, encode_ts_seq
 from streamcore.state.api import KeyContext, TimeOrderedState
@@ -33,10 +34,22 @@ from streamcore.state.rocksdb.handles import dumps_error, dumps_ok
 from streamcore.state.rocksdb.store import RocksDBStore, prefix_upper_bound
 from streamcore.time import MAX_TIMESTAMP
 
-if TYPE_CHECKING:
-    from streamcore.state.rocksdb.backend import RocksDBKeyedStateBackend
+__all__ = ["BufferOwner", "RocksDBTimeOrderedState"]
 
-__all__ = ["RocksDBTimeOrderedState"]
+
+class BufferOwner(Protocol):
+    """What a buffer needs of its backend: the operator's uid, sequence numbers and batches."""
+
+    operator_uid: str
+
+    def next_seqs(self, n: int) -> Iterable[int]: ...
+
+    def advance_seq(self, seq: int) -> None: ...
+
+    def begin_batch(self) -> None: ...
+
+    def end_batch(self) -> None: ...
+
 
 _SEQ_BIAS = 2**63  # encode_ts_seq stores seq through the timestamp encoding
 
@@ -83,7 +96,7 @@ class RocksDBTimeOrderedState(TimeOrderedState):
         kc: KeyContext,
         store: RocksDBStore,
         serializer: Any,
-        backend: RocksDBKeyedStateBackend,
+        backend: BufferOwner,
         cache_entries: int = 0,
     ) -> None:
         self._name = name
