@@ -22,7 +22,7 @@ from streamcore.runtime.job import JobHandle
 from streamcore.runtime.restart import RestartStrategy
 from streamcore.runtime.run import JobRun, RunListener
 from streamcore.runtime.task import Task
-from streamcore.runtime.task_runner import TaskRunner
+from streamcore.runtime.task_runner import SCHEDULING_MODES, TaskRunner
 from streamcore.sources.base import Source
 from streamcore.sources.collection import CollectionSource, GeneratorSource
 from streamcore.state.factory import StateBackendFactory, check_backend
@@ -84,6 +84,8 @@ class StreamEnvironment:
         #: how repartition topics are written: "exactly_once" (transactions committed with the
         #: task's checkpoints) or "at_least_once" (readers still drop replays by number).
         self.repartition_delivery = "exactly_once"
+        #: how each task picks the next split to read (:meth:`set_split_scheduling`).
+        self.split_scheduling = "event-time"
 
     @classmethod
     def get_execution_environment(cls, **options: Any) -> StreamEnvironment:
@@ -381,6 +383,22 @@ class StreamEnvironment:
         self.rate_coordination = RateCoordinationConfig(enabled=enabled, predictive=predictive, **options)
         return self
 
+    def set_split_scheduling(self, mode: str) -> StreamEnvironment:
+        """Choose how a task picks the next source split to read.
+
+        ``"event-time"`` (the default) reads the split furthest behind in event time next,
+        as Kafka Streams picks the partition with the smallest head timestamp: inputs of
+        different event-time speed advance together, so joins and windows buffer little.
+        ``"round-robin"`` reads every split in turn, each getting the same share of reads
+        whatever its event time (splits then run apart as separate processes would, and
+        only :meth:`set_source_rate_coordination` keeps them together).
+        """
+        if mode not in SCHEDULING_MODES:
+            msg = f"split scheduling must be one of {list(SCHEDULING_MODES)}, got {mode!r}"
+            raise ConfigurationError(msg)
+        self.split_scheduling = mode
+        return self
+
     # -- execution ---------------------------------------------------------------------------
     def _executor(self, job_name: str, restore_from: Any, control: JobControl | None) -> JobExecutor:
         if not isinstance(job_name, str) or not job_name:
@@ -443,6 +461,7 @@ class StreamEnvironment:
                 restore=task_restore,
                 rate_coordinator=coordinator,
                 ownership=ownership,
+                scheduling=self.split_scheduling,
             )
 
         return JobExecutor(

@@ -25,7 +25,11 @@ from streamcore.operators.base import StreamOperator
 from streamcore.runtime.source_task import SourceTask
 from streamcore.runtime.task import Task
 
-__all__ = ["STARVATION_ROUNDS", "TaskRunner"]
+__all__ = ["SCHEDULING_MODES", "STARVATION_ROUNDS", "TaskRunner"]
+
+#: how a task picks the next split to read: ``"event-time"`` (the split furthest behind
+#: first, one batch per round) or ``"round-robin"`` (every split once per round, in turn).
+SCHEDULING_MODES = ("event-time", "round-robin")
 
 #: a split not polled for this many scheduling rounds is polled first (event-time order aside).
 STARVATION_ROUNDS = 64
@@ -51,6 +55,7 @@ class TaskRunner:
         ownership: its owner record (:class:`~streamcore.runtime.ownership.TaskOwnership`),
             acquired already, when tasks move between processes; checked before operators
             hear of a completed checkpoint (sinks commit), released when the task stops.
+        scheduling: one of :data:`SCHEDULING_MODES` (see :meth:`poll_round`).
     """
 
     def __init__(
@@ -62,8 +67,10 @@ class TaskRunner:
         restore: Any = None,
         rate_coordinator: Any = None,
         ownership: Any = None,
+        scheduling: str = "event-time",
     ) -> None:
         self.task_id = task_id
+        self.scheduling = scheduling
         self.ownership = ownership
         self.task = task
         self.checkpointing = checkpointing
@@ -122,8 +129,14 @@ class TaskRunner:
         little. A split with nothing to read is skipped, never waited for; one not polled
         for ``STARVATION_ROUNDS`` rounds goes first, so none starves.
 
+        With ``scheduling="round-robin"`` every pollable split is read once per round in
+        declaration order instead: each split gets the same share of reads whatever its
+        event time, as independent processes would read them.
+
         Returns ``(records read, whether any source is still active)``.
         """
+        if self.scheduling == "round-robin":
+            return self._poll_each(batch_size, between)
         coordinator = self.rate_coordinator
         self._round += 1
         rnd = self._round
@@ -132,11 +145,11 @@ class TaskRunner:
         for order, src in enumerate(self.task.sources):
             if src.finished:
                 continue
-            active = True
             if src.all_finished():
                 src.finish()
                 between(self)
                 continue
+            active = True
             for index, split in enumerate(src.pollable()):
                 starving = rnd - split.last_polled > STARVATION_ROUNDS
                 position = (order, index)  # deterministic tie-break: declaration order
@@ -155,6 +168,27 @@ class TaskRunner:
                 break
         else:
             if candidates:
+                between(self)
+        return progressed, active
+
+    def _poll_each(self, batch_size: int, between: Any) -> tuple[int, bool]:
+        """Round-robin: one batch from every pollable split, ``between()`` after each."""
+        coordinator = self.rate_coordinator
+        progressed = 0
+        active = False
+        for src in self.task.sources:
+            if src.finished:
+                continue
+            active = True
+            for split in src.pollable():
+                if coordinator is not None and not coordinator.may_poll(split):
+                    continue
+                n = src.poll(split, batch_size)
+                progressed += n
+                self.records_since_checkpoint += n
+                between(self)
+            if src.all_finished():
+                src.finish()
                 between(self)
         return progressed, active
 

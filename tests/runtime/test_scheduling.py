@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 import streamcore as sc
+from streamcore.errors import ConfigurationError
 from streamcore.sources.base import Source, SplitReader
 
 
@@ -12,8 +15,10 @@ def _ts(record: tuple[str, int]) -> int:
     return record[1]
 
 
-def _arrivals(batch_size: int, fast_every: int, slow_every: int, n: int) -> list[tuple[str, int]]:
-    env = sc.StreamEnvironment(batch_size=batch_size)
+def _arrivals(
+    batch_size: int, fast_every: int, slow_every: int, n: int, scheduling: str = "event-time"
+) -> list[tuple[str, int]]:
+    env = sc.StreamEnvironment(batch_size=batch_size).set_split_scheduling(scheduling)
     wm = sc.WatermarkStrategy.for_monotonous_timestamps()
     fast = env.from_collection([("fast", i * fast_every) for i in range(n)], timestamp=_ts, watermarks=wm)
     slow = env.from_collection([("slow", i * slow_every) for i in range(n)], timestamp=_ts, watermarks=wm)
@@ -24,13 +29,28 @@ def test_inputs_of_different_speed_arrive_close_to_event_time_order():
     # "slow" covers 5x the event time per record: polled in turn, it would run far ahead.
     out = _arrivals(batch_size=10, fast_every=1, slow_every=5, n=2000)
     assert sorted(out) == sorted([("fast", i) for i in range(2000)] + [("slow", i * 5) for i in range(2000)])
+    # one batch of the sparser input spans 50 ms of event time; round-robin gives ~8000.
+    assert _worst_regress(out) <= 60
+
+
+def test_round_robin_reads_every_input_in_turn_whatever_its_event_time():
+    out = _arrivals(batch_size=10, fast_every=1, slow_every=5, n=2000, scheduling="round-robin")
+    assert [name for name, _ in out[:40]] == ["fast"] * 10 + ["slow"] * 10 + ["fast"] * 10 + ["slow"] * 10
+    assert _worst_regress(out) > 5_000
+
+
+def test_an_unknown_scheduling_mode_is_refused_by_name():
+    with pytest.raises(ConfigurationError, match="round-robin"):
+        sc.StreamEnvironment().set_split_scheduling("fastest-first")
+
+
+def _worst_regress(out: list[tuple[str, int]]) -> int:
     seen_max = 0
-    worst_regress = 0
+    worst = 0
     for _, ts in out:
-        worst_regress = max(worst_regress, seen_max - ts)
+        worst = max(worst, seen_max - ts)
         seen_max = max(seen_max, ts)
-    # one batch of the sparser input spans 50 ms of event time; round-robin would give ~8000.
-    assert worst_regress <= 60, worst_regress
+    return worst
 
 
 class _Trickle(SplitReader):

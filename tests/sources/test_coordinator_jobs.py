@@ -28,7 +28,9 @@ def strategy(max_drift: int, interval: int, bound: int = 0, idleness: int | None
 
 
 def env_for(clock, mode, batch_size):
-    env = sc.StreamEnvironment(batch_size=batch_size, clock=clock)
+    # Round-robin reads let the splits run apart as separate processes would: the
+    # coordinator, not the event-time scheduler, must keep them together here.
+    env = sc.StreamEnvironment(batch_size=batch_size, clock=clock).set_split_scheduling("round-robin")
     if mode is not None:
         env.set_source_rate_coordination(enabled=True, predictive=mode == "predictive")
     return env

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -983,6 +985,13 @@ BUFFER_OPS = st.lists(
 )
 
 
+def _check_buffer_key(e: Env, buf: Any, model: list[tuple[int, int, str, str]], key: str) -> None:
+    e.key(key)
+    mine = sorted((ts, seq, v) for ts, seq, k, v in model if k == key)
+    assert buf.scan_prefix() == [(ts, v) for ts, _, v in mine]
+    assert buf.is_empty() == (not mine)
+
+
 @settings(max_examples=60)
 @given(ops=BUFFER_OPS, cache_entries=st.sampled_from([0, 1, 3, 1_000]))
 def test_time_ordered_state_agrees_with_a_model_on_both_backends(ops, cache_entries, tmp_path_factory):
@@ -996,16 +1005,7 @@ def test_time_ordered_state_agrees_with_a_model_on_both_backends(ops, cache_entr
         e = Env(kind, path)
         buf = e.backend.time_ordered_state("b", cache_entries=cache_entries)
         model: list[tuple[int, int, str, str]] = []
-        n = 0
-
-        def check_key(key: str) -> None:
-            e.key(key)
-            mine = sorted((ts, seq, v) for ts, seq, k, v in model if k == key)
-            assert buf.scan_prefix() == [(ts, v) for ts, _, v in mine]
-            assert buf.is_empty() == (not mine)
-
-        for op in ops:
-            n += 1
+        for n, op in enumerate(ops, 1):
             e.backend.begin_batch()
             if op[0] == "add":
                 e.key(op[1])
@@ -1036,7 +1036,7 @@ def test_time_ordered_state_agrees_with_a_model_on_both_backends(ops, cache_entr
                 assert buf.range(lo, hi) == [(ts, v) for ts, _, v in want]
             elif op[0] == "prefix":
                 for key in "abc":
-                    check_key(key)
+                    _check_buffer_key(e, buf, model, key)
             elif op[0] == "counts":
                 assert buf.counts(list("abcz")) == [sum(1 for m in model if m[2] == k) for k in "abcz"]
                 assert buf.count() == len(model)
@@ -1056,6 +1056,6 @@ def test_time_ordered_state_agrees_with_a_model_on_both_backends(ops, cache_entr
                 buf = e.backend.time_ordered_state("b", cache_entries=cache_entries)
                 e.backend.restore(image)
         for key in "abc":
-            check_key(key)
+            _check_buffer_key(e, buf, model, key)
         assert buf.counts(list("abc")) == [sum(1 for m in model if m[2] == k) for k in "abc"]
         e.close()
