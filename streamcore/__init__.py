@@ -12,6 +12,7 @@ joins against PostgreSQL, Redis or SQLite.
 """
 
 from streamcore import aggregates, errors, serde, time, windowing
+from streamcore.changelog import Change, RowKind
 from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import (
     AllWindowedStream,
@@ -102,6 +103,7 @@ __all__ = [
     "AsyncFunction",
     "AsyncRetryStrategy",
     "CallableSink",
+    "Change",
     "Clock",
     "CoProcessFunction",
     "CollectSink",
@@ -146,6 +148,7 @@ __all__ = [
     "ReducingStateDescriptor",
     "RestartStrategy",
     "RestoreFrom",
+    "RowKind",
     "SQLiteLookup",
     "Sink",
     "SlidingEventTimeWindows",

@@ -16,6 +16,7 @@ boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
     │   └── AsyncTimeoutError (TimeoutError)  an async request timed out after its retries, unhandled
     ├── KeyEncodingError (TypeError)          a key of a type with no stable byte encoding
     ├── SerializationError (TypeError)        a state value msgpack (or your serializer) cannot encode
+    ├── ChangelogError (ValueError)           an updating stream retracts a row it never inserted
     ├── StateError                            misuse of keyed state
     │   ├── StateDescriptorConflictError      one state name registered with two different types
     │   ├── NoCurrentKeyError                 keyed state used outside a keyed context
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 __all__ = [
     "AsyncTimeoutError",
+    "ChangelogError",
     "CheckpointError",
     "ConfigurationError",
     "ConnectorError",
@@ -95,6 +97,10 @@ class KeyEncodingError(StreamcoreError, TypeError):
 
 class SerializationError(StreamcoreError, TypeError):
     """Raised when a state value cannot be serialized; names the state and the value's type."""
+
+
+class ChangelogError(StreamcoreError, ValueError):
+    """Raised when a changelog (an updating stream of ``+I -U +U -D`` rows) is inconsistent."""
 
 
 class StateError(StreamcoreError):
