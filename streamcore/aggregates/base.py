@@ -60,6 +60,12 @@ class AggregateFunction(ABC, Generic[IN, ACC, OUT]):
 
     __slots__ = ()
 
+    #: Whether the result is the same whatever the order values are added and merged in
+    #: (``merge`` of partial accumulators included): then a sliding window may aggregate
+    #: slices of time and merge them when it fires
+    #: (:mod:`streamcore.operators.window_sliced`). False unless a function says so.
+    order_insensitive: bool = False
+
     @abstractmethod
     def create_accumulator(self) -> ACC:
         """A new, empty accumulator (the state of a window that has seen nothing)."""

@@ -31,6 +31,7 @@ class Count(AggregateFunction[Any, int, int]):
     """
 
     __slots__ = ()
+    order_insensitive = True
 
     def create_accumulator(self) -> int:
         return 0
@@ -52,6 +53,8 @@ class _FieldAggregate(AggregateFunction[Any, Any, Any]):
     """Shared plumbing: a field spec and the getter built from it once."""
 
     __slots__ = ("_get", "field")
+    # Sums of floats may differ in the last bits with the order of additions.
+    order_insensitive = True
 
     def __init__(self, field: Field = None) -> None:
         self.field = field

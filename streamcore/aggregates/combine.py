@@ -42,6 +42,11 @@ class CombinedAggregate(AggregateFunction[Any, list[Any], dict[str, Any]]):
         self._functions: tuple[AggregateFunction[Any, Any, Any], ...] = tuple(named.values())
 
     @property
+    def order_insensitive(self) -> bool:  # type: ignore[override]
+        """Whether every member's result is independent of the order of adds and merges."""
+        return all(f.order_insensitive for f in self._functions)
+
+    @property
     def functions(self) -> dict[str, AggregateFunction[Any, Any, Any]]:
         """The members by name."""
         return dict(zip(self.names, self._functions, strict=True))

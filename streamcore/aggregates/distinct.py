@@ -43,6 +43,7 @@ class DistinctCount(_DistinctBase):
     """
 
     __slots__ = ()
+    order_insensitive = True
 
     def create_accumulator(self) -> set[Any]:
         return set()
@@ -84,6 +85,7 @@ class HyperLogLog(_DistinctBase):
     """
 
     __slots__ = ("precision",)
+    order_insensitive = True  # registers are maxima
 
     def __init__(self, field: Field = None, precision: int = 14) -> None:
         super().__init__(field)
@@ -146,6 +148,9 @@ class BloomDistinct(_DistinctBase):
     """
 
     __slots__ = ("capacity", "error_rate")
+    # merge() estimates the count of two filters from their overlap, where adding counts
+    # exactly each value the filter had not seen: merged slices would count differently.
+    order_insensitive = False
 
     def __init__(self, field: Field = None, capacity: int = 100_000, error_rate: float = 0.01) -> None:
         super().__init__(field)

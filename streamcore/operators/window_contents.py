@@ -244,15 +244,20 @@ class AccumulatorContents:
 
     ``get`` returns ``None`` for a window without contents. ``cache_entries`` sizes the
     write-back cache a serializing backend keeps in front of its store (0: none); the
-    backend writes it back before every snapshot.
+    backend writes it back before every snapshot. ``name`` names the keyed state (sliced
+    windows keep slices, not windows, under their own name).
     """
 
     def __init__(
-        self, agg: AggregateFunction[Any, Any, Any], backend: KeyedStateBackend, cache_entries: int = 0
+        self,
+        agg: AggregateFunction[Any, Any, Any],
+        backend: KeyedStateBackend,
+        cache_entries: int = 0,
+        name: str = ACC_STATE,
     ) -> None:
         self.agg = agg
         self.folder = make_folder(agg)
-        self.state = backend.get_state(ValueStateDescriptor(ACC_STATE))
+        self.state = backend.get_state(ValueStateDescriptor(name))
         self.state.hold_live_values(_AccumulatorCodec(agg), cache_entries)
 
     def results(self, accs: Sequence[Any]) -> list[Any]:

@@ -201,6 +201,11 @@ class WindowEvaluator:
         )
         self.fired = 0
 
+    @property
+    def clears_state(self) -> bool:
+        """Whether :meth:`clear_state` calls the window function (it overrides ``clear``)."""
+        return self._clears
+
     def evaluate(self, key: Any, window: Any, contents: Any, out: list[Any]) -> None:
         """Append the outputs of one firing of ``window`` of ``key`` (the current key)."""
         self.fired += 1

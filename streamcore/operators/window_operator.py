@@ -38,6 +38,9 @@ Two paths share one state layout (contents per key, with the window as namespace
   a strategy the operator owns), for tumbling and sliding event-time windows with the
   default trigger: batches are folded per window and windows fire for all their keys
   at once;
+* its *sliced* variant (:class:`~streamcore.operators.window_sliced.SlicedWindows`) for
+  sliding windows of an order-insensitive aggregate: contents per key and slice of
+  ``gcd(size, slide)``, merged when a window fires (``slicing=False`` turns it off);
 * the *general* path, here, for everything else (custom triggers, count,
   processing-time and session windows, evictors): element by element through the
   trigger, with one timer per key and window, as Flink's window operator does.
@@ -70,6 +73,7 @@ from streamcore.operators.window_aligned import AlignedWindows
 from streamcore.operators.window_contents import AccumulatorContents, ElementContents
 from streamcore.operators.window_functions import WindowContext, WindowEvaluator
 from streamcore.operators.window_merging import MergingWindowSet
+from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows, sliceable
 from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import (
     AlignedWindowAssigner,
@@ -177,6 +181,7 @@ class WindowOperator(KeyedOperator):
         window_fn: Any = None,
         fast_path: bool = True,
         cache_entries: int | None = None,
+        slicing: bool = True,
     ) -> None:
         super().__init__(name, uid, [key_selector])
         if aggregate is None and window_fn is None:
@@ -200,9 +205,11 @@ class WindowOperator(KeyedOperator):
             and type(self.trigger) is EventTimeTrigger
             and self.evictor is None
         )
+        #: Whether the aligned path keeps sliding windows as slices (:mod:`.window_sliced`).
+        self.sliced = self.aligned and slicing and self._acc_mode and sliceable(aggregate, assigner)
         self.cache_entries = DEFAULT_CACHE_ENTRIES if cache_entries is None else cache_entries
         self._evaluator: WindowEvaluator | None = None
-        self._aligned_windows: AlignedWindows | None = None
+        self._aligned_windows: AlignedWindows | SlicedWindows | None = None
 
     @property
     def windows_fired(self) -> int:
@@ -217,14 +224,25 @@ class WindowOperator(KeyedOperator):
         assert kc is not None
         if self._acc_mode:
             cache = self.cache_entries if self.aligned else 0
-            self._contents: Any = AccumulatorContents(self.agg, self.backend, cache)  # type: ignore[arg-type]
+            if self.sliced:
+                self._contents: Any = AccumulatorContents(self.agg, self.backend, cache, SLICES_STATE)  # type: ignore[arg-type]
+            else:
+                self._contents = AccumulatorContents(self.agg, self.backend, cache)  # type: ignore[arg-type]
         else:
             self._contents = ElementContents(self.backend)
         self._sessions = MergingWindowSet(self.backend, self.assigner) if self._merging else None  # type: ignore[arg-type]
         self._ctx = WindowContext(self, per_window_state=not self._merging)
         results = self._contents.results if self._acc_mode else None
         self._evaluator = WindowEvaluator(self.agg, self.window_fn, results, self._ctx, kc.set_current_key)
-        if self.aligned:
+        if self.sliced:
+            self._aligned_windows = SlicedWindows(
+                self.assigner,  # type: ignore[arg-type]
+                self.allowed_lateness,
+                self._contents,
+                kc,
+                self._evaluator,
+            )
+        elif self.aligned:
             self._aligned_windows = AlignedWindows(
                 self.assigner,  # type: ignore[arg-type]
                 self.allowed_lateness,
@@ -533,16 +551,38 @@ class WindowOperator(KeyedOperator):
     def snapshot_operator_state(self) -> Any:
         """The aligned path's (key, window) pairs as ``{"windows": [[key_group, key, start, end, fired]]}``.
 
+        The sliced path's index is ``{"slices": {...}}`` (:meth:`.SlicedWindows.snapshot`).
         Contents are keyed state: the backend snapshots them (with live accumulators
         encoded, and written back from its cache first).
         """
         aligned = self._aligned_windows
-        return None if aligned is None else {"windows": aligned.snapshot()}
+        if aligned is None:
+            return None
+        if isinstance(aligned, SlicedWindows):
+            return {"slices": aligned.snapshot()}
+        return {"windows": aligned.snapshot()}
 
     def restore_operator_state(self, image: Any) -> None:
-        """Rebuild the aligned path's index from :meth:`snapshot_operator_state`."""
-        if image and self._aligned_windows is not None:
-            self._aligned_windows.restore(image.get("windows", ()))
+        """Rebuild the aligned (or sliced) path's index from :meth:`snapshot_operator_state`.
+
+        Raises:
+            StateError: the image holds the other layout (per window vs per slice).
+        """
+        aligned = self._aligned_windows
+        if not image or aligned is None:
+            return
+        if isinstance(aligned, SlicedWindows):
+            if image.get("windows") == []:
+                return  # nothing was pending in the per-window layout
+            aligned.restore(image.get("slices", image))
+        elif "slices" in image:
+            msg = (
+                f"operator {self.uid!r}: this checkpoint holds sliding windows as slices; restore it with "
+                "slicing on (the default) and an order-insensitive aggregate"
+            )
+            raise StateError(msg)
+        else:
+            aligned.restore(image.get("windows", ()))
 
     def metrics(self) -> dict[str, Any]:
         """Counters plus fired windows and (fast path) pending windows."""
