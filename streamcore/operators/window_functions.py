@@ -202,6 +202,11 @@ class WindowEvaluator:
         self.fired = 0
 
     @property
+    def needs_key(self) -> bool:
+        """Whether the window function must run with its key current (it may read keyed state)."""
+        return self._needs_key
+
+    @property
     def clears_state(self) -> bool:
         """Whether :meth:`clear_state` calls the window function (it overrides ``clear``)."""
         return self._clears
@@ -254,6 +259,40 @@ class WindowEvaluator:
             if needs_key:
                 set_key(key)
             evaluate(key, window, c, out)
+
+    def evaluate_each(
+        self,
+        keys: Sequence[Any],
+        windows: Sequence[Any],
+        contents: Sequence[Any],
+        out: list[Any],
+        out_ts: list[int],
+    ) -> None:
+        """Append the outputs of firings ``(keys[i], windows[i], contents[i])`` (accumulators).
+
+        As :meth:`evaluate_many`, with a window per firing (session windows differ per
+        key); every output's timestamp, its window's max timestamp, goes to ``out_ts``.
+        """
+        if self._results is not None and not self._needs_key:
+            fn = self._plain
+            if self._call is None or fn is not None:  # one output per firing
+                self.fired += len(keys)
+                results = self._results(contents)
+                if fn is None:
+                    out.extend(results)
+                else:
+                    out.extend([fn(k, w, r) for k, w, r in zip(keys, windows, results, strict=True)])
+                out_ts.extend([w.end - 1 for w in windows])
+                return
+        set_key = self._set_key
+        needs_key = self._needs_key
+        evaluate = self.evaluate
+        for key, w, c in zip(keys, windows, contents, strict=True):
+            if needs_key:
+                set_key(key)
+            n = len(out)
+            evaluate(key, w, c, out)
+            out_ts.extend([w.max_timestamp()] * (len(out) - n))
 
     def clear_state(self, keys: Sequence[Any], window: Any) -> None:
         """``window`` is dropped for ``keys``: let the window function clear its per-window state."""

@@ -41,6 +41,10 @@ Two paths share one state layout (contents per key, with the window as namespace
 * its *sliced* variant (:class:`~streamcore.operators.window_sliced.SlicedWindows`) for
   sliding windows of an order-insensitive aggregate: contents per key and slice of
   ``gcd(size, slide)``, merged when a window fires (``slicing=False`` turns it off);
+* the *session slots* path (:class:`~streamcore.operators.window_sessions.SessionSlots`)
+  for event-time sessions with a fixed gap, an aggregate and the default trigger: each
+  key's sessions in one state value, merged in memory a batch at a time, fired by
+  watermark without timers (``session_slots=False`` turns it off);
 * the *general* path, here, for everything else (custom triggers, count,
   processing-time and session windows, evictors): element by element through the
   trigger, with one timer per key and window, as Flink's window operator does.
@@ -70,9 +74,10 @@ from streamcore.functions import Function
 from streamcore.operators.base import call_user, user_error
 from streamcore.operators.keyed import KeyedOperator
 from streamcore.operators.window_aligned import AlignedWindows
-from streamcore.operators.window_contents import AccumulatorContents, ElementContents
+from streamcore.operators.window_contents import AccumulatorContents, ElementContents, make_folder
 from streamcore.operators.window_functions import WindowContext, WindowEvaluator
 from streamcore.operators.window_merging import MergingWindowSet
+from streamcore.operators.window_sessions import SessionSlots, slots_apply
 from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows, sliceable
 from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import (
@@ -182,6 +187,7 @@ class WindowOperator(KeyedOperator):
         fast_path: bool = True,
         cache_entries: int | None = None,
         slicing: bool = True,
+        session_slots: bool = True,
     ) -> None:
         super().__init__(name, uid, [key_selector])
         if aggregate is None and window_fn is None:
@@ -209,7 +215,12 @@ class WindowOperator(KeyedOperator):
         self.sliced = self.aligned and slicing and self._acc_mode and sliceable(aggregate, assigner)
         self.cache_entries = DEFAULT_CACHE_ENTRIES if cache_entries is None else cache_entries
         self._evaluator: WindowEvaluator | None = None
-        self._aligned_windows: AlignedWindows | SlicedWindows | None = None
+        #: Whether :class:`.SessionSlots` serves this (session) window operator.
+        self.session_slots = (
+            fast_path and session_slots and slots_apply(assigner, self.trigger, self.evictor, aggregate)
+        )
+        # The fast path's strategy: aligned, sliced or session slots (None: the general path).
+        self._aligned_windows: AlignedWindows | SlicedWindows | SessionSlots | None = None
 
     @property
     def windows_fired(self) -> int:
@@ -222,6 +233,25 @@ class WindowOperator(KeyedOperator):
         super().setup(runtime)
         kc = self.key_context
         assert kc is not None
+        if self.session_slots:
+            # Sessions keep their accumulators in their own state (window_sessions).
+            self._contents = None
+            self._sessions = None
+            self._ctx = WindowContext(self, per_window_state=False)
+            folder = make_folder(self.agg)  # type: ignore[arg-type]
+            self._evaluator = WindowEvaluator(
+                self.agg, self.window_fn, folder.results, self._ctx, kc.set_current_key
+            )
+            self._aligned_windows = SessionSlots(
+                self.assigner.gap,  # type: ignore[attr-defined]
+                self.allowed_lateness,
+                self.agg,  # type: ignore[arg-type]
+                self.backend,
+                kc,
+                self._evaluator,
+                self.cache_entries,
+            )
+            return
         if self._acc_mode:
             cache = self.cache_entries if self.aligned else 0
             if self.sliced:
@@ -560,6 +590,8 @@ class WindowOperator(KeyedOperator):
             return None
         if isinstance(aligned, SlicedWindows):
             return {"slices": aligned.snapshot()}
+        if isinstance(aligned, SessionSlots):
+            return {"session-slots": aligned.snapshot()}
         return {"windows": aligned.snapshot()}
 
     def restore_operator_state(self, image: Any) -> None:
@@ -570,6 +602,9 @@ class WindowOperator(KeyedOperator):
         """
         aligned = self._aligned_windows
         if not image or aligned is None:
+            return
+        if isinstance(aligned, SessionSlots):
+            aligned.restore(image.get("session-slots", ()))
             return
         if isinstance(aligned, SlicedWindows):
             if image.get("windows") == []:

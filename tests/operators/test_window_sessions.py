@@ -239,7 +239,8 @@ def test_late_elements_reach_the_side_output_in_arrival_order(backend: str, tmp_
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_bridging_element_merges_two_sessions_and_their_accumulators(backend: str, tmp_path: Path) -> None:
     agg = combine(n=Count(), total=Sum(lambda e: e[2]))
-    h = _session_harness(backend, tmp_path, 5, 0, aggregate=agg, window_fn=None)
+    # The general path's state windows (session_slots=False); test_window_session_slots covers the other.
+    h = _session_harness(backend, tmp_path, 5, 0, aggregate=agg, window_fn=None, session_slots=False)
     h.push([("a", 0, 1), ("a", 20, 2), ("a", 2, 3)], [0, 20, 2])  # sessions [0,7) and [20,25)
     h.push([("a", 12, 4)], [12])  # [12,17): still apart (7 < 12, 17 < 20)
     h.push([("a", 16, 5)], [16])  # [16,21) touches [12,17) and [20,25): one session [12,25)
