@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import heapq
 from bisect import insort
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction
+from streamcore.operators.window_contents import _UPDATES, _column, _ColumnFolder, make_folder
 from streamcore.operators.window_functions import WindowEvaluator
 from streamcore.state.api import KeyContext, KeyedStateBackend
 from streamcore.state.descriptors import ValueStateDescriptor
@@ -103,6 +104,9 @@ class SessionSlots:
         self._evaluator = evaluator
         self.state = backend.get_state(ValueStateDescriptor(SLOTS_STATE))
         self.state.hold_live_values(_SlotsCodec(agg), cache_entries)
+        folder = make_folder(agg)
+        self._new_acc = folder.new_acc
+        self._adder = _make_adder(agg, folder)
         self._due: dict[Any, int] = {}  # key -> the earliest time one of its sessions fires or goes
         self._buckets: dict[int, list[Any]] = {}  # time -> keys (stale where _due differs)
         self._times: list[int] = []  # heap of the buckets' times
@@ -149,10 +153,12 @@ class SessionSlots:
             else:
                 g.append(i)
         gap, lateness = self._gap, self._lateness
-        agg = self._agg
-        add, merge, create = agg.add, agg.merge, agg.create_accumulator
+        merge = self._agg.merge
+        create = self._new_acc
+        add_at = self._adder(values)
         schedule = self._schedule
-        due = self._due
+        due, buckets, times = self._due, self._buckets, self._times
+        heappush = heapq.heappush
         emptied: list[Any] = []
         fire_now = self._fire_now
 
@@ -162,8 +168,51 @@ class SessionSlots:
             for k, idxs in zip(ks, idx_lists, strict=True):
                 sessions = table.get(k)
                 if sessions is None:
-                    sessions = []
                     new_keys.append(k)
+                    if len(idxs) == 1:
+                        # The usual case: one element of a key without sessions opens one.
+                        i = idxs[0]
+                        end = timestamps[i] + gap
+                        if end - 1 + lateness <= wm:
+                            late.append(i)
+                            table[k] = []
+                            emptied.append(k)
+                            continue
+                        acc = add_at(create(), i)
+                        armed = end - 1 > wm
+                        table[k] = [[end - gap, end, acc, armed]]
+                        t = end - 1 if armed else end - 1 + lateness
+                        due[k] = t
+                        bucket = buckets.get(t)
+                        if bucket is None:
+                            buckets[t] = [k]
+                            heappush(times, t)
+                        else:
+                            bucket.append(k)
+                        if not armed:
+                            fire_now(k, TimeWindow(end - gap, end), acc, out, out_ts)
+                        continue
+                    sessions = []
+                elif len(idxs) == 1 and len(sessions) == 1:
+                    # The next most usual: one element and one session of the key.
+                    i = idxs[0]
+                    x = sessions[0]
+                    start = timestamps[i]
+                    end = start + gap
+                    if x[0] <= end and x[1] >= start:  # it touches the session: extend it in place
+                        if x[0] < start:
+                            start = x[0]
+                        if x[1] > end:
+                            end = x[1]
+                        # Never late: the session is within its lateness and only grows.
+                        x[0], x[1] = start, end
+                        acc = x[2] = add_at(x[2], i)
+                        armed = x[3] = end - 1 > wm
+                        table[k] = sessions
+                        schedule(k, sessions)
+                        if not armed:
+                            fire_now(k, TimeWindow(start, end), acc, out, out_ts)
+                        continue
                 for i in idxs:
                     start = timestamps[i]
                     end = start + gap
@@ -189,7 +238,7 @@ class SessionSlots:
                             sessions = [x for x in sessions if id(x) not in gone]
                     else:
                         acc = create()
-                    acc = add(values[i], acc)
+                    acc = add_at(acc, i)
                     armed = end - 1 > wm
                     entry = [start, end, acc, armed]
                     if not sessions or sessions[-1][0] < start:
@@ -240,11 +289,26 @@ class SessionSlots:
         fire_keys: list[Any] = []
         fire_windows: list[TimeWindow] = []
         fire_accs: list[Any] = []
+        fk, fw, fa = fire_keys.append, fire_windows.append, fire_accs.append
         kept_keys: list[Any] = []
         kept: list[list[list[Any]]] = []
         dropped: list[tuple[Any, TimeWindow]] = []
+        gone_at = watermark - lateness  # sessions ending at or before this + 1 go
         for k, sessions in zip(keys, self.state.get_many(None, keys, clear=True), strict=True):
             if not sessions:
+                continue
+            if len(sessions) == 1 and not clears:
+                x = sessions[0]
+                start, end, acc, armed = x
+                if armed and end <= watermark + 1:
+                    fk(k)
+                    fw(TimeWindow(start, end))
+                    fa(acc)
+                    x[3] = False
+                if end - 1 > gone_at:
+                    kept_keys.append(k)
+                    kept.append(sessions)
+                    self._schedule(k, sessions)
                 continue
             keep = []
             for x in sessions:
@@ -286,6 +350,47 @@ class SessionSlots:
                 heapq.heappush(self._times, t)
             else:
                 bucket.append(key)
+
+
+#: ``adder(values)`` -> ``add_at(acc, i)``: folds ``values[i]`` into ``acc``, returns it.
+Adder = Callable[[Sequence[Any]], Callable[[Any, int], Any]]
+
+
+def _make_adder(agg: AggregateFunction[Any, Any, Any], folder: Any) -> Adder:
+    """Per batch, a function adding its i-th value to an accumulator: for ``combine(...)`` of
+    count/sum/min/max/avg, generated in-place updates of the members' slots over columns of
+    the batch (the operations of the members' ``add``); else ``agg.add``."""
+    if not isinstance(folder, _ColumnFolder) or folder.complex:
+        add = agg.add
+
+        def generic(values: Sequence[Any]) -> Callable[[Any, int], Any]:
+            def add_at(acc: Any, i: int) -> Any:
+                return add(values[i], acc)
+
+            return add_at
+
+        return generic
+    simple = folder.simple
+    inputs = [j for j, kind, _, _ in simple if kind != "count"]
+    body = []
+    for j, kind, _, _ in simple:
+        if kind != "count":
+            body.append(f"        x{j} = c{j}[i]")
+        body.extend("        " + line.format(j=j, x=f"x{j}") for line in _UPDATES[kind])
+    unpack = f"    {', '.join(f'c{j}' for j in inputs)}, = cols" if inputs else "    pass"
+    source = "\n".join(
+        ["def make(cols):", unpack, "    def add_at(a, i):", *body, "        return a", "    return add_at"]
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<streamcore session add>", "exec"), namespace)
+    make = namespace["make"]
+    getters = [(field, getter) for _, kind, field, getter in simple if kind != "count"]
+
+    def columns(values: Sequence[Any]) -> Callable[[Any, int], Any]:
+        dicts = set(map(type, values)) == {dict}
+        return make([_column(field, getter, values, dicts) for field, getter in getters])  # type: ignore[no-any-return]
+
+    return columns
 
 
 def _start(session: list[Any]) -> int:
