@@ -113,6 +113,81 @@ def _column_merger(folder: _ColumnFolder) -> Merger:
     return namespace["combine"]  # type: ignore[no-any-return]
 
 
+class _Running:
+    """Subtraction of slices for ``combine(...)`` of count/sum/avg members (with a count or avg).
+
+    After a window fires, its merged accumulators become the running accumulators of the
+    next window: the slices leaving are subtracted, the slices entering are added when
+    that window fires; a key whose count drops to 0 leaves. Subtraction is exact for
+    ints only: a key whose sums are not ints (floats) is taken out and merged afresh
+    from its slices (``dirty``).
+    """
+
+    __slots__ = ("add_into", "subtract")
+
+    def __init__(self, folder: _ColumnFolder) -> None:
+        merge_body, sub_body, checks = [], [], []
+        count_test = None
+        for j, kind, _, _ in folder.simple:
+            merge_body.extend("                " + line.format(j=j) for line in _MERGES[kind])
+            if kind in ("count", "sum"):
+                sub_body.append(f"        a[{j}] -= b[{j}]")
+            else:  # avg
+                sub_body.extend(
+                    [
+                        f"        x = a[{j}]",
+                        f"        y = b[{j}]",
+                        f"        a[{j}] = (x[0] - y[0], x[1] - y[1])",
+                    ]
+                )
+            if kind == "sum":
+                checks.append(f"type(a[{j}]) is not int")
+            elif kind == "avg":
+                checks.append(f"type(a[{j}][0]) is not int")
+            if count_test is None and kind in ("count", "avg"):
+                count_test = f"a[{j}] == 0" if kind == "count" else f"a[{j}][1] == 0"
+        assert count_test is not None
+        check = " or ".join(checks) or "False"
+        source = "\n".join(
+            [
+                "def add_into(out, dicts):",
+                "    get = out.get",
+                "    for d in dicts:",
+                "        for k, b in d.items():",
+                "            a = get(k)",
+                "            if a is None:",
+                "                out[k] = b.copy()",
+                "            else:",
+                *merge_body,
+                "def subtract(out, d, dirty):",
+                "    get = out.get",
+                "    for k, b in d.items():",
+                "        a = get(k)",
+                "        if a is None:",
+                "            continue",
+                f"        if {check}:",
+                "            del out[k]",
+                "            dirty.add(k)",
+                "            continue",
+                *sub_body,
+                f"        if {count_test}:",
+                "            del out[k]",
+            ]
+        )
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<streamcore slice running>", "exec"), namespace)
+        self.add_into: Callable[[dict[Any, Any], list[dict[Any, Any]]], None] = namespace["add_into"]
+        self.subtract: Callable[[dict[Any, Any], dict[Any, Any], set[Any]], None] = namespace["subtract"]
+
+    @staticmethod
+    def applies(folder: Any) -> bool:
+        """Whether ``folder`` is a column folder of count/sum/avg members with a count or avg."""
+        if not isinstance(folder, _ColumnFolder) or folder.complex:
+            return False
+        kinds = {kind for _, kind, _, _ in folder.simple}
+        return kinds <= {"count", "sum", "avg"} and bool(kinds & {"count", "avg"})
+
+
 def make_merger(agg: AggregateFunction[Any, Any, Any], folder: Any) -> Merger:
     """The fastest exact merge of slice accumulators of ``agg`` (``folder`` folds its batches)."""
     if isinstance(folder, _ColumnFolder) and not folder.complex:
@@ -158,6 +233,11 @@ class SlicedWindows:
         self._kc = key_context
         self._evaluator = evaluator
         self._merge = make_merger(contents.agg, contents.folder)
+        # Running accumulators of the next window (count/sum/avg): see _Running.
+        self._running = _Running(contents.folder) if _Running.applies(contents.folder) else None
+        self._run: dict[Any, Any] | None = None
+        self._run_start = 0
+        self._dirty: set[Any] = set()
         self._slices: dict[int, dict[Any, None]] = {}  # slice start -> keys with contents
         self._loaded: dict[int, dict[Any, Any]] = {}  # slice start -> {key: accumulator} as read
         self._slice_heap: list[tuple[int, int]] = []  # (when the slice goes, slice start)
@@ -239,6 +319,9 @@ class SlicedWindows:
         index = self._slices
         g = self._g
         for ss, (ks, vs) in _group_by_slice(slices, keys, values).items():
+            if self._run is not None and ss < self._run_start + self._size - self._slide:
+                # A slice of a fired (and dropped) window that the running accumulators hold.
+                self._run = None
             known = index.get(ss)
             if known is None:
                 known = self._new_slice(ss, fired_upto)
@@ -275,6 +358,8 @@ class SlicedWindows:
         set_key = self._kc.set_current_key
         contents = self._contents
         evaluate = self._evaluator.evaluate
+        self._run = None  # slices of fired windows change: running accumulators no longer hold
+        self._dirty.clear()
         for i, refire, again in special:
             key = keys[i]
             ss = slices[i]
@@ -337,8 +422,9 @@ class SlicedWindows:
             if start not in self._scheduled:
                 continue
             self._scheduled.discard(start)
-            merged = self._merge([self._load(ss) for ss in self._slices_of(start) if ss in self._slices])
+            merged = self._merged(start)
             if not merged:
+                self._run = None
                 continue
             n = len(out)
             keys = list(merged)
@@ -348,6 +434,7 @@ class SlicedWindows:
                 evaluator.clear_state(keys, window)
             else:
                 self._retain(start)
+            self._roll(start, merged)
         heap = self._cleanup_heap
         while heap and heap[0][0] <= watermark:
             _, start = heapq.heappop(heap)
@@ -363,6 +450,38 @@ class SlicedWindows:
             keys_in = self._slices.pop(ss, None)
             if keys_in:
                 self._contents.clear_many((ss, ss + g), list(keys_in))
+
+    def _merged(self, start: int) -> dict[Any, Any]:
+        """``{key: accumulator}`` of the window starting at ``start``, from the running ones if they fit."""
+        run, slices, load = self._run, self._slices, self._load
+        if run is None or self._run_start != start:
+            self._dirty.clear()
+            return self._merge([load(ss) for ss in self._slices_of(start) if ss in slices])
+        assert self._running is not None
+        entering = range(start + self._size - self._slide, start + self._size, self._g)
+        self._running.add_into(run, [load(ss) for ss in entering if ss in slices])
+        dirty = self._dirty
+        if dirty:  # keys taken out of the running accumulators: merged afresh
+            parts = [
+                {k: d[k] for k in dirty if k in d}
+                for d in (load(ss) for ss in self._slices_of(start) if ss in slices)
+            ]
+            run.update(self._merge(parts))
+            dirty.clear()
+        return run
+
+    def _roll(self, start: int, merged: dict[Any, Any]) -> None:
+        """Turn the accumulators of the window that fired into the next window's running ones."""
+        running = self._running
+        if running is None:
+            return
+        slices = self._slices
+        dirty = self._dirty
+        for ss in range(start, start + self._slide, self._g):
+            if ss in slices:
+                running.subtract(merged, self._load(ss), dirty)
+        self._run = merged
+        self._run_start = start + self._slide
 
     def _load(self, ss: int) -> dict[Any, Any]:
         """``{key: accumulator}`` of slice ``ss``, read once and kept until it is written or dropped."""
