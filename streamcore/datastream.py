@@ -570,6 +570,26 @@ class WindowedStream:
         self._evictor: Evictor | None = None
         self._lateness = 0
         self._late_tag: OutputTag | None = None
+        self._state_layout = {"slicing": True, "session_slots": True}
+
+    def slicing(self, enabled: bool) -> WindowedStream:
+        """Keep sliding windows of an order-insensitive aggregate as slices (default) or per window.
+
+        Slices (``gcd(size, slide)`` of time, merged when a window fires) update one
+        accumulator per element instead of ``size/slide``; ``slicing(False)`` keeps one
+        accumulator per window, the layout of checkpoints taken before slicing existed.
+        """
+        self._state_layout["slicing"] = bool(enabled)
+        return self
+
+    def session_slots(self, enabled: bool) -> WindowedStream:
+        """Keep event-time sessions of an aggregate as one list per key (default) or per window.
+
+        ``session_slots(False)`` keeps the general merging path (a state window, an
+        accumulator and timers per session), the layout of checkpoints taken before.
+        """
+        self._state_layout["session_slots"] = bool(enabled)
+        return self
 
     def trigger(self, trigger: Trigger) -> WindowedStream:
         """Replace the assigner's default trigger (e.g. ``CountTrigger.of(n)``)."""
@@ -615,6 +635,7 @@ class WindowedStream:
         assigner, trigger, evictor = self._assigner, self._trigger, self._evictor
         lateness = self._lateness
         late = self._late_tag.name if self._late_tag is not None else None
+        layout = dict(self._state_layout)
 
         def factory(name: str, uid: str) -> WindowOperator:
             return WindowOperator(
@@ -628,6 +649,7 @@ class WindowedStream:
                 late_tag=late,
                 aggregate=aggregate,
                 window_fn=window_fn,
+                **layout,
             )
 
         return stream.transform("window", factory)

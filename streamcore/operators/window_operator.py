@@ -78,7 +78,7 @@ from streamcore.operators.window_contents import AccumulatorContents, ElementCon
 from streamcore.operators.window_functions import WindowContext, WindowEvaluator
 from streamcore.operators.window_merging import MergingWindowSet
 from streamcore.operators.window_sessions import SessionSlots, slots_apply
-from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows, sliceable
+from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows, sliceable, slices_per_window
 from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import (
     AlignedWindowAssigner,
@@ -255,6 +255,9 @@ class WindowOperator(KeyedOperator):
         if self._acc_mode:
             cache = self.cache_entries if self.aligned else 0
             if self.sliced:
+                # A key has an accumulator per slice from its oldest open window's to the newest:
+                # the cache holds as many slices per key as a tumbling window holds windows.
+                cache *= slices_per_window(self.assigner) + 1
                 self._contents: Any = AccumulatorContents(self.agg, self.backend, cache, SLICES_STATE)  # type: ignore[arg-type]
             else:
                 self._contents = AccumulatorContents(self.agg, self.backend, cache)  # type: ignore[arg-type]

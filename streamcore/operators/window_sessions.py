@@ -209,7 +209,15 @@ class SessionSlots:
                         acc = x[2] = add_at(x[2], i)
                         armed = x[3] = end - 1 > wm
                         table[k] = sessions
-                        schedule(k, sessions)
+                        t = end - 1 if armed else end - 1 + lateness
+                        if due.get(k) != t:
+                            due[k] = t
+                            bucket = buckets.get(t)
+                            if bucket is None:
+                                buckets[t] = [k]
+                                heappush(times, t)
+                            else:
+                                bucket.append(k)
                         if not armed:
                             fire_now(k, TimeWindow(start, end), acc, out, out_ts)
                         continue

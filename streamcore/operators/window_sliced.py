@@ -48,7 +48,7 @@ from streamcore.operators.window_functions import WindowEvaluator
 from streamcore.state.api import KeyContext
 from streamcore.windowing import AlignedWindowAssigner, TimeWindow
 
-__all__ = ["SLICES_STATE", "SlicedWindows", "make_merger", "sliceable"]
+__all__ = ["SLICES_STATE", "SlicedWindows", "make_merger", "sliceable", "slices_per_window"]
 
 SLICES_STATE = "window-slices"
 
@@ -64,6 +64,11 @@ def sliceable(agg: AggregateFunction[Any, Any, Any] | None, assigner: Any) -> bo
         and assigner.size != assigner.slide
         and bool(getattr(agg, "order_insensitive", False))
     )
+
+
+def slices_per_window(assigner: AlignedWindowAssigner) -> int:
+    """How many slices (of ``gcd(size, slide)``) a window of ``assigner`` spans."""
+    return assigner.size // math.gcd(assigner.size, assigner.slide)
 
 
 # -- merging accumulators of slices -------------------------------------------------------------
@@ -527,8 +532,9 @@ class SlicedWindows:
         """Rebuild the index from :meth:`snapshot`."""
         if not isinstance(image, dict) or "slices" not in image:
             msg = (
-                "this checkpoint holds a sliding window's contents per window, not per slice; restore it "
-                "with slicing turned off (WindowOperator(slicing=False) / .slicing(False) on the window)"
+                "this checkpoint holds a sliding window's contents per window, not per slice; "
+                "restore it with slicing turned off (WindowOperator(slicing=False), or "
+                ".slicing(False) on the windowed stream)"
             )
             raise StateError(msg)
         for _kg, key, ss in image["slices"]:

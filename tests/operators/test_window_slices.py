@@ -351,3 +351,30 @@ def test_a_per_window_checkpoint_does_not_restore_into_slices() -> None:
     back.advance(100)
     assert back.outputs() == [(1, 4), (1, 9)]
     back.close()
+
+
+@pytest.mark.parametrize("slicing", [True, False])
+def test_the_windowed_stream_chooses_slices_or_windows(slicing: bool) -> None:
+    import streamcore as sc
+    from streamcore.sinks.base import CollectSink
+
+    env = sc.StreamEnvironment()
+    records = [("a", t, t) for t in range(0, 40, 3)] + [("b", 5, 1)]
+    sink = CollectSink()
+    (
+        env.from_collection(records, timestamp=lambda r: r[1])
+        .key_by(lambda r: r[0])
+        .window(SlidingEventTimeWindows.of(10, 5))
+        .slicing(slicing)
+        .session_slots(True)
+        .aggregate(COLUMNS, lambda k, w, r: (k, w.start, r["n"], r["total"]))
+        .sink_to(sink)
+    )
+    env.execute("slices")
+    expected = []
+    for key in "ab":
+        for start in range(-5, 40, 5):
+            vals = [v for k, t, v in records if k == key and start <= t < start + 10]
+            if vals:
+                expected.append((key, start, len(vals), sum(vals)))
+    assert sorted(sink.results) == sorted(expected)
