@@ -76,7 +76,7 @@ from streamcore.operators.keyed import KeyedOperator
 from streamcore.operators.window_aligned import AlignedWindows
 from streamcore.operators.window_contents import AccumulatorContents, ElementContents, make_folder
 from streamcore.operators.window_functions import WindowContext, WindowEvaluator
-from streamcore.operators.window_merging import MergingWindowSet
+from streamcore.operators.window_merging import SESSIONS_STATE, MergingWindowSet
 from streamcore.operators.window_sessions import SessionSlots, slots_apply
 from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows, sliceable, slices_per_window
 from streamcore.time import MAX_TIMESTAMP
@@ -581,6 +581,24 @@ class WindowOperator(KeyedOperator):
         self._ctx.flush_side_outputs()
 
     # -- checkpoints ------------------------------------------------------------------------------
+    def restore_state(self, image: Any) -> None:
+        """Load a snapshot; session slots refuse one of the general path's layout (canonical images).
+
+        Raises:
+            StateError: sessions of the general path (``window-sessions`` rows) restored into slots.
+        """
+        if self.session_slots and image:
+            states = (image.get("keyed") or {}).get("states") or {}
+            old = states.get(SESSIONS_STATE) if isinstance(states, dict) else None
+            if isinstance(old, dict) and old.get("rows"):
+                msg = (
+                    f"operator {self.uid!r}: this checkpoint holds session windows in the general "
+                    "path's layout (window-sessions); restore it with session slots off "
+                    "(WindowOperator(session_slots=False), or .session_slots(False) on the windowed stream)"
+                )
+                raise StateError(msg)
+        super().restore_state(image)
+
     def snapshot_operator_state(self) -> Any:
         """The aligned path's (key, window) pairs as ``{"windows": [[key_group, key, start, end, fired]]}``.
 

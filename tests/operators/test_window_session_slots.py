@@ -262,3 +262,20 @@ def test_process_window_function_runs_with_its_key_current_and_clears() -> None:
     assert sorted(v for v, _ in h.outputs()) == [("a", 0, 1, 1), ("a", 0, 2, 2), ("b", 1, 1, 1)]
     assert sorted(cleared) == [0, 1]
     h.close()
+
+
+def test_a_checkpoint_of_the_general_path_does_not_restore_into_slots() -> None:
+    from streamcore.errors import StateError
+
+    old = Harness(_make(5, 0, slots=False)).open()
+    old.push([("a", 1, 1)], [1])
+    image = serde.msgpack_loads(serde.msgpack_dumps(old.snapshot()))
+    old.close()
+    new = Harness(_make(5, 0))
+    with pytest.raises(StateError, match="session_slots"):
+        new.open(image)
+    new.close()
+    back = Harness(_make(5, 0, slots=False)).open(image)
+    back.advance(MAX_TIMESTAMP)
+    assert back.outputs() == [(("a", 1, 6, (1, 1, 1, 1)), 5)]
+    back.close()
