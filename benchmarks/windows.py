@@ -19,9 +19,8 @@ Targets: heap >= 50 % of the floor's records/s, RocksDB >= 20 %; sliding records
 Method: the input and the built job are frozen out of the garbage collector's way
 (``gc.freeze``) for the floor and the engine alike, and time is this process's CPU time
 (best of ``--rounds``), which other work on the machine disturbs less than wall time.
-Each engine job runs in a forked child process, whose peak resident set size (reset
-when the job starts: ``/proc/self/clear_refs``) is reported as ``peak_rss_mb`` per job;
-it includes the input records the child inherits.
+Each engine job runs in a fresh interpreter that generates the records and runs the
+job; its peak resident set size (records and job) is reported as ``peak_rss_mb`` per job.
 On RocksDB the window operator's accumulator state keeps a write-back cache of live
 accumulators in front of the database (``streamcore.state.write_back``);
 ``tumbling_rocksdb_nocache_ratio`` is the same job with the cache off, every update a
@@ -38,10 +37,9 @@ import argparse
 import gc
 import json
 import math
-import os
-import pickle
 import random
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -155,17 +153,8 @@ def run_job(
     return elapsed, sink
 
 
-def _peak_rss_reset() -> None:
-    """Reset this process's peak RSS (Linux); elsewhere the peak since the start stays."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
 def _peak_rss_mb() -> float:
-    """This process's peak RSS in MiB since the last reset."""
+    """This process's peak RSS in MiB (``VmHWM``: of this program only, not of whoever exec'd it)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -176,33 +165,46 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def in_child(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """``(fn(), peak RSS MiB of the job)``, run in a forked child so jobs do not share a heap."""
-    if not hasattr(os, "fork"):
-        return fn(), _peak_rss_mb()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: run, send the result back, exit without cleanup handlers
-        code = 0
-        try:
-            _peak_rss_reset()
-            result = fn()
-            payload = pickle.dumps((True, result, _peak_rss_mb()))
-        except BaseException as exc:  # report any failure to the parent
-            payload = pickle.dumps((False, repr(exc), 0.0))
-            code = 1
-        with os.fdopen(w, "wb") as f:
-            f.write(payload)
-        os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    ok, result, peak = pickle.loads(data)
-    if not ok:
-        msg = f"benchmark job failed in its child process: {result}"
+def _assigner(kind: str) -> Any:
+    if kind == "tumbling":
+        return TumblingEventTimeWindows.of(SIZE)
+    if kind == "sliding":
+        return SlidingEventTimeWindows.of(minutes(1), seconds(10))
+    return EventTimeSessionWindows.with_gap(seconds(5))
+
+
+def job_main(args: argparse.Namespace) -> None:
+    """``--job KIND``: generate the records, run one engine job, print its figures as JSON.
+
+    A fresh interpreter per job, so that its peak RSS is the records' and the job's alone.
+    With ``--keep`` the output is compared with the floor's (after the peak is read).
+    """
+    records = generate(args.records, args.keys, args.seed)
+    cache = 0 if args.nocache else None
+    elapsed, sink = run_job(records, args.backend, _assigner(args.job), keep=args.keep, cache_entries=cache)
+    peak = _peak_rss_mb()
+    equal = not args.keep or sorted(sink.results) == sorted(floor_tumbling(records))
+    print(json.dumps({"elapsed": elapsed, "count": sink.count, "equal": equal, "peak_rss_mb": peak}))
+
+
+def in_process(
+    kind: str, backend: str, args: argparse.Namespace, keep: bool = False, nocache: bool = False
+) -> tuple[float, int, bool, float]:
+    """Run one job in its own interpreter: (CPU seconds, outputs, equal to the floor's, peak RSS MiB)."""
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *("--job", kind, "--backend", backend),
+        *("--records", str(args.records), "--keys", str(args.keys), "--seed", str(args.seed)),
+        *(["--keep"] if keep else []),
+        *(["--nocache"] if nocache else []),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        msg = f"benchmark job {kind}/{backend} failed:\n{proc.stderr[-2000:]}"
         raise RuntimeError(msg)
-    return result, peak
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return r["elapsed"], r["count"], r["equal"], r["peak_rss_mb"]
 
 
 def _cpu(fn: Callable[[], Any]) -> float:
@@ -212,26 +214,6 @@ def _cpu(fn: Callable[[], Any]) -> float:
     start = time.process_time()
     fn()
     return time.process_time() - start
-
-
-def _tumbling_child(
-    records: list[dict[str, Any]],
-    backend: str,
-    assigner: Any,
-    keep: bool,
-    expected: list[Any] | None,
-    cache_entries: int | None = None,
-) -> tuple[float, int, bool]:
-    """A tumbling job in the child: (CPU seconds, outputs, whether they equal ``expected`` when kept)."""
-    elapsed, sink = run_job(records, backend, assigner, keep=keep, cache_entries=cache_entries)
-    equal = not keep or expected is None or sorted(sink.results) == expected
-    return elapsed, sink.count, equal
-
-
-def _other_child(records: list[dict[str, Any]], backend: str, assigner: Any) -> tuple[float, int]:
-    """A sliding or session job in the child: (CPU seconds, outputs)."""
-    elapsed, sink = run_job(records, backend, assigner)
-    return elapsed, sink.count
 
 
 def sketch_job(n: int) -> tuple[float, dict[str, Any]]:
@@ -304,7 +286,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--rounds", type=int, default=3, help="rounds of the tumbling jobs; the best is reported")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--job", choices=["tumbling", "sliding", "session"], help=argparse.SUPPRESS)
+    p.add_argument("--backend", default="heap", help=argparse.SUPPRESS)
+    p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--nocache", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.job:
+        job_main(args)
+        return {}
     distinct = 1_000_000
     if args.quick:
         args.records, args.keys, args.rounds = 60_000, 2_000, 1
@@ -316,7 +305,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
 
     # -- tumbling: floor, heap, RocksDB ---------------------------------------------------------
-    tumbling = TumblingEventTimeWindows.of(SIZE)
     best = {"floor": math.inf, "heap": math.inf, "rocksdb": math.inf}
     counts: dict[str, int] = {}
     peaks: dict[str, float] = {}
@@ -326,20 +314,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         floor_out.clear()
         best["floor"] = min(best["floor"], _cpu(lambda: floor_out.extend(floor_tumbling(records))))
         counts["floor"] = len(floor_out)
-        floor_sorted = sorted(floor_out)
         for backend in ("heap", "rocksdb"):
-            keep = rnd == 0
-            (elapsed, count, equal), peak = in_child(
-                lambda backend=backend, keep=keep, expected=floor_sorted: _tumbling_child(
-                    records, backend, tumbling, keep, expected
-                )
-            )
+            elapsed, count, equal, peak = in_process("tumbling", backend, args, keep=rnd == 0)
             best[backend] = min(best[backend], elapsed)
             counts[backend] = count
             peaks[f"tumbling_{backend}"] = max(peaks.get(f"tumbling_{backend}", 0.0), peak)
             same = same and equal
-    (nocache_s, count, _), peaks["tumbling_rocksdb-nocache"] = in_child(
-        lambda: _tumbling_child(records, "rocksdb", tumbling, False, None, cache_entries=0)
+    nocache_s, count, _, peaks["tumbling_rocksdb-nocache"] = in_process(
+        "tumbling", "rocksdb", args, nocache=True
     )
     rps = {k: n / v for k, v in best.items()}
     rps["rocksdb-nocache"] = n / nocache_s
@@ -353,16 +335,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # -- sliding and sessions ----------------------------------------------------------------------
     others: dict[str, float] = {}
-    for name, short, assigner in (
-        ("sliding_1min_10s", "sliding", SlidingEventTimeWindows.of(minutes(1), seconds(10))),
-        ("session_5s", "session", EventTimeSessionWindows.with_gap(seconds(5))),
-    ):
+    for name, short in (("sliding_1min_10s", "sliding"), ("session_5s", "session")):
         for backend in ("heap", "rocksdb"):
             elapsed = math.inf
             for _ in range(args.rounds):
-                (e, count), peak = in_child(
-                    lambda assigner=assigner, backend=backend: _other_child(records, backend, assigner)
-                )
+                e, count, _, peak = in_process(short, backend, args)
                 elapsed = min(elapsed, e)
                 peaks[f"{short}_{backend}"] = max(peaks.get(f"{short}_{backend}", 0.0), peak)
             rate = others[f"{name}_{backend}_rps"] = n / elapsed
