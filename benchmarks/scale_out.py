@@ -178,7 +178,9 @@ def check_output(out: Path, expected: dict[tuple[int, int], tuple[int, int]]) ->
 
 def main() -> dict[str, Any]:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, default=None, help="events (default 3,000,000; 30,000 with --quick)")
+    p.add_argument(
+        "--records", type=int, default=None, help="events (default 3,000,000; 30,000 with --quick)"
+    )
     args = p.parse_args()
     from streamcore.testing.kafka_mock import MockKafkaCluster
 
