@@ -319,7 +319,7 @@ class SlicedWindows:
             self._late_within_lateness(special, slices, keys, values, fired_upto, out, out_ts)
 
     def _fold(self, slices: list[int], keys: list[Any], values: list[Any], fired_upto: int) -> None:
-        """Fold elements whose windows are all open into their slices, slice by slice."""
+        """Fold elements none of whose windows has fired and is kept into their slices, slice by slice."""
         contents = self._contents
         index = self._slices
         g = self._g
