@@ -47,6 +47,8 @@ from streamcore.windowing import EventTimeSessionWindows, EventTimeTrigger, Time
 __all__ = ["SLOTS_STATE", "SessionSlots", "slots_apply"]
 
 SLOTS_STATE = "window-session-slots"
+#: The due index groups keys by ``due >> BUCKET_BITS`` (64 ms): one heap entry per bucket.
+BUCKET_BITS = 6
 
 
 def slots_apply(assigner: Any, trigger: Any, evictor: Any, aggregate: Any) -> bool:
@@ -108,8 +110,9 @@ class SessionSlots:
         self._new_acc = folder.new_acc
         self._adder = _make_adder(agg, folder)
         self._due: dict[Any, int] = {}  # key -> the earliest time one of its sessions fires or goes
-        self._buckets: dict[int, list[Any]] = {}  # time -> keys (stale where _due differs)
-        self._times: list[int] = []  # heap of the buckets' times
+        # Keys by due time >> BUCKET_BITS (stale where _due differs), and a heap of those buckets.
+        self._buckets: dict[int, list[Any]] = {}
+        self._times: list[int] = []
 
     def pending_windows(self) -> int:
         """Keys with sessions (waiting to fire or kept for late elements)."""
@@ -121,10 +124,11 @@ class SessionSlots:
         due = min([e - 1 if armed else e - 1 + lateness for _s, e, _a, armed in sessions])
         if self._due.get(key) != due:
             self._due[key] = due
-            bucket = self._buckets.get(due)
+            c = due >> BUCKET_BITS
+            bucket = self._buckets.get(c)
             if bucket is None:
-                self._buckets[due] = [key]
-                heapq.heappush(self._times, due)
+                self._buckets[c] = [key]
+                heapq.heappush(self._times, c)
             else:
                 bucket.append(key)
 
@@ -183,10 +187,11 @@ class SessionSlots:
                         table[k] = [[end - gap, end, acc, armed]]
                         t = end - 1 if armed else end - 1 + lateness
                         due[k] = t
-                        bucket = buckets.get(t)
+                        c = t >> BUCKET_BITS
+                        bucket = buckets.get(c)
                         if bucket is None:
-                            buckets[t] = [k]
-                            heappush(times, t)
+                            buckets[c] = [k]
+                            heappush(times, c)
                         else:
                             bucket.append(k)
                         if not armed:
@@ -212,10 +217,11 @@ class SessionSlots:
                         t = end - 1 if armed else end - 1 + lateness
                         if due.get(k) != t:
                             due[k] = t
-                            bucket = buckets.get(t)
+                            c = t >> BUCKET_BITS
+                            bucket = buckets.get(c)
                             if bucket is None:
-                                buckets[t] = [k]
-                                heappush(times, t)
+                                buckets[c] = [k]
+                                heappush(times, c)
                             else:
                                 bucket.append(k)
                         if not armed:
@@ -278,18 +284,28 @@ class SessionSlots:
     def due(self, watermark: int) -> bool:
         """Whether a session fires or goes at ``watermark``."""
         times = self._times
-        return bool(times) and times[0] <= watermark
+        return bool(times) and times[0] << BUCKET_BITS <= watermark
 
     def fire(self, watermark: int, out: list[Any], out_ts: list[int]) -> None:
         """Fire every session whose max timestamp the watermark passed; drop those past their lateness."""
         times, buckets, due = self._times, self._buckets, self._due
         keys: list[Any] = []
-        while times and times[0] <= watermark:
-            t = heapq.heappop(times)
-            for k in buckets.pop(t):
-                if due.get(k) == t:
+        while times and times[0] << BUCKET_BITS <= watermark:
+            c = heapq.heappop(times)
+            later = []  # keys of the bucket not due yet
+            for k in buckets.pop(c):
+                t = due.get(k)
+                if t is None or t >> BUCKET_BITS != c:
+                    continue  # stale: done, or due in another bucket
+                if t <= watermark:
                     del due[k]
                     keys.append(k)
+                else:
+                    later.append(k)
+            if later:
+                buckets[c] = later
+                heapq.heappush(times, c)
+                break  # the next bucket starts after the watermark
         if not keys:
             return
         lateness = self._lateness
@@ -352,10 +368,11 @@ class SessionSlots:
         """Rebuild the index from :meth:`snapshot` rows."""
         for _kg, key, t in rows:
             self._due[key] = t
-            bucket = self._buckets.get(t)
+            c = t >> BUCKET_BITS
+            bucket = self._buckets.get(c)
             if bucket is None:
-                self._buckets[t] = [key]
-                heapq.heappush(self._times, t)
+                self._buckets[c] = [key]
+                heapq.heappush(self._times, c)
             else:
                 bucket.append(key)
 
