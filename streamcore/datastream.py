@@ -20,6 +20,7 @@ from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
 from streamcore.aggregates.rolling import field_reducer
+from streamcore.changelog import row_key_selector
 from streamcore.errors import ConfigurationError, GraphError
 from streamcore.functions import (
     CoProcessFunction,
@@ -32,6 +33,7 @@ from streamcore.functions import (
 from streamcore.graph import GraphOwner, Transformation, validate_uid
 from streamcore.operators.async_wait import async_wait_factory
 from streamcore.operators.basic import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
+from streamcore.operators.group_aggregate import group_aggregate_factory
 from streamcore.operators.interval_join import SCAN_MODES, IntervalJoinOperator, check_bound
 from streamcore.operators.lookup_join import lookup_join_factory
 from streamcore.operators.process import (
@@ -458,6 +460,51 @@ class KeyedStream(DataStream):
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
         return super().connect(other)
+
+    # -- operators of updating (changelog) streams: the key selector reads each element's row --
+    def _changelog_transform(
+        self, kind: str, factory: Callable[[str, str], Any], uid: str | None, name: str | None
+    ) -> DataStream:
+        node = self._add(kind, factory)
+        node.attrs["keyed_inputs"] = {0: (row_key_selector(self.key_selector), self.partitioned)}
+        stream = DataStream(self._env, [(node, None)])
+        if name is not None:
+            stream.name(name)
+        if uid is not None:
+            stream.uid(uid)
+        return stream
+
+    def group_aggregate(
+        self,
+        agg: AggregateFunction[Any, Any, Any],
+        *,
+        result: Callable[[Any, Any], tuple[Any, ...]] | None = None,
+        state_ttl_ms: int | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """Unbounded ``GROUP BY`` with retraction: the changelog of one result row per key.
+
+        Elements are :class:`~streamcore.changelog.Change` records or plain rows (``+I``);
+        the key selector sees the row. ``+I``/``+U`` rows are added to their group,
+        ``-U``/``-D`` rows retracted (``agg`` must then support retraction). Emits ``+I`` for a
+        new group, ``-U old, +U new`` when a group's result row changes (nothing when it does
+        not), ``-D`` when a group loses its last row. The output row is
+        ``result(key, agg_result)``; by default the key's fields then the aggregate's (see
+        :func:`~streamcore.operators.group_aggregate.default_result`). ``state_ttl_ms``
+        expires idle groups (processing time, as ``table.exec.state.ttl``).
+        See :mod:`streamcore.operators.group_aggregate`.
+
+        >>> import streamcore as sc
+        >>> from streamcore.aggregates import Sum
+        >>> env = sc.StreamEnvironment()
+        >>> out = (env.from_collection([("a", 1), ("a", 2)]).key_by(lambda r: r[0])
+        ...        .group_aggregate(Sum(lambda r: r[1])).execute_and_collect())
+        >>> [str(c) for c in out]
+        ['+I(a, 1)', '-U(a, 1)', '+U(a, 3)']
+        """
+        factory = group_aggregate_factory(agg, row_key_selector(self.key_selector), result, state_ttl_ms)
+        return self._changelog_transform("group_aggregate", factory, uid, name)
 
     def interval_join(self, other: KeyedStream) -> IntervalJoinBuilder:
         """Join with ``other`` on equal keys within a time interval; see ``.between(lower, upper)``."""
