@@ -413,14 +413,24 @@ class StreamTableEnvironment:
             return table
         if schema is None:
             width = len(first) if first is not None else 0
-            names = [f"_{i + 1}" for i in range(width)] if not isinstance(first, dict) else list(first)
+            specs = [f"_{i + 1}" for i in range(width)] if not isinstance(first, dict) else list(first)
         else:
-            names = list(schema)
-        types = [
-            _infer(first[n] if isinstance(first, dict) else first[i]) if first is not None else STRING
-            for i, n in enumerate(names)
-        ]
-        return TableDef("", [ColumnDef(n, t) for n, t in zip(names, types, strict=True)])
+            specs = list(schema)
+        cols = []
+        for i, spec in enumerate(specs):
+            name, _, type_text = str(spec).strip().partition(" ")
+            if type_text:
+                t = SqlType.parse(type_text)
+            elif first is not None:
+                t = _infer(first[name] if isinstance(first, dict) else first[i])
+            else:
+                msg = (
+                    f"column {name!r} needs a type: pass a Schema, or 'name TYPE' strings "
+                    "(e.g. ['city STRING', 'amount BIGINT'])"
+                )
+                raise SqlValidationError(msg)
+            cols.append(ColumnDef(name, t))
+        return TableDef("", cols)
 
     def _anonymous(self, table: TableDef) -> Table:
         table.name = f"UnnamedTable${next(_UNNAMED)}"
