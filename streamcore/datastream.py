@@ -42,6 +42,7 @@ from streamcore.operators.process import (
     KeyedProcessOperator,
     ReduceFunction,
 )
+from streamcore.operators.regular_join import regular_join_factory
 from streamcore.operators.watermarks import TimestampsAndWatermarksOperator
 from streamcore.operators.window_functions import (
     ProcessAllWindowFunction,
@@ -302,6 +303,52 @@ class DataStream:
         if key_by_lookup_key:
             node.attrs["key_selector"] = on  # the partitioning a multi-task runtime may apply
         return DataStream(self._env, [(node, None)])
+
+    def regular_join(
+        self,
+        other: DataStream,
+        left_key: Callable[[Any], Any],
+        right_key: Callable[[Any], Any],
+        how: str = "inner",
+        *,
+        combine: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None,
+        left_width: int | None = None,
+        right_width: int | None = None,
+        state_ttl_ms: int | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """Unbounded equi-join with ``other`` (SQL's ``JOIN ... ON left_key = right_key``): a changelog.
+
+        Both inputs are :class:`~streamcore.changelog.Change` records or plain row tuples
+        (``+I``); ``left_key``/``right_key`` see the rows. ``how`` is ``"inner"``, ``"left"``,
+        ``"right"`` or ``"full"``. The output row is ``combine(left_row, right_row)``
+        (default ``left_row + right_row``); an unmatched row of an outer side is combined
+        with ``(None,) * width`` of the other side, so ``left``/``full`` need ``right_width``
+        and ``right``/``full`` need ``left_width``. Emits ``+I`` and ``-D`` only; see
+        :mod:`streamcore.operators.regular_join`. ``state_ttl_ms`` expires rows (processing time).
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> a = env.from_collection([(1, "x"), (2, "y")])
+        >>> b = env.from_collection([(1, 10), (1, 11)])
+        >>> sorted(str(c) for c in a.regular_join(b, lambda r: r[0], lambda r: r[0]).execute_and_collect())
+        ['+I(1, x, 1, 10)', '+I(1, x, 1, 11)']
+        """
+        self._check_env(other)
+        _check_callable(left_key, "regular_join(left_key)")
+        _check_callable(right_key, "regular_join(right_key)")
+        selectors = [row_key_selector(left_key), row_key_selector(right_key)]
+        factory = regular_join_factory(selectors, how, combine, left_width, right_width, state_ttl_ms)
+        inputs = self.input_edges(0) + other.input_edges(1)
+        node = self._env.graph.add("regular_join", "regular_join", inputs, factory)
+        node.attrs["keyed_inputs"] = {0: (selectors[0], False), 1: (selectors[1], False)}
+        stream = DataStream(self._env, [(node, None)])
+        if name is not None:
+            stream.name(name)
+        if uid is not None:
+            stream.uid(uid)
+        return stream
 
     def get_side_output(self, tag: OutputTag) -> DataStream:
         """The side output ``tag`` of the operator that produced this stream."""
