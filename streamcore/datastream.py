@@ -42,6 +42,7 @@ from streamcore.operators.process import (
     KeyedProcessOperator,
     ReduceFunction,
 )
+from streamcore.operators.rank import top_n_factory, window_top_n_factory
 from streamcore.operators.regular_join import regular_join_factory
 from streamcore.operators.watermarks import TimestampsAndWatermarksOperator
 from streamcore.operators.window_functions import (
@@ -552,6 +553,82 @@ class KeyedStream(DataStream):
         """
         factory = group_aggregate_factory(agg, row_key_selector(self.key_selector), result, state_ttl_ms)
         return self._changelog_transform("group_aggregate", factory, uid, name)
+
+    def top_n(
+        self,
+        n: int,
+        sort_key: Callable[[Any], Any],
+        *,
+        descending: bool = False,
+        row_number: bool = True,
+        append_only: bool = False,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """The changelog of each key's first ``n`` rows by ``sort_key`` (SQL's ``ROW_NUMBER() <= n``).
+
+        Elements are :class:`~streamcore.changelog.Change` records or plain row tuples
+        (``+I``). Order: ``sort_key(row)`` ascending (``descending=True``: descending), ties
+        by arrival. With ``row_number=True`` outputs are ``row + (rank,)`` and a shift of
+        ranks emits ``-U/+U`` for every shifted rank; with ``row_number=False`` outputs are
+        the rows, ``+I`` entering and ``-D`` leaving the top n. ``append_only=True`` (the
+        input never retracts) keeps only the top n rows per key. See
+        :mod:`streamcore.operators.rank`.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> rows = env.from_collection([("a", 3), ("a", 1), ("a", 2)])
+        >>> out = rows.key_by(lambda r: r[0]).top_n(1, lambda r: r[1], row_number=False).execute_and_collect()
+        >>> [str(c) for c in out]
+        ['+I(a, 3)', '-D(a, 3)', '+I(a, 1)']
+        """
+        factory = top_n_factory(
+            row_key_selector(self.key_selector),
+            n,
+            sort_key,
+            descending=descending,
+            row_number=row_number,
+            append_only=append_only,
+        )
+        return self._changelog_transform("top_n", factory, uid, name)
+
+    def window_top_n(
+        self,
+        n: int,
+        sort_key: Callable[[Any], Any],
+        window_end: Callable[[Any], int],
+        *,
+        descending: bool = False,
+        late_output: OutputTag | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """The first ``n`` rows of each key and window, once the watermark closes the window.
+
+        Over an append-only stream of window results whose rows carry their window's end
+        (``window_end(row)``, ms, exclusive): emits plain tuples ``row + (rank,)`` (rank from
+        1, ``sort_key`` ascending or ``descending``, ties by arrival) with timestamp
+        ``window_end - 1`` when the watermark reaches it. Rows of an already fired window are
+        late: dropped and counted, or sent to ``late_output``. See
+        :class:`~streamcore.operators.rank.WindowTopNOperator`.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> sales = [("eu", "ann", 5, 1000), ("eu", "bob", 9, 1000), ("eu", "cy", 7, 1000),
+        ...          ("eu", "ann", 1, 2000)]
+        >>> (env.from_collection(sales, timestamp=lambda r: r[3] - 1).key_by(lambda r: r[0])
+        ...     .window_top_n(2, lambda r: r[2], lambda r: r[3], descending=True).execute_and_collect())
+        [('eu', 'bob', 9, 1000, 1), ('eu', 'cy', 7, 1000, 2), ('eu', 'ann', 1, 2000, 1)]
+        """
+        factory = window_top_n_factory(
+            row_key_selector(self.key_selector),
+            n,
+            sort_key,
+            window_end,
+            descending=descending,
+            late_tag=late_output.name if late_output is not None else None,
+        )
+        return self._changelog_transform("window_top_n", factory, uid, name)
 
     def interval_join(self, other: KeyedStream) -> IntervalJoinBuilder:
         """Join with ``other`` on equal keys within a time interval; see ``.between(lower, upper)``."""
