@@ -12,7 +12,7 @@ joins against PostgreSQL, Redis or SQLite.
 """
 
 from streamcore import aggregates, errors, serde, time, windowing
-from streamcore.changelog import Change, RowKind
+from streamcore.changelog import Change, RowKind, apply_changelog
 from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import (
     AllWindowedStream,
@@ -195,6 +195,7 @@ __all__ = [
     "WindowFunction",
     "WindowedStream",
     "aggregates",
+    "apply_changelog",
     "errors",
     "exponential_delay",
     "fixed_delay",
