@@ -93,6 +93,8 @@ class Planner:
         self.catalog = catalog
         self.source = source
         self.ctes: list[dict[str, exp.Expression]] = []
+        #: the N of a TopN whose ROW_NUMBER() subquery is being planned.
+        self.topn: int | None = None
         #: maps a DataStream of a table made with from_data_stream into ``env``'s graph.
         self.bind: Any = lambda ds: ds
 
@@ -275,12 +277,20 @@ class Planner:
         if frm is None:
             self.unsupported("SELECT without FROM is not supported; use t_env.from_elements", node)
         from streamcore.sql.joins import plan_joins
+        from streamcore.sql.updating import topn_limit
 
-        rel = self.from_item(frm.this)
         where = node.args.get("where")
-        rel, remaining = plan_joins(
-            self, rel, node.args.get("joins") or [], conjuncts(where.this) if where else []
-        )
+        preds = conjuncts(where.this) if where else []
+        topn = topn_limit(self, node) if not node.args.get("joins") else None
+        if topn is not None:
+            _rn, self.topn, preds = topn
+            try:
+                rel = self.from_item(frm.this)
+            finally:
+                self.topn = None
+        else:
+            rel = self.from_item(frm.this)
+        rel, remaining = plan_joins(self, rel, node.args.get("joins") or [], preds)
         if remaining:
             if rel.window is not None:
                 base = Rel(rel.stream, rel.fields[: rel.width], rel.time_col)

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from streamcore.aggregates import Count, combine
 from streamcore.changelog import Change
+from streamcore.errors import SqlValidationError
 from streamcore.sql.aggregates import plan_aggregate
 from streamcore.sql.expressions import Field
 from streamcore.sql.types import SqlType
@@ -136,15 +137,17 @@ def plan_regular_join(
     if side and rest:
         planner.unsupported("an outer join condition other than key equalities is not supported", rest[0])
     lc, rc = planner.compiler(left.scope()), planner.compiler(right.scope())
-    lk = lc.build([lc.compile(k).src for k in lkeys], as_tuple=len(lkeys) > 1, name="join_key")
-    rk = rc.build([rc.compile(k).src for k in rkeys], as_tuple=len(rkeys) > 1, name="join_key")
-    nl, nr = (None,) * len(left.fields), (None,) * len(right.fields)
-
-    def combine_rows(a: Any, b: Any) -> tuple[Any, ...]:
-        return (a if a is not None else nl) + (b if b is not None else nr)
-
+    lk = null_safe_key(lc, [lc.compile(k).src for k in lkeys], "left")
+    rk = null_safe_key(rc, [rc.compile(k).src for k in rkeys], "right")
     stream = left.stream.regular_join(
-        right.stream, lk, rk, how, combine=combine_rows, state_ttl_ms=_state_ttl(planner)
+        right.stream,
+        lk,
+        rk,
+        how,
+        left_width=len(left.fields),
+        right_width=len(right.fields),
+        state_ttl_ms=_state_ttl(planner),
+        name="regular_join",
     )
     nullable_l, nullable_r = how in ("right", "full"), how in ("left", "full")
     fields = [
@@ -158,17 +161,125 @@ def plan_regular_join(
     return Rel(stream, fields, None, updating=True), rest
 
 
+def null_safe_key(compiler: Any, srcs: list[str], side: str) -> Callable[[Any], Any]:
+    """A join key function under which a row with a NULL key matches nothing (``NULL = NULL`` is not true).
+
+    Such a row is keyed by ``(marker of its side, *row)``: never equal to a key of the other
+    side, and the same when the row is retracted.
+    """
+    compiler.namespace["_null_side"] = f"\x00NULL-{side}"
+    if len(srcs) == 1:
+        src = f"(_k if (_k := {srcs[0]}) is not None else (_null_side, *r))"
+    else:
+        src = f"(_k if None not in (_k := ({', '.join(srcs)},)) else (_null_side, *r))"
+    return compiler.build([src], as_tuple=False, name="join_key")
+
+
+def topn_limit(planner: Planner, node: exp.Select) -> tuple[str, int, list[exp.Expression]] | None:
+    """``(rn alias, N, other conditions)`` when ``node`` reads a ROW_NUMBER subquery ``WHERE rn <= N``."""
+    frm = node.args.get("from_") or node.args.get("from")
+    inner = frm.this if frm is not None else None
+    if not isinstance(inner, exp.Subquery) or not isinstance(inner.this, exp.Select):
+        return None
+    aliases = [
+        i.alias.lower()
+        for i in inner.this.expressions
+        if isinstance(i, exp.Alias)
+        and isinstance(i.this, exp.Window)
+        and isinstance(i.this.this, exp.RowNumber)
+    ]
+    where = node.args.get("where")
+    if len(aliases) != 1 or where is None:
+        return None
+    from streamcore.sql.planner import conjuncts
+
+    alias, limit, rest = aliases[0], None, []
+    for c in conjuncts(where.this):
+        col, lit = c.this, c.expression
+        if (
+            isinstance(c, (exp.LTE, exp.LT, exp.EQ))
+            and isinstance(col, exp.Column)
+            and col.name.lower() == alias
+            and isinstance(lit, exp.Literal)
+            and not lit.is_string
+            and limit is None
+        ):
+            n = int(lit.this)
+            limit = n - 1 if isinstance(c, exp.LT) else n
+            if isinstance(c, exp.EQ) and n != 1:
+                planner.unsupported("WHERE rn = N is supported for N = 1 only; write rn <= N", c)
+            continue
+        rest.append(c)
+    if limit is None:
+        return None
+    if limit < 1:
+        planner.source.error(SqlValidationError, "the TopN limit must be at least 1", where)
+    return alias, limit, rest
+
+
 def plan_over(planner: Planner, rel: Rel, items: list[exp.Expression], windows: list[exp.Window]) -> Rel:
-    """``ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...)``: only as TopN, when available."""
+    """``ROW_NUMBER() OVER (PARTITION BY p ORDER BY o) AS rn`` under ``WHERE rn <= N``: TopN.
+
+    Over a window aggregation partitioned by ``window_start, window_end`` it is window TopN
+    (``window_top_n``: final, append-only rows when the window closes); otherwise ``top_n``,
+    an updating result whose ranks change as rows arrive (``-U/+U``).
+    """
+    from streamcore.sql.planner import Rel
+
     w = windows[0]
     if not isinstance(w.this, exp.RowNumber):
         planner.unsupported(
             f"OVER aggregates ({w.this.sql()} OVER ...) are not supported; "
-            "ROW_NUMBER() OVER (PARTITION BY ... "
-            "ORDER BY ...) followed by WHERE rn <= N (TopN) is",
+            "ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) followed by WHERE rn <= N (TopN) is",
             w,
         )
-    planner.unsupported(
-        "ROW_NUMBER() (TopN) is not supported by this streamcore yet: it needs the top_n operator", w
-    )
-    raise AssertionError  # pragma: no cover
+    limit = planner.topn
+    if limit is None or len(windows) != 1:
+        planner.unsupported(
+            "ROW_NUMBER() is supported as TopN only: SELECT ... FROM (SELECT ..., ROW_NUMBER() "
+            "OVER (...) AS rn FROM t) WHERE rn <= N",
+            w,
+        )
+    planner.topn = None
+    compiler = planner.compiler(rel.scope())
+    parts = list(w.args.get("partition_by") or [])
+    order = w.args.get("order")
+    keys = list(order.expressions) if order is not None else []
+    if not keys:
+        planner.unsupported("ROW_NUMBER() needs ORDER BY", w)
+    desc = {bool(k.args.get("desc")) for k in keys}
+    if len(desc) != 1:
+        planner.unsupported("TopN with mixed ASC and DESC sort keys is not supported", order)
+    descending = desc.pop()
+    # NULLs sort last either way: (flag, value) with the flag ordering NULLs after values.
+    flag = "is not None" if descending else "is None"
+    sort_srcs = []
+    for k in keys:
+        src = compiler.compile(k.this).src
+        sort_srcs.append(f"((_s := {src}) {flag}, _s)")
+    sort_key = compiler.build(sort_srcs, as_tuple=len(sort_srcs) > 1, name="topn_sort")
+    part_srcs = [compiler.compile(p).src for p in parts]
+    key_fn = compiler.build(part_srcs, name="topn_key") if part_srcs else _constant_key
+    names = [f.name.lower() for f in rel.fields]
+    part_names = {p.name.lower() for p in parts if isinstance(p, exp.Column)}
+    width = len(rel.fields)
+    rank_field = Field("rn", SqlType("BIGINT", nullable=False))
+    windowed = not rel.updating and {"window_start", "window_end"} <= part_names and "window_end" in names
+    if windowed:
+        end = names.index("window_end")
+        stream = rel.stream.key_by(key_fn).window_top_n(
+            limit, sort_key, lambda r, i=end: r[i], descending=descending, name="window_top_n"
+        )
+        ranked = Rel(
+            stream, [*rel.fields, rank_field], names.index("window_time") if "window_time" in names else None
+        )
+    else:
+        stream = rel.stream.key_by(key_fn).top_n(limit, sort_key, descending=descending, name="top_n")
+        ranked = Rel(stream, [*rel.fields, rank_field], None, updating=True, key=[width])
+    slots = {w.sql(): (width, rank_field.type)}
+    out = [i.this if isinstance(i, exp.Alias) and isinstance(i.this, exp.Window) else i for i in items]
+    named = [
+        exp.alias_(o, i.alias) if isinstance(i, exp.Alias) and o is not i else i
+        for o, i in zip(out, items, strict=True)
+    ]
+    return planner.project(ranked, named, slots)
