@@ -118,7 +118,7 @@ def _name(node: exp.Expression) -> str:
         return node.name.upper()
     if isinstance(node, exp.ApproxDistinct):
         return "APPROX_COUNT_DISTINCT"
-    return type(node).__name__.upper()
+    return node.sql_name()
 
 
 def is_aggregate(node: exp.Expression, udafs: dict[str, Any]) -> bool:

@@ -121,12 +121,9 @@ class Table:
 
     def __str__(self) -> str:
         if self._name is None:
-            self._name = f"UnnamedTable${next(_UNNAMED)}"
+            self._name = f"UnnamedTable${next(self._t_env._unnamed)}"
             self._t_env.create_temporary_view(self._name, self)
         return self._name
-
-
-_UNNAMED = itertools.count()
 
 
 class StreamTableEnvironment:
@@ -141,6 +138,9 @@ class StreamTableEnvironment:
         self.env = env
         self.catalog = Catalog()
         self._restore_from: str | None = None
+        # Numbers anonymous tables per environment, so that a job built again by the same
+        # program gets the same operator names and uids (restores depend on them).
+        self._unnamed = itertools.count()
 
     @staticmethod
     def create(env: Any) -> StreamTableEnvironment:
@@ -433,7 +433,7 @@ class StreamTableEnvironment:
         return TableDef("", cols)
 
     def _anonymous(self, table: TableDef) -> Table:
-        table.name = f"UnnamedTable${next(_UNNAMED)}"
+        table.name = f"UnnamedTable${next(self._unnamed)}"
         self.catalog.tables[table.name.lower()] = table
         return Table(self, exp.select("*").from_(exp.to_table(table.name, quoted=True)), SqlText(""))
 
@@ -478,7 +478,7 @@ class StreamTableEnvironment:
     def sql_query(self, query: str) -> Table:
         """A :class:`Table` of a ``SELECT`` (planned when it is used)."""
         parsed = parse_script(query)
-        if len(parsed) != 1 or not isinstance(parsed[0].ast, (exp.Select, exp.Union, exp.Subquery)):
+        if len(parsed) != 1 or not isinstance(parsed[0].ast, (exp.Query, exp.Subquery)):
             parsed[0].source.error(
                 SqlValidationError, "sql_query() takes one SELECT; use execute_sql for others", parsed[0].ast
             )

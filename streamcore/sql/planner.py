@@ -324,7 +324,10 @@ class Planner:
                 if (
                     isinstance(sub, exp.Expression)
                     and is_aggregate(sub, udafs)
-                    and not any(is_aggregate(p, udafs) for p in _ancestors(sub, item))
+                    and not any(
+                        is_aggregate(p, udafs) or isinstance(p, exp.Window) for p in _ancestors(sub, item)
+                    )
+                    and not isinstance(sub.parent, exp.Window)
                 ):
                     aggs.append(sub)
         windows = [w for item in items for w in item.find_all(exp.Window)]
