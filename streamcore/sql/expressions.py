@@ -27,6 +27,7 @@ import itertools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlglot import exp
@@ -50,6 +51,7 @@ from streamcore.sql.types import (
 __all__ = ["Code", "ExprCompiler", "Field", "Scope", "interval_ms"]
 
 INTERVAL = SqlType("INTERVAL", nullable=False)
+_COLUMN_PICK = re.compile(r"r\[(\d+)\]")
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,13 @@ class ExprCompiler:
     def build(
         self, srcs: Sequence[str], *, as_tuple: bool = True, name: str = "sql_expr"
     ) -> Callable[[Any], Any]:
-        """A generated function over ``r`` returning ``srcs`` as a tuple (or the single value)."""
+        """A generated function over ``r`` returning ``srcs`` as a tuple (or the single value).
+
+        Plain column picks become an :func:`operator.itemgetter` (C, no Python frame per row).
+        """
+        picks = [_COLUMN_PICK.fullmatch(s) for s in srcs]
+        if all(picks) and (not as_tuple or len(srcs) > 1):
+            return itemgetter(*(int(m.group(1)) for m in picks))  # type: ignore[union-attr]
         body = f"({', '.join(srcs)}{',' if len(srcs) == 1 else ''})" if as_tuple else srcs[0]
         source = f"def {name}(r):\n    return {body}\n"
         namespace = dict(self.namespace)

@@ -175,13 +175,20 @@ def _two_streams(
     lc, rc = planner.compiler(ls), planner.compiler(rs)
     lk = lc.build([lc.compile(k).src for k in lkeys], as_tuple=len(lkeys) > 1, name="join_key")
     rk = rc.build([rc.compile(k).src for k in rkeys], as_tuple=len(rkeys) > 1, name="join_key")
-    # NULL = NULL is not true: rows with a NULL key join nothing.
-    lnn = lc.build([" and ".join(f"({lc.compile(k).src}) is not None" for k in lkeys)], as_tuple=False)
-    rnn = rc.build([" and ".join(f"({rc.compile(k).src}) is not None" for k in rkeys)], as_tuple=False)
+    # NULL = NULL is not true: rows with a NULL key join nothing (no filter for NOT NULL keys).
+    lstream, rstream = left.stream, right.stream
+    lcodes, rcodes = [lc.compile(k) for k in lkeys], [rc.compile(k) for k in rkeys]
+    if any(c.type.nullable for c in lcodes):
+        lstream = lstream.filter(
+            lc.build([" and ".join(f"({c.src}) is not None" for c in lcodes)], as_tuple=False)
+        )
+    if any(c.type.nullable for c in rcodes):
+        rstream = rstream.filter(
+            rc.build([" and ".join(f"({c.src}) is not None" for c in rcodes)], as_tuple=False)
+        )
     stream = (
-        left.stream.filter(lnn)
-        .key_by(lk)
-        .interval_join(right.stream.filter(rnn).key_by(rk))
+        lstream.key_by(lk)
+        .interval_join(rstream.key_by(rk))
         .between(lower, upper)
         .process(_concat)
         .name("interval_join")
