@@ -70,7 +70,7 @@ def _strftime_pattern(java: str) -> tuple[str, bool]:
         if tok.startswith("'"):
             return tok[1:-1].replace("%", "%%")
         if tok == "SSS":
-            return "\x00"
+            return "\x01"
         return _STRFTIME[tok]
 
     return _JAVA_TOKENS.sub(sub, java.replace("%", "%%")), has_ms
@@ -84,7 +84,7 @@ def date_format(ms: int, pattern: str = "yyyy-MM-dd HH:mm:ss") -> str:
     """Format a timestamp with a Java pattern (Flink's ``DATE_FORMAT``)."""
     fmt, has_ms = _strftime_pattern(pattern)
     text = _utc(ms).strftime(fmt)
-    return text.replace("\x00", f"{ms % 1000:03d}") if has_ms else text
+    return text.replace("\x01", f"{ms % 1000:03d}") if has_ms else text
 
 
 def to_timestamp(text: str, pattern: str | None = None) -> int | None:
@@ -94,7 +94,7 @@ def to_timestamp(text: str, pattern: str | None = None) -> int | None:
     fmt, has_ms = _strftime_pattern(pattern)
     try:
         if has_ms:
-            head, _, tail = fmt.partition("\x00")
+            head, _, tail = fmt.partition("\x01")
             dt = _dt.datetime.strptime(text[: len(text) - len(tail) - 3] if tail else text[:-3], head)
             extra = int(text[len(text) - len(tail) - 3 : len(text) - len(tail)])
         else:

@@ -168,3 +168,11 @@ def test_watermark_must_be_column_minus_interval(t_env) -> None:
             "CREATE TABLE w (ts TIMESTAMP(3),\n  WATERMARK FOR ts AS ts * 2) WITH ('connector' = 'datagen')"
         )
     assert (info.value.line, info.value.column) == (2, 23)
+
+
+def test_time_functions_round_trip_milliseconds() -> None:
+    from streamcore.sql.functions import date_format, floor_time, to_timestamp
+
+    assert date_format(1_699_999_999_961, "yyyy-MM-dd HH:mm:ss.SSS") == "2023-11-14 22:13:19.961"
+    assert to_timestamp("2023-11-14 22:13:19.961", "yyyy-MM-dd HH:mm:ss.SSS") == 1_699_999_999_961
+    assert floor_time(1_699_999_999_961, "HOUR") == 1_699_999_200_000
