@@ -98,6 +98,21 @@ def as_change(value: Any) -> Change:
     return Change(RowKind.INSERT, value)
 
 
+class _RowKey:
+    """A key selector applied to an element's row; reports the wrapped function's name and code."""
+
+    def __init__(self, key_selector: Callable[[Any], Any]) -> None:
+        self.key_selector = key_selector
+        # what error messages read (streamcore.functions.function_name, the key selector's "defined at")
+        self.__qualname__ = getattr(key_selector, "__qualname__", type(key_selector).__qualname__)
+        code = getattr(key_selector, "__code__", None)
+        if code is not None:
+            self.__code__ = code
+
+    def __call__(self, value: Any) -> Any:
+        return self.key_selector(value.row if isinstance(value, Change) else value)
+
+
 def row_key_selector(key_selector: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``key_selector`` applied to the row of an element (its :class:`Change`'s row, or itself).
 
@@ -108,10 +123,4 @@ def row_key_selector(key_selector: Callable[[Any], Any]) -> Callable[[Any], Any]
     >>> key(Change(RowKind.DELETE, ("a", 1))), key(("b", 2))
     ('a', 'b')
     """
-
-    def key_of_row(value: Any) -> Any:
-        return key_selector(value.row if isinstance(value, Change) else value)
-
-    key_of_row.__name__ = getattr(key_selector, "__name__", "key_selector")
-    key_of_row.__qualname__ = getattr(key_selector, "__qualname__", key_of_row.__name__)
-    return key_of_row
+    return _RowKey(key_selector)

@@ -50,6 +50,22 @@ _INSERT, _UPDATE_BEFORE, _UPDATE_AFTER, _DELETE = (
 )
 
 
+class _GroupCodec:
+    """A group's value ``[row_count, accumulator, last_row]`` and its stored form (the
+    accumulator as ``serialize_accumulator`` returns it)."""
+
+    __slots__ = ("agg",)
+
+    def __init__(self, agg: AggregateFunction[Any, Any, Any]) -> None:
+        self.agg = agg
+
+    def encode(self, value: list[Any]) -> list[Any]:
+        return [value[0], self.agg.serialize_accumulator(value[1]), value[2]]
+
+    def decode(self, stored: list[Any]) -> list[Any]:
+        return [stored[0], self.agg.deserialize_accumulator(stored[1]), stored[2]]
+
+
 def default_result(key: Any, agg_result: Any) -> tuple[Any, ...]:
     """The default output row: the key's fields, then the aggregate's.
 
@@ -83,7 +99,8 @@ def check_ttl(state_ttl_ms: int | None, what: str) -> StateTtlConfig | None:
 class GroupAggregateOperator(KeyedOperator):
     """Aggregates the rows of each key's group and emits the changelog of the result rows.
 
-    State per key: one value ``[row_count, accumulator, last_row]``. ``row_count`` counts
+    State per key: one value ``[row_count, accumulator, last_row]`` (the heap backend holds
+    it as live objects, RocksDB serializes the accumulator with the aggregate's hooks). ``row_count`` counts
     the group's rows (additions minus retractions) apart from the accumulator, so a group
     whose count reaches 0 is deleted (``-D`` of ``last_row``) whatever the aggregate's
     result would be; ``last_row`` is the row last emitted, so ``-U``/``-D`` always retract
@@ -127,8 +144,15 @@ class GroupAggregateOperator(KeyedOperator):
         self.retractions_ignored = 0
 
     def open(self) -> None:
-        """Fetch the group state."""
+        """Fetch the group state: live values (the heap holds accumulators as objects) unless TTL'd."""
         self.state = self.backend.get_state(ValueStateDescriptor(GROUP_STATE, ttl=self.ttl))
+        codec = _GroupCodec(self.agg)
+        if self.ttl is None:
+            self.state.hold_live_values(codec)
+            self._decode: Callable[[Any], Any] | None = None
+            self._encode: Callable[[Any], Any] | None = None
+        else:  # TTL'd state stores [expires_at, value]: encode and decode here
+            self._decode, self._encode = codec.decode, codec.encode
 
     def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
         """Fold each record into its group and emit the group's change, in input order."""
@@ -178,8 +202,7 @@ class GroupAggregateOperator(KeyedOperator):
                 raise ChangelogError(msg)
             count, acc, last = 0, agg.create_accumulator(), None
         else:
-            count, acc_obj, last = stored
-            acc = agg.deserialize_accumulator(acc_obj)
+            count, acc, last = stored if self._decode is None else self._decode(stored)
         try:
             if adding:
                 acc = agg.add(row, acc)
@@ -206,7 +229,8 @@ class GroupAggregateOperator(KeyedOperator):
                 f"{type(new).__name__} {new!r}; it must return the output row as a tuple"
             )
             raise ConfigurationError(msg)
-        self.state.update([count, agg.serialize_accumulator(acc), new])
+        value = [count, acc, new]
+        self.state.update(value if self._encode is None else self._encode(value))
         if last is None:
             out.append(Change(_INSERT, new))
         elif new != last:

@@ -125,3 +125,35 @@ def test_retractable_accumulators_empty_back_to_the_empty_result() -> None:
     acc = f.add_batch([4, 4], f.create_accumulator())
     acc = f.retract(4, f.retract(4, acc))
     assert f.get_result(acc) == oracle([])
+
+
+@pytest.mark.parametrize("backend", ["heap", "rocksdb"])
+def test_retractable_members_fold_in_windows_as_the_plain_ones(backend: str, tmp_path: Any) -> None:
+    import streamcore as sc
+
+    rows = [(k, v, t) for t, (k, v) in enumerate([("a", 3), ("b", 1), ("a", 1), ("a", 7), ("b", 4)] * 3)]
+
+    def run(agg: AggregateFunction, name: str) -> list[Any]:
+        env = sc.StreamEnvironment(state_backend=backend, state_dir=str(tmp_path / name), batch_size=4)
+        return (
+            env.from_collection(rows, timestamp=lambda r: r[2])
+            .key_by(lambda r: r[0])
+            .window(sc.TumblingEventTimeWindows.of(5))
+            .aggregate(agg, window_function=lambda key, window, result: (key, window.end, result))
+            .execute_and_collect()
+        )
+
+    def value(r: Any) -> int:
+        return r[1]
+
+    plain = run(combine(n=Count(), low=Min(value), high=Max(value), d=DistinctCount(value)), "plain")
+    retractable = run(
+        combine(
+            n=Count(),
+            low=Min(value, retractable=True),
+            high=Max(value, retractable=True),
+            d=DistinctCount(value, retractable=True),
+        ),
+        "retractable",
+    )
+    assert sorted(retractable, key=repr) == sorted(plain, key=repr) and len(plain) == 6

@@ -254,3 +254,15 @@ def test_through_the_engine_with_uid_name_and_timestamps(backend: str, tmp_path:
     ]
     assert out.timestamps == [10, 11, 10, 12, 12, 13]
     assert result.metrics["totals"]["records_in"] == 5
+
+
+def test_a_failing_key_selector_is_named_with_where_it_is_defined() -> None:
+    def region_of(r: Any) -> Any:
+        return r[5]
+
+    env = sc.StreamEnvironment()
+    stream = env.from_collection([Change(D, ("a", 1))]).key_by(region_of).group_aggregate(Count())
+    with pytest.raises(
+        sc.errors.KeySelectorError, match=r"key_by\(.*region_of\) \(defined at .*test_group_aggregate.py"
+    ):
+        stream.execute_and_collect()
