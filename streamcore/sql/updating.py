@@ -274,7 +274,9 @@ def plan_over(planner: Planner, rel: Rel, items: list[exp.Expression], windows: 
             stream, [*rel.fields, rank_field], names.index("window_time") if "window_time" in names else None
         )
     else:
-        stream = rel.stream.key_by(key_fn).top_n(limit, sort_key, descending=descending, name="top_n")
+        stream = rel.stream.key_by(key_fn).top_n(
+            limit, sort_key, descending=descending, append_only=not rel.updating, name="top_n"
+        )
         ranked = Rel(stream, [*rel.fields, rank_field], None, updating=True, key=[width])
     slots = {w.sql(): (width, rank_field.type)}
     out = [i.this if isinstance(i, exp.Alias) and isinstance(i.this, exp.Window) else i for i in items]
