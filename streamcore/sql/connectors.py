@@ -45,7 +45,7 @@ __all__ = ["BlackHoleSink", "build_lookup", "build_sink", "build_source", "parse
 _COMMON = {"connector"}
 _FORMAT = {"format", "json.ignore-parse-errors", "json.fail-on-missing-field", "csv.field-delimiter"}
 SOURCE_OPTIONS: dict[str, set[str]] = {
-    "datagen": {"number-of-rows", "rows-per-second", "seed"},
+    "datagen": {"number-of-rows", "seed"},
     "filesystem": {
         "path",
         *_FORMAT,
@@ -105,6 +105,12 @@ def check_options(table: TableDef) -> str:
     if connector not in SOURCE_OPTIONS:
         _fail(table, f"unknown connector {connector!r}; valid connectors: {', '.join(CONNECTORS)}")
     valid = SOURCE_OPTIONS[connector] | _COMMON
+    if connector == "datagen" and "rows-per-second" in opts:
+        _fail(
+            table,
+            "option 'rows-per-second' is not supported: datagen generates rows as fast as the job "
+            "reads them; bound the table with 'number-of-rows'",
+        )
     for key in opts:
         if key in valid or (connector == "datagen" and _DATAGEN_FIELD.fullmatch(key)):
             continue

@@ -7,6 +7,7 @@ the position in the user's text and errors point at what the user wrote:
 
 * ``TABLE t`` as an argument of a window table function (``TUMBLE(TABLE t, ...)``):
   the keyword is blanked, leaving the table name as the argument.
+* identifiers quoted with backticks (Flink's quotes): the backticks become double quotes.
 * ``SESSION(`` (a keyword to sqlglot) as a window table function: renamed
   ``SESSTVF(``, a name of the same length that :mod:`streamcore.sql.windows` reads as
   ``SESSION``.
@@ -118,8 +119,13 @@ def _blank(chars: list[str], start: int, end: int) -> None:
 
 def _rewrite(text: str, source: SqlText) -> tuple[str, list[tuple[int, str, int, int]], list[int]]:
     """Blank the Flink-only constructs; returns text, watermark clauses and statement ends."""
-    toks = _tokens(text, source)
     chars = list(text)
+    # Flink quotes identifiers with backticks: make them double quotes (same length).
+    for t in _tokens(text, source):
+        if t.token_type == TokenType.UNKNOWN and t.text == "`":
+            chars[t.start] = '"'
+    text = "".join(chars)
+    toks = _tokens(text, source)
     watermarks: list[tuple[int, str, int, int]] = []  # (offset, column, expr start, expr end)
     ends: list[int] = []
     i = 0

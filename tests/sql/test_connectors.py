@@ -149,7 +149,7 @@ def test_kafka_json_in_and_out_and_upsert_kafka() -> None:
             CREATE TABLE agg (ad BIGINT, n BIGINT, PRIMARY KEY (ad) NOT ENFORCED) WITH (
               'connector' = 'upsert-kafka', 'topic' = 'agg', 'properties.bootstrap.servers' = '{boot}',
               'key.format' = 'json', 'value.format' = 'json')""")
-        t_env.execute_sql("""INSERT INTO out SELECT ad, "user" FROM clicks WHERE ad = 1""").wait()
+        t_env.execute_sql("INSERT INTO out SELECT ad, `user` FROM clicks WHERE ad = 1").wait()
         t_env.execute_sql("INSERT INTO agg SELECT ad, COUNT(*) FROM clicks GROUP BY ad").wait()
         assert [m.value().decode() for m in read_all(boot, "out", 1)] == ["1,u1", "1,u3", "1,u5"]
         latest = {}
