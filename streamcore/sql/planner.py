@@ -47,6 +47,8 @@ class Rel:
     width: int = 0
     #: the columns that identify a row of an updating result (its upsert key).
     key: list[int] = field(default_factory=list)
+    #: a window aggregation's generated function that a select list can be folded into.
+    fuse: Any = None
 
     def scope(self) -> Scope:
         """The columns expressions over this relation can name."""
@@ -399,6 +401,8 @@ class Planner:
 
             return project_changes(rel, c.build(srcs, name="sql_select"), fields, srcs)
         if srcs == [f"r[{i}]" for i in range(len(rel.fields))]:
+            return Rel(rel.stream, fields, time_col)
+        if rel.fuse is not None and rel.fuse.fuse(srcs, c.namespace):
             return Rel(rel.stream, fields, time_col)
         stream = rel.stream.map(c.build(srcs, name="sql_select")).name("select")
         return Rel(stream, fields, time_col)

@@ -20,6 +20,7 @@ row per window the row falls in); a session TVF needs its grouping.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +221,46 @@ def plan_window_aggregate(
         .aggregate(combine(**members), ns["window_row"])
         .name(f"{rel.window.kind.lower()}_aggregate")
     )
-    return Rel(stream, fields, nk + 2), slots
+    out = Rel(stream, fields, nk + 2)
+    out.fuse = WindowRowFusion(ns["window_row"], ns, srcs)
+    return out, slots
+
+
+_PICK = re.compile(r"\br\[(\d+)\]")
+
+
+class WindowRowFusion:
+    """Folds the select list after a window aggregation into its generated window function.
+
+    With ~one record per key and window, a separate projection would cost one more
+    operator pass per result. The window function (generated here, with no closure)
+    gets the code of ``(projection)`` over its own elements instead, before the job runs.
+    """
+
+    def __init__(self, fn: Any, namespace: dict[str, Any], elements: list[str]) -> None:
+        self.fn = fn
+        self.namespace = namespace
+        self.elements = elements
+        self.used = False
+
+    def fuse(self, srcs: list[str], helpers: dict[str, Any]) -> bool:
+        """Make the window function return ``srcs`` (over the row ``r`` it used to return)."""
+        if self.used or any(name in self.namespace for name in helpers if name != "__builtins__"):
+            return False
+        body = ", ".join(_PICK.sub(lambda m: f"({self.elements[int(m.group(1))]})", s) for s in srcs)
+        if re.search(r"\br\b", body):
+            return False  # the projection reads the row otherwise than by position
+        self.namespace.update(helpers)
+        fused: dict[str, Any] = self.namespace
+        exec(
+            compile(
+                f"def window_row(key, w, res):\n    return ({body},)\n", "<streamcore sql window_row>", "exec"
+            ),
+            fused,
+        )
+        self.fn.__code__ = fused["window_row"].__code__
+        self.used = True
+        return True
 
 
 def _slot(slots: dict[str, tuple[int, SqlType]], node: exp.Expression, i: int, t: SqlType) -> None:
