@@ -261,7 +261,8 @@ def _datagen(table: TableDef) -> Callable[[int, int], tuple[Any, ...]]:
             end = opts.get(f"fields.{col.name}.end")
             if end is None:
                 _fail(table, f"datagen sequence field {col.name!r} needs 'fields.{col.name}.end'")
-            gens.append(lambda _rng, n, s=start: s + n)
+            conv_seq = edge_converter(t)
+            gens.append(lambda _rng, n, s=start, c=conv_seq: c(s + n))
             continue
         if kind != "random":
             _fail(table, f"option 'fields.{col.name}.kind' = {kind!r}; valid values: random, sequence")
@@ -321,6 +322,12 @@ def build_source(env: Any, table: TableDef, timestamp: Callable[[Any], int] | No
     fmt = table.options.get("format", table.options.get("value.format", "json"))
     if connector == "datagen":
         count = _int_option(table, "number-of-rows", None)
+        # A sequence field ends the table at its end, as in Flink.
+        for col in table.physical:
+            if table.options.get(f"fields.{col.name}.kind") == "sequence":
+                start = int(table.options.get(f"fields.{col.name}.start", "0"))
+                length = int(table.options.get(f"fields.{col.name}.end", str(start))) - start + 1
+                count = length if count is None else min(count, length)
         return env.from_generator(
             _datagen(table), count=count, timestamp=timestamp, watermarks=watermarks, name=name
         )

@@ -160,6 +160,17 @@ class StreamTableEnvironment:
         ``PRIMARY KEY ... NOT ENFORCED``, ``WITH`` options), ``CREATE [TEMPORARY] VIEW``,
         ``DROP TABLE/VIEW``, ``SET 'key' = 'value'``, ``INSERT INTO`` (a job, started now;
         ``.wait()`` waits for it) and ``SELECT`` (``.collect()`` runs it).
+
+        >>> import streamcore as sc
+        >>> t_env = sc.StreamTableEnvironment.create(sc.StreamEnvironment())
+        >>> _ = t_env.execute_sql(
+        ...     "CREATE TABLE words (word STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '3', "
+        ...     "'fields.word.kind' = 'sequence', 'fields.word.start' = '7', 'fields.word.end' = '9'); "
+        ...     "CREATE TABLE out (word STRING, n INT) WITH ('connector' = 'print')")
+        >>> _ = t_env.execute_sql("INSERT INTO out SELECT word || '!', CHAR_LENGTH(word) FROM words").wait()
+        +I(7!, 1)
+        +I(8!, 1)
+        +I(9!, 1)
         """
         result = TableResult()
         for parsed in parse_script(statement):
@@ -508,7 +519,14 @@ class StreamTableEnvironment:
     to_retract_stream = to_changelog_stream
 
     def explain_sql(self, statement: str) -> str:
-        """The plan of a ``SELECT`` or ``INSERT INTO``: its columns and its operators."""
+        """The plan of a ``SELECT`` or ``INSERT INTO``: its columns and its operators.
+
+        >>> import streamcore as sc
+        >>> t_env = sc.StreamTableEnvironment.create(sc.StreamEnvironment())
+        >>> t_env.create_temporary_view("t", t_env.from_elements([(1, "a")], ["k", "v"]))
+        >>> print(t_env.explain_sql("SELECT k + 1 AS k1 FROM t").splitlines()[1])
+        k1 BIGINT
+        """
         parsed = parse_script(statement)[-1]
         ast = parsed.ast.expression if isinstance(parsed.ast, exp.Insert) else parsed.ast
         return self._explain(Table(self, ast, parsed.source))
