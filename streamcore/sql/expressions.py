@@ -51,6 +51,11 @@ from streamcore.sql.types import (
 __all__ = ["Code", "ExprCompiler", "Field", "Scope", "interval_ms"]
 
 INTERVAL = SqlType("INTERVAL", nullable=False)
+_LEGACY_WINDOWS = frozenset(
+    f"{w}{suffix}"
+    for w in ("TUMBLE", "HOP", "SESSION", "CUMULATE")
+    for suffix in ("", "_START", "_END", "_ROWTIME")
+)
 _COLUMN_PICK = re.compile(r"r\[(\d+)\]")
 
 
@@ -653,6 +658,14 @@ class ExprCompiler:
             result = getattr(udf, "result_type", None) or SqlType("STRING")
             return Code(f"{fn}({', '.join(c.src for c in codes)})", result.with_nullable(True))
         entry = F.SCALARS.get(name)
+        if name in _LEGACY_WINDOWS:
+            self.error(
+                SqlUnsupportedError,
+                f"the group window function {name} (legacy GROUP BY window syntax) is not supported; use a "
+                "window TVF: FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL ...)) "
+                "GROUP BY window_start, window_end",
+                node,
+            )
         if entry is None:
             if name == "PROCTIME":
                 self.error(

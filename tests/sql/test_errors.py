@@ -59,6 +59,11 @@ def test_syntax_error_points_at_the_token_without_a_parser_trace(t_env) -> None:
         ("SELECT k FROM t\nINTERSECT SELECT k FROM t", "INTERSECT is not supported; UNION ALL is", None),
         ("SELECT k, SUM(k) OVER (PARTITION BY name) FROM t", "OVER aggregates", (1, 11)),
         ("SELECT FIRST_VALUE(k) FROM t GROUP BY name", "FIRST_VALUE is not supported", (1, 8)),
+        (
+            "SELECT k, COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' MINUTE), k",
+            "legacy GROUP BY window",
+            (1, 36),
+        ),
         ("SELECT CURRENT_TIMESTAMP FROM t", "CURRENT_TIMESTAMP() is not supported", None),
         ("SELECT k FROM t WHERE k IN (SELECT k FROM t)", "IN (subquery) is not supported", (1, 23)),
         (
