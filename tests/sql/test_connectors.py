@@ -223,3 +223,21 @@ def test_to_and_from_data_stream_and_changelog_stream() -> None:
     assert changes[-1] == Change(RowKind.UPDATE_AFTER, ("a", 4))
     with pytest.raises(sc.errors.SqlUnsupportedError, match="to_changelog_stream"):
         t_env.to_data_stream(t_env.sql_query("SELECT k, COUNT(*) FROM t GROUP BY k"))
+
+
+def test_settings_reach_the_job(tmp_path: Path) -> None:
+    t_env = _t_env()
+    t_env.execute_sql(f"""
+        SET 'execution.checkpointing.interval' = '10 s';
+        SET 'execution.checkpointing.dir' = '{tmp_path / "chk"}';
+        SET 'table.exec.state.ttl' = '1 h'""")
+    assert t_env.env.checkpoint_config is not None
+    assert t_env.env.checkpoint_config.every_ms == 10_000
+    t_env.create_temporary_view("t", t_env.from_elements([("a", 1)], ["k", "v"]))
+    assert "ttl" in t_env.explain_sql("SELECT k, SUM(v) FROM t GROUP BY k").lower()
+    t_env.execute_sql("CREATE TABLE void (k STRING) WITH ('connector' = 'blackhole')")
+    t_env.execute_sql(f"SET 'execution.savepoint.path' = '{tmp_path / 'no-such-checkpoint'}'")
+    with pytest.raises(sc.errors.RestoreError):
+        t_env.execute_sql("INSERT INTO void SELECT k FROM t").wait()
+    # The restore applies to the next INSERT only.
+    t_env.execute_sql("INSERT INTO void SELECT k FROM t").wait()
