@@ -316,6 +316,7 @@ class DataStream:
         left_width: int | None = None,
         right_width: int | None = None,
         state_ttl_ms: int | None = None,
+        condition: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
         uid: str | None = None,
         name: str | None = None,
     ) -> DataStream:
@@ -326,8 +327,10 @@ class DataStream:
         ``"right"`` or ``"full"``. The output row is ``combine(left_row, right_row)``
         (default ``left_row + right_row``); an unmatched row of an outer side is combined
         with ``(None,) * width`` of the other side, so ``left``/``full`` need ``right_width``
-        and ``right``/``full`` need ``left_width``. Emits ``+I`` and ``-D`` only; see
-        :mod:`streamcore.operators.regular_join`. ``state_ttl_ms`` expires rows (processing time).
+        and ``right``/``full`` need ``left_width``. ``condition(left_row, right_row)``, when
+        given, must also hold for two rows to match (the non-equi part of ``ON``). Emits ``+I``
+        and ``-D`` only; see :mod:`streamcore.operators.regular_join`. ``state_ttl_ms``
+        expires rows (processing time).
 
         >>> import streamcore as sc
         >>> env = sc.StreamEnvironment()
@@ -340,7 +343,9 @@ class DataStream:
         _check_callable(left_key, "regular_join(left_key)")
         _check_callable(right_key, "regular_join(right_key)")
         selectors = [row_key_selector(left_key), row_key_selector(right_key)]
-        factory = regular_join_factory(selectors, how, combine, left_width, right_width, state_ttl_ms)
+        factory = regular_join_factory(
+            selectors, how, combine, left_width, right_width, state_ttl_ms, condition
+        )
         inputs = self.input_edges(0) + other.input_edges(1)
         node = self._env.graph.add("regular_join", "regular_join", inputs, factory)
         node.attrs["keyed_inputs"] = {0: (selectors[0], False), 1: (selectors[1], False)}

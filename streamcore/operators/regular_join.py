@@ -64,6 +64,10 @@ class RegularJoinOperator(KeyedOperator):
 
     For an element of one side, with ``others`` the rows the other side holds for the key:
 
+    ``others`` are the rows the other side holds for the key that satisfy ``condition(left_row,
+    right_row)`` when one is given (SQL's non-equi part of ``ON``: an outer row joined by none
+    of them is padded).
+
     * added: stored; if ``others`` is empty and this side is outer, ``+I`` of it padded;
       otherwise, for each other row, ``-D`` of the other row padded when the other side is
       outer and the row had no match yet, then ``+I`` of the joined row (once per copy).
@@ -88,6 +92,7 @@ class RegularJoinOperator(KeyedOperator):
         left_width: int | None = None,
         right_width: int | None = None,
         state_ttl_ms: int | None = None,
+        condition: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
     ) -> None:
         if len(key_selectors) != 2:
             msg = f"a regular join has two inputs, got {len(key_selectors)} key selectors"
@@ -99,6 +104,13 @@ class RegularJoinOperator(KeyedOperator):
         if combine is not None and not callable(combine):
             msg = f"regular_join(combine=...) takes a callable combine(left_row, right_row), got {combine!r}"
             raise ConfigurationError(msg)
+        if condition is not None and not callable(condition):
+            msg = (
+                "regular_join(condition=...) takes a callable condition(left_row, right_row) -> bool, "
+                f"got {condition!r}"
+            )
+            raise ConfigurationError(msg)
+        self.condition = condition
         self.how = how
         self.outer = JOIN_TYPES[how]
         widths = (left_width, right_width)
@@ -173,6 +185,17 @@ class RegularJoinOperator(KeyedOperator):
         mine, other = self.states[side], self.states[1 - side]
         my_outer, other_outer = self.outer[side], self.outer[1 - side]
         others = list(other.items())
+        cond = self.condition
+        if cond is not None and others:
+            try:
+                if side == 0:
+                    others = [item for item in others if cond(row, item[1][0])]
+                else:
+                    others = [item for item in others if cond(item[1][0], row)]
+            except StreamcoreError:
+                raise
+            except Exception as exc:
+                raise user_error(self, cond, "condition", exc) from exc
         append = out.append
         if kind in (_INSERT, _UPDATE_AFTER):
             try:
@@ -241,6 +264,7 @@ def regular_join_factory(
     left_width: int | None,
     right_width: int | None,
     state_ttl_ms: int | None,
+    condition: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
 ) -> Callable[[str, str], RegularJoinOperator]:
     """Validate the configuration now (when the job is built), return the operator's factory."""
 
@@ -254,6 +278,7 @@ def regular_join_factory(
             left_width=left_width,
             right_width=right_width,
             state_ttl_ms=state_ttl_ms,
+            condition=condition,
         )
 
     factory("check", "check")

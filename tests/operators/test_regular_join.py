@@ -34,16 +34,26 @@ HOWS = ["inner", "left", "right", "full"]
 NULLS = (None, None, None)
 
 
-def oracle(left: list[tuple[Any, ...]], right: list[tuple[Any, ...]], how: str) -> Counter[tuple[Any, ...]]:
+def at_most(lrow: tuple[Any, ...], rrow: tuple[Any, ...]) -> bool:
+    """A non-equi condition: the left value is at most the right one."""
+    return lrow[1] <= rrow[1]
+
+
+def oracle(
+    left: list[tuple[Any, ...]], right: list[tuple[Any, ...]], how: str, condition: Any = None
+) -> Counter[tuple[Any, ...]]:
+    def match(lrow: tuple[Any, ...], rrow: tuple[Any, ...]) -> bool:
+        return lrow[0] == rrow[0] and (condition is None or condition(lrow, rrow))
+
     out: Counter[tuple[Any, ...]] = Counter()
     for lrow in left:
         for rrow in right:
-            if lrow[0] == rrow[0]:
+            if match(lrow, rrow):
                 out[lrow + rrow] += 1
     if how in ("left", "full"):
-        out.update(lrow + NULLS for lrow in left if not any(rrow[0] == lrow[0] for rrow in right))
+        out.update(lrow + NULLS for lrow in left if not any(match(lrow, rrow) for rrow in right))
     if how in ("right", "full"):
-        out.update(NULLS + rrow for rrow in right if not any(lrow[0] == rrow[0] for lrow in left))
+        out.update(NULLS + rrow for rrow in right if not any(match(lrow, rrow) for lrow in left))
     return out
 
 
@@ -61,6 +71,7 @@ def strs(out: list[Change]) -> list[str]:
 @pytest.mark.parametrize("backends", BACKEND_PAIRS)
 @given(
     how=st.sampled_from(HOWS),
+    condition=st.sampled_from([None, at_most]),
     left_ops=OPS,
     right_ops=OPS,
     cut=st.integers(0, 160),
@@ -69,6 +80,7 @@ def strs(out: list[Change]) -> list[str]:
 )
 def test_output_changelog_applies_to_the_oracle_join(
     how: str,
+    condition: Any,
     backends: tuple[str, str],
     left_ops: list[tuple[str, int, int]],
     right_ops: list[tuple[str, int, int]],
@@ -80,9 +92,11 @@ def test_output_changelog_applies_to_the_oracle_join(
     tagged = [(e, 0) for e in left] + [(e, 1) for e in right]
     # any interleaving of the two sides that keeps each side's order per join key
     elements = shuffle_per_key(tagged, lambda t: (t[1], row(t[0])[0]), random.Random(seed))
-    out = run_split(lambda: make_op(how), elements, cut, backends, num_inputs=2, chunk=chunk)
+    out = run_split(
+        lambda: make_op(how, condition=condition), elements, cut, backends, num_inputs=2, chunk=chunk
+    )
     assert all(c.kind in (I, D) for c in out)
-    assert Counter(apply_changelog(out)) == oracle(rows_of(left), rows_of(right), how)
+    assert Counter(apply_changelog(out)) == oracle(rows_of(left), rows_of(right), how, condition)
 
 
 # -- exact changelog shapes ------------------------------------------------------------------------------
@@ -147,6 +161,24 @@ def test_inner_join_emits_inserts_and_deletes_with_input_timestamps() -> None:
         assert h.watermarks() == [100]
 
 
+def test_a_condition_decides_matches_of_an_outer_join() -> None:
+    with OperatorHarness(make_op("left", right_width=2, condition=at_most), num_inputs=2) as h:
+        h.process_element((1, 5), side=0)
+        h.process_element((1, 3), side=1)  # same key, but 5 > 3: no match
+        h.process_element((1, 8), side=1)
+        assert strs(h.values()) == ["+I(1, 5, None, None)", "-D(1, 5, None, None)", "+I(1, 5, 1, 8)"]
+
+    def picky(lrow: Any, rrow: Any) -> bool:
+        raise ValueError("no")
+
+    with (
+        OperatorHarness(make_op(condition=picky), num_inputs=2) as h,
+        pytest.raises(UserFunctionError, match=r"condition .*picky of operator 'join'"),
+    ):
+        h.process_element((1, 5), side=0)
+        h.process_element((1, 3), side=1)
+
+
 def test_custom_combine_and_right_join() -> None:
     op = make_op("right", combine=lambda lrow, rrow: (lrow[1], rrow[1]), left_width=2)
     with OperatorHarness(op, num_inputs=2) as h:
@@ -196,6 +228,8 @@ def test_configuration_is_checked_when_the_job_is_built() -> None:
         a.regular_join(b, lambda r: r[0], lambda r: r[0], "outer")
     with pytest.raises(ConfigurationError, match=r"state_ttl_ms"):
         a.regular_join(b, lambda r: r[0], lambda r: r[0], state_ttl_ms=-1)
+    with pytest.raises(ConfigurationError, match=r"condition"):
+        a.regular_join(b, lambda r: r[0], lambda r: r[0], condition=True)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"left_key"):
         a.regular_join(b, 0, lambda r: r[0])  # type: ignore[arg-type]
 
