@@ -79,11 +79,7 @@ def plan_joins(
         if not (on or side):
             preds = [p for p in preds if p not in pool]
         rel, rest = _two_streams(planner, rel, right, side, pool, join)
-        preds = [*preds, *rest] if not side else preds
-        if side and rest:
-            planner.unsupported(
-                "an outer join condition other than keys and time bounds is not supported", rest[0]
-            )
+        preds = [*preds, *rest]
     return rel, preds
 
 
@@ -139,7 +135,7 @@ def _two_streams(
     from streamcore.sql.planner import Rel
 
     ls, rs = left.scope(), right.scope()
-    lkeys, rkeys, bounds, rest = [], [], [], []
+    lkeys, rkeys, bounds, rest, bound_conds = [], [], [], [], []
     for c in conds:
         if isinstance(c, exp.EQ):
             a, b = _sides(c.this, ls, rs), _sides(c.expression, ls, rs)
@@ -155,6 +151,7 @@ def _two_streams(
             b2 = _bound(c, left, right, planner)
             if b2 is not None:
                 bounds.extend(b2)
+                bound_conds.append(c)
                 continue
         rest.append(c)
     los = [v for k, v in bounds if k == "lo"]
@@ -162,7 +159,8 @@ def _two_streams(
     if not los or not his or left.updating or right.updating:
         from streamcore.sql.updating import plan_regular_join
 
-        return plan_regular_join(planner, left, right, side, lkeys, rkeys, rest, node)
+        # Not an interval join: time comparisons are ordinary conditions of a regular join.
+        return plan_regular_join(planner, left, right, side, lkeys, rkeys, [*rest, *bound_conds], node)
     if side:
         planner.unsupported(f"{side} OUTER interval joins are not supported; an inner interval join is", node)
     if not lkeys:

@@ -21,7 +21,7 @@ from streamcore.aggregates import Count, combine
 from streamcore.changelog import Change
 from streamcore.errors import SqlValidationError
 from streamcore.sql.aggregates import plan_aggregate
-from streamcore.sql.expressions import Field
+from streamcore.sql.expressions import Field, Scope
 from streamcore.sql.types import SqlType
 
 if TYPE_CHECKING:
@@ -134,8 +134,17 @@ def plan_regular_join(
     how = {"": "inner", "LEFT": "left", "RIGHT": "right", "FULL": "full"}.get(side)
     if how is None:
         planner.unsupported(f"{side} JOIN is not supported", node)
-    if side and rest:
-        planner.unsupported("an outer join condition other than key equalities is not supported", rest[0])
+    condition = None
+    if rest:
+        # The non-equi part of ON decides which rows of equal keys match (for outer joins a
+        # filter after the join would not be the same).
+        both = planner.compiler(Scope([*left.scope().fields, *right.scope().fields]))
+        cond = rest[0] if len(rest) == 1 else exp.and_(*rest)
+        pred = both.predicate(cond)
+
+        def condition(left_row: tuple[Any, ...], right_row: tuple[Any, ...]) -> bool:
+            return pred(left_row + right_row)
+
     lc, rc = planner.compiler(left.scope()), planner.compiler(right.scope())
     lk = null_safe_key(lc, [lc.compile(k).src for k in lkeys], "left")
     rk = null_safe_key(rc, [rc.compile(k).src for k in rkeys], "right")
@@ -147,6 +156,7 @@ def plan_regular_join(
         left_width=len(left.fields),
         right_width=len(right.fields),
         state_ttl_ms=_state_ttl(planner),
+        condition=condition,
         name="regular_join",
     )
     nullable_l, nullable_r = how in ("right", "full"), how in ("left", "full")
@@ -158,7 +168,7 @@ def plan_regular_join(
         Field(f.name, f.type.with_nullable(nullable_r) if nullable_r else f.type.plain(), f.qualifier)
         for f in right.fields
     ]
-    return Rel(stream, fields, None, updating=True), rest
+    return Rel(stream, fields, None, updating=True), []
 
 
 def null_safe_key(compiler: Any, srcs: list[str], side: str) -> Callable[[Any], Any]:
