@@ -59,7 +59,7 @@ TEMPLATES = {
         "ts "
         "ROWS UNBOUNDED PRECEDING) AS sid FROM (SELECT *, CASE WHEN ts - LAG(ts) OVER (PARTITION BY k ORDER "
         "BY ts) "
-        "< 1000 THEN 0 ELSE 1 END AS brk FROM ev)) GROUP BY k, sid",
+        "<= 1000 THEN 0 ELSE 1 END AS brk FROM ev)) GROUP BY k, sid",
     ),
     "tvf_rows": (
         "SELECT k, x, window_start, window_end FROM TABLE(TUMBLE(TABLE ev, DESCRIPTOR(ts), INTERVAL '3' "
@@ -153,3 +153,11 @@ def test_approx_count_distinct_within_error_bound(rows) -> None:
     for _ws, approx, exact, bloom in got:
         assert abs(approx - exact) <= max(2, 0.05 * exact)
         assert bloom <= exact
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sessions_exactly_a_gap_apart_merge(backend: str) -> None:
+    # As Flink's TimeWindow.intersects: [0, 1000) and [1000, 2000) touch, so they merge.
+    rows = [(0, "a", None, 0), (0, "a", None, 1000), (0, "b", 1, 2001)]
+    got = run_sql(backend, rows, TEMPLATES["session"][0], batch_size=1)
+    assert sorted(got) == [(0, 0, 2000, 2), (0, 2001, 3001, 1)]
