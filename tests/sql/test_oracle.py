@@ -99,10 +99,11 @@ def test_query_equals_duckdb(backend: str, template: str, rows, batch: int) -> N
     assert norm(run_sql(backend, rows, ours, batch)) == norm(duck(rows, theirs))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=10)
 @given(rows=events(max_rows=40), other=events(max_rows=40))
-def test_interval_join_equals_between_join(rows, other) -> None:
-    env = env_for("heap", batch_size=5)
+def test_interval_join_equals_between_join(backend: str, rows, other) -> None:
+    env = env_for(backend, batch_size=5)
     t_env = sc.StreamTableEnvironment.create(env)
     events_table(t_env, rows, "a")
     events_table(t_env, other, "b")
