@@ -22,7 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check streamcore tests benchmarks examples
 	$(BIN)/ruff format --check streamcore tests benchmarks examples
 
-BENCHMARKS := throughput state_backends prefix_vs_range join_throughput checkpoints catch_up windows kafka_throughput scale_out lookup_join
+BENCHMARKS := throughput state_backends prefix_vs_range join_throughput checkpoints catch_up windows kafka_throughput scale_out lookup_join sql_vs_datastream
 
 bench: $(STAMP)
 	@for b in $(BENCHMARKS); do echo "== $$b"; $(BIN)/python benchmarks/$$b.py || exit 1; done

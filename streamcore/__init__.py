@@ -12,7 +12,7 @@ joins against PostgreSQL, Redis or SQLite.
 """
 
 from streamcore import aggregates, errors, serde, time, windowing
-from streamcore.changelog import Change, RowKind
+from streamcore.changelog import Change, RowKind, apply_changelog
 from streamcore.checkpoint.restore import RestoreFrom
 from streamcore.datastream import (
     AllWindowedStream,
@@ -94,6 +94,21 @@ from streamcore.windowing import (
 
 __version__ = "0.1.0"
 
+# The SQL layer imports sqlglot: it is loaded on first use of one of its names.
+_SQL_NAMES = ("DataTypes", "Schema", "StreamTableEnvironment", "Table", "TableResult")
+
+
+def __getattr__(name: str) -> object:
+    if name in _SQL_NAMES:
+        from streamcore import sql
+
+        value = getattr(sql, name)
+        globals()[name] = value
+        return value
+    msg = f"module 'streamcore' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
 __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
@@ -114,6 +129,7 @@ __all__ = [
     "CountTrigger",
     "DataStream",
     "DataStreamSink",
+    "DataTypes",
     "EndOfStreamTrigger",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
@@ -150,6 +166,7 @@ __all__ = [
     "RestoreFrom",
     "RowKind",
     "SQLiteLookup",
+    "Schema",
     "Sink",
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
@@ -158,8 +175,11 @@ __all__ = [
     "StateTtlConfig",
     "StreamEnvironment",
     "StreamExecutionEnvironment",
+    "StreamTableEnvironment",
     "StreamcoreError",
     "SystemClock",
+    "Table",
+    "TableResult",
     "TimeWindow",
     "Trigger",
     "TriggerResult",
@@ -175,6 +195,7 @@ __all__ = [
     "WindowFunction",
     "WindowedStream",
     "aggregates",
+    "apply_changelog",
     "errors",
     "exponential_delay",
     "fixed_delay",

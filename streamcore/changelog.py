@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from streamcore.errors import ChangelogError
 
-__all__ = ["Change", "RowKind", "apply_changelog"]
+__all__ = ["Change", "RowKind", "apply_changelog", "as_change", "row_key_selector"]
 
 
 class RowKind(enum.IntEnum):
@@ -82,3 +82,45 @@ def apply_changelog(changes: Iterable[Change]) -> list[tuple[Any, ...]]:
         else:
             raise ChangelogError(f"changelog retracts {change.row!r}, which the table does not hold")
     return [row for row, n in table.items() for _ in range(n)]
+
+
+def as_change(value: Any) -> Change:
+    """The change a stream element stands for: a :class:`Change` itself, any other value ``+I`` of it.
+
+    Operators over updating streams accept both, so an append-only stream of plain tuples
+    needs no conversion.
+
+    >>> str(as_change(("a", 1)))
+    '+I(a, 1)'
+    """
+    if isinstance(value, Change):
+        return value
+    return Change(RowKind.INSERT, value)
+
+
+class _RowKey:
+    """A key selector applied to an element's row; reports the wrapped function's name and code."""
+
+    def __init__(self, key_selector: Callable[[Any], Any]) -> None:
+        self.key_selector = key_selector
+        # what error messages read (streamcore.functions.function_name, the key selector's "defined at")
+        self.__qualname__ = getattr(key_selector, "__qualname__", type(key_selector).__qualname__)
+        code = getattr(key_selector, "__code__", None)
+        if code is not None:
+            self.__code__ = code
+
+    def __call__(self, value: Any) -> Any:
+        return self.key_selector(value.row if isinstance(value, Change) else value)
+
+
+def row_key_selector(key_selector: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``key_selector`` applied to the row of an element (its :class:`Change`'s row, or itself).
+
+    The key of an updating stream is a function of the row, never of its kind: ``-U`` and
+    ``+U`` of one row must reach the same key.
+
+    >>> key = row_key_selector(lambda r: r[0])
+    >>> key(Change(RowKind.DELETE, ("a", 1))), key(("b", 2))
+    ('a', 'b')
+    """
+    return _RowKey(key_selector)

@@ -20,6 +20,7 @@ from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
 from streamcore.aggregates.rolling import field_reducer
+from streamcore.changelog import row_key_selector
 from streamcore.errors import ConfigurationError, GraphError
 from streamcore.functions import (
     CoProcessFunction,
@@ -32,6 +33,7 @@ from streamcore.functions import (
 from streamcore.graph import GraphOwner, Transformation, validate_uid
 from streamcore.operators.async_wait import async_wait_factory
 from streamcore.operators.basic import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
+from streamcore.operators.group_aggregate import group_aggregate_factory
 from streamcore.operators.interval_join import SCAN_MODES, IntervalJoinOperator, check_bound
 from streamcore.operators.lookup_join import lookup_join_factory
 from streamcore.operators.process import (
@@ -40,6 +42,8 @@ from streamcore.operators.process import (
     KeyedProcessOperator,
     ReduceFunction,
 )
+from streamcore.operators.rank import top_n_factory, window_top_n_factory
+from streamcore.operators.regular_join import regular_join_factory
 from streamcore.operators.watermarks import TimestampsAndWatermarksOperator
 from streamcore.operators.window_functions import (
     ProcessAllWindowFunction,
@@ -301,6 +305,57 @@ class DataStream:
             node.attrs["key_selector"] = on  # the partitioning a multi-task runtime may apply
         return DataStream(self._env, [(node, None)])
 
+    def regular_join(
+        self,
+        other: DataStream,
+        left_key: Callable[[Any], Any],
+        right_key: Callable[[Any], Any],
+        how: str = "inner",
+        *,
+        combine: Callable[[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...]] | None = None,
+        left_width: int | None = None,
+        right_width: int | None = None,
+        state_ttl_ms: int | None = None,
+        condition: Callable[[tuple[Any, ...], tuple[Any, ...]], bool] | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """Unbounded equi-join with ``other`` (SQL's ``JOIN ... ON left_key = right_key``): a changelog.
+
+        Both inputs are :class:`~streamcore.changelog.Change` records or plain row tuples
+        (``+I``); ``left_key``/``right_key`` see the rows. ``how`` is ``"inner"``, ``"left"``,
+        ``"right"`` or ``"full"``. The output row is ``combine(left_row, right_row)``
+        (default ``left_row + right_row``); an unmatched row of an outer side is combined
+        with ``(None,) * width`` of the other side, so ``left``/``full`` need ``right_width``
+        and ``right``/``full`` need ``left_width``. ``condition(left_row, right_row)``, when
+        given, must also hold for two rows to match (the non-equi part of ``ON``). Emits ``+I``
+        and ``-D`` only; see :mod:`streamcore.operators.regular_join`. ``state_ttl_ms``
+        expires rows (processing time).
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> a = env.from_collection([(1, "x"), (2, "y")])
+        >>> b = env.from_collection([(1, 10), (1, 11)])
+        >>> sorted(str(c) for c in a.regular_join(b, lambda r: r[0], lambda r: r[0]).execute_and_collect())
+        ['+I(1, x, 1, 10)', '+I(1, x, 1, 11)']
+        """
+        self._check_env(other)
+        _check_callable(left_key, "regular_join(left_key)")
+        _check_callable(right_key, "regular_join(right_key)")
+        selectors = [row_key_selector(left_key), row_key_selector(right_key)]
+        factory = regular_join_factory(
+            selectors, how, combine, left_width, right_width, state_ttl_ms, condition
+        )
+        inputs = self.input_edges(0) + other.input_edges(1)
+        node = self._env.graph.add("regular_join", "regular_join", inputs, factory)
+        node.attrs["keyed_inputs"] = {0: (selectors[0], False), 1: (selectors[1], False)}
+        stream = DataStream(self._env, [(node, None)])
+        if name is not None:
+            stream.name(name)
+        if uid is not None:
+            stream.uid(uid)
+        return stream
+
     def get_side_output(self, tag: OutputTag) -> DataStream:
         """The side output ``tag`` of the operator that produced this stream."""
         if not isinstance(tag, OutputTag):
@@ -458,6 +513,127 @@ class KeyedStream(DataStream):
     def connect(self, other: DataStream) -> ConnectedStreams:
         """Connect with another stream (keyed on both sides for a KeyedCoProcessFunction)."""
         return super().connect(other)
+
+    # -- operators of updating (changelog) streams: the key selector reads each element's row --
+    def _changelog_transform(
+        self, kind: str, factory: Callable[[str, str], Any], uid: str | None, name: str | None
+    ) -> DataStream:
+        node = self._add(kind, factory)
+        node.attrs["keyed_inputs"] = {0: (row_key_selector(self.key_selector), self.partitioned)}
+        stream = DataStream(self._env, [(node, None)])
+        if name is not None:
+            stream.name(name)
+        if uid is not None:
+            stream.uid(uid)
+        return stream
+
+    def group_aggregate(
+        self,
+        agg: AggregateFunction[Any, Any, Any],
+        *,
+        result: Callable[[Any, Any], tuple[Any, ...]] | None = None,
+        state_ttl_ms: int | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """Unbounded ``GROUP BY`` with retraction: the changelog of one result row per key.
+
+        Elements are :class:`~streamcore.changelog.Change` records or plain rows (``+I``);
+        the key selector sees the row. ``+I``/``+U`` rows are added to their group,
+        ``-U``/``-D`` rows retracted (``agg`` must then support retraction). Emits ``+I`` for a
+        new group, ``-U old, +U new`` when a group's result row changes (nothing when it does
+        not), ``-D`` when a group loses its last row. The output row is
+        ``result(key, agg_result)``; by default the key's fields then the aggregate's (see
+        :func:`~streamcore.operators.group_aggregate.default_result`). ``state_ttl_ms``
+        expires idle groups (processing time, as ``table.exec.state.ttl``).
+        See :mod:`streamcore.operators.group_aggregate`.
+
+        >>> import streamcore as sc
+        >>> from streamcore.aggregates import Sum
+        >>> env = sc.StreamEnvironment()
+        >>> out = (env.from_collection([("a", 1), ("a", 2)]).key_by(lambda r: r[0])
+        ...        .group_aggregate(Sum(lambda r: r[1])).execute_and_collect())
+        >>> [str(c) for c in out]
+        ['+I(a, 1)', '-U(a, 1)', '+U(a, 3)']
+        """
+        factory = group_aggregate_factory(agg, row_key_selector(self.key_selector), result, state_ttl_ms)
+        return self._changelog_transform("group_aggregate", factory, uid, name)
+
+    def top_n(
+        self,
+        n: int,
+        sort_key: Callable[[Any], Any],
+        *,
+        descending: bool = False,
+        row_number: bool = True,
+        append_only: bool = False,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """The changelog of each key's first ``n`` rows by ``sort_key`` (SQL's ``ROW_NUMBER() <= n``).
+
+        Elements are :class:`~streamcore.changelog.Change` records or plain row tuples
+        (``+I``). Order: ``sort_key(row)`` ascending (``descending=True``: descending), ties
+        by arrival. With ``row_number=True`` outputs are ``row + (rank,)`` and a shift of
+        ranks emits ``-U/+U`` for every shifted rank; with ``row_number=False`` outputs are
+        the rows, ``+I`` entering and ``-D`` leaving the top n. ``append_only=True`` (the
+        input never retracts) keeps only the top n rows per key. See
+        :mod:`streamcore.operators.rank`.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> rows = env.from_collection([("a", 3), ("a", 1), ("a", 2)])
+        >>> out = rows.key_by(lambda r: r[0]).top_n(1, lambda r: r[1], row_number=False).execute_and_collect()
+        >>> [str(c) for c in out]
+        ['+I(a, 3)', '-D(a, 3)', '+I(a, 1)']
+        """
+        factory = top_n_factory(
+            row_key_selector(self.key_selector),
+            n,
+            sort_key,
+            descending=descending,
+            row_number=row_number,
+            append_only=append_only,
+        )
+        return self._changelog_transform("top_n", factory, uid, name)
+
+    def window_top_n(
+        self,
+        n: int,
+        sort_key: Callable[[Any], Any],
+        window_end: Callable[[Any], int],
+        *,
+        descending: bool = False,
+        late_output: OutputTag | None = None,
+        uid: str | None = None,
+        name: str | None = None,
+    ) -> DataStream:
+        """The first ``n`` rows of each key and window, once the watermark closes the window.
+
+        Over an append-only stream of window results whose rows carry their window's end
+        (``window_end(row)``, ms, exclusive): emits plain tuples ``row + (rank,)`` (rank from
+        1, ``sort_key`` ascending or ``descending``, ties by arrival) with timestamp
+        ``window_end - 1`` when the watermark reaches it. Rows of an already fired window are
+        late: dropped and counted, or sent to ``late_output``. See
+        :class:`~streamcore.operators.rank.WindowTopNOperator`.
+
+        >>> import streamcore as sc
+        >>> env = sc.StreamEnvironment()
+        >>> sales = [("eu", "ann", 5, 1000), ("eu", "bob", 9, 1000), ("eu", "cy", 7, 1000),
+        ...          ("eu", "ann", 1, 2000)]
+        >>> (env.from_collection(sales, timestamp=lambda r: r[3] - 1).key_by(lambda r: r[0])
+        ...     .window_top_n(2, lambda r: r[2], lambda r: r[3], descending=True).execute_and_collect())
+        [('eu', 'bob', 9, 1000, 1), ('eu', 'cy', 7, 1000, 2), ('eu', 'ann', 1, 2000, 1)]
+        """
+        factory = window_top_n_factory(
+            row_key_selector(self.key_selector),
+            n,
+            sort_key,
+            window_end,
+            descending=descending,
+            late_tag=late_output.name if late_output is not None else None,
+        )
+        return self._changelog_transform("window_top_n", factory, uid, name)
 
     def interval_join(self, other: KeyedStream) -> IntervalJoinBuilder:
         """Join with ``other`` on equal keys within a time interval; see ``.between(lower, upper)``."""

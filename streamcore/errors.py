@@ -9,7 +9,12 @@ boundary (``raise StateBackendError(...) from exc``) and never escape unwrapped.
 
     StreamcoreError
     ├── ConfigurationError (ValueError)      bad arguments when a job is built or configured
-    │   └── GraphError                        an invalid dataflow (bad uid, cycles, mixing envs)
+    │   ├── GraphError                        an invalid dataflow (bad uid, cycles, mixing envs)
+    │   └── SqlError                          a SQL statement streamcore cannot run; line, column, text
+    │       ├── SqlSyntaxError                the text does not parse
+    │       ├── SqlUnsupportedError           a feature streamcore's SQL does not support (named)
+    │       ├── SqlValidationError            unknown table/column/function, INSERT type mismatch
+    │       └── SqlConnectorError             a bad connector option (names it and the valid values)
     ├── UserFunctionError                     a user function raised; names operator and function
     │   ├── KeySelectorError                  the key function raised or returned a bad key
     │   ├── TimestampError (TypeError)        a timestamp that is not an int
@@ -50,6 +55,11 @@ __all__ = [
     "NoCurrentKeyError",
     "RestoreError",
     "SerializationError",
+    "SqlConnectorError",
+    "SqlError",
+    "SqlSyntaxError",
+    "SqlUnsupportedError",
+    "SqlValidationError",
     "StateBackendError",
     "StateDescriptorConflictError",
     "StateDirectoryLockedError",
@@ -71,6 +81,41 @@ class ConfigurationError(StreamcoreError, ValueError):
 
 class GraphError(ConfigurationError):
     """Raised when the dataflow graph is invalid (duplicate uid, streams of two environments)."""
+
+
+class SqlError(ConfigurationError):
+    """Raised when a SQL statement cannot be run; says where (line and column) and what instead.
+
+    Attributes:
+        line: 1-based line of the offending text in the statement (``None`` if unknown).
+        column: 1-based column of its first character (``None`` if unknown).
+        text: the offending text.
+    """
+
+    def __init__(
+        self, message: str, *, line: int | None = None, column: int | None = None, text: str = ""
+    ) -> None:
+        self.line = line
+        self.column = column
+        self.text = text
+        where = f"line {line}, column {column}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+
+
+class SqlSyntaxError(SqlError):
+    """Raised when a SQL statement does not parse (the parser's message, located, without its trace)."""
+
+
+class SqlUnsupportedError(SqlError):
+    """Raised when a statement uses a SQL feature streamcore does not support; the feature is named."""
+
+
+class SqlValidationError(SqlError):
+    """Raised for an unknown table, column or function, or an ``INSERT INTO`` whose types do not match."""
+
+
+class SqlConnectorError(SqlError):
+    """Raised when a table's ``WITH`` options are wrong: names the option and its valid values."""
 
 
 class UserFunctionError(StreamcoreError):

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgpack
 
+from streamcore.changelog import Change, RowKind
 from streamcore.errors import KeyEncodingError, SerializationError
 
 __all__ = [
@@ -234,6 +235,7 @@ def decode_key(data: bytes, offset: int = 0) -> tuple[Any, int]:
 # -- values: msgpack with two extension types ----------------------------------------------------
 _EXT_TUPLE = 1
 _EXT_BIGINT = 2
+_EXT_CHANGE = 3
 #: ints msgpack encodes natively (int64 and uint64); the others use the big-int extension.
 _MIN_MSGPACK_INT = -(2**63)
 _MAX_MSGPACK_INT = 2**64 - 1
@@ -247,6 +249,8 @@ def _msgpack_default(obj: Any) -> Any:
     # strict_types sends tuples and subclasses of builtins here, and msgpack sends ints it
     # cannot encode natively: tuples keep their type (so state read back from RocksDB
     # equals what the heap backend returns), ints keep every bit.
+    if type(obj) is Change:
+        return msgpack.ExtType(_EXT_CHANGE, _new_packer().pack([int(obj.kind), obj.row]))
     if isinstance(obj, tuple):
         return msgpack.ExtType(_EXT_TUPLE, _new_packer().pack(list(obj)))
     if isinstance(obj, int) and not isinstance(obj, bool):
@@ -270,9 +274,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return tuple(_unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook))
     if code == _EXT_BIGINT:
         return int.from_bytes(data, "big", signed=True)
+    if code == _EXT_CHANGE:
+        kind, row = _unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook)
+        return Change(RowKind(kind), row)
     msg = (
         f"msgpack extension type {code} was not written by streamcore (it writes {_EXT_TUPLE} for "
-        f"tuples and {_EXT_BIGINT} for ints beyond 64 bits); was this state written by another program?"
+        f"tuples, {_EXT_BIGINT} for ints beyond 64 bits and {_EXT_CHANGE} for changelog rows); "
+        "was this state written by another program?"
     )
     raise SerializationError(msg)
 
@@ -300,6 +308,7 @@ def msgpack_dumps(value: Any) -> bytes:
     ======  ==================  ===============================================================
     1       tuple               the elements, packed as a msgpack array by this codec
     2       int beyond 64 bits  two's-complement big-endian bytes, as short as the sign allows
+    3       changelog.Change    ``[kind, row]`` (kind: Flink's RowKind byte), packed by this codec
     ======  ==================  ===============================================================
 
     Subclasses of the basic types (IntEnum, namedtuple, str enums) come back as their

@@ -38,6 +38,7 @@ __all__ = [
     "ContinuousEventTimeTrigger",
     "CountEvictor",
     "CountTrigger",
+    "CumulativeEventTimeWindows",
     "EndOfStreamTrigger",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
@@ -655,6 +656,45 @@ class SlidingEventTimeWindows(AlignedWindowAssigner):
     def of(size: int, slide: int, offset: int = 0) -> SlidingEventTimeWindows:
         """Windows of ``size`` ms every ``slide`` ms."""
         return SlidingEventTimeWindows(size, slide, offset)
+
+
+class CumulativeEventTimeWindows(WindowAssigner):
+    """Windows that grow by ``step`` ms from the start of each ``max_size`` period (SQL's ``CUMULATE``).
+
+    An element at ``t`` in period ``[s, s + max_size)`` is in ``[s, s + k * step)`` for
+    every ``k`` with ``s + k * step > t``, so each window fires with the running result
+    of its period so far:
+
+    >>> CumulativeEventTimeWindows.of(30, 10).assign_windows(None, 12, None)
+    [TimeWindow(start=0, end=20), TimeWindow(start=0, end=30)]
+    """
+
+    def __init__(self, max_size: int, step: int, offset: int = 0) -> None:
+        self.max_size = _positive(max_size, "CumulativeEventTimeWindows max_size")
+        self.step = _positive(step, "CumulativeEventTimeWindows step")
+        if self.max_size % self.step:
+            msg = f"CumulativeEventTimeWindows max_size {max_size} must be a multiple of the step {step}"
+            raise ConfigurationError(msg)
+        if type(offset) is not int or abs(offset) >= self.max_size:
+            msg = f"CumulativeEventTimeWindows offset: an int, abs(offset) < {max_size}, got {offset!r}"
+            raise ConfigurationError(msg)
+        self.offset = offset
+
+    @staticmethod
+    def of(max_size: int, step: int, offset: int = 0) -> CumulativeEventTimeWindows:
+        """Windows growing by ``step`` ms up to ``max_size`` ms."""
+        return CumulativeEventTimeWindows(max_size, step, offset)
+
+    def assign_windows(self, element: Any, timestamp: int | None, context: Any) -> list[Any]:
+        """Every window of the element's period that ends after it, smallest first."""
+        timestamp = self.element_time(timestamp, context)
+        start = timestamp - (timestamp - self.offset) % self.max_size
+        first_end = start + ((timestamp - start) // self.step + 1) * self.step
+        return [TimeWindow(start, end) for end in range(first_end, start + self.max_size + 1, self.step)]
+
+    def __repr__(self) -> str:
+        off = f", offset={self.offset}" if self.offset else ""
+        return f"CumulativeEventTimeWindows.of({self.max_size}, {self.step}{off})"
 
 
 class TumblingProcessingTimeWindows(AlignedWindowAssigner):

@@ -41,7 +41,7 @@ def test_import_is_light():
     import subprocess
     import sys
 
-    heavy = ["confluent_kafka", "numpy", "prometheus_client", "openlineage", "rich", "http.server"]
+    heavy = ["confluent_kafka", "numpy", "prometheus_client", "openlineage", "rich", "http.server", "sqlglot"]
     code = f"import sys, streamcore; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

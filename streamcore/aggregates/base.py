@@ -18,6 +18,14 @@ Accumulators may be mutated in place: ``add``, ``add_batch`` and ``merge`` may c
 ``acc`` (and ``merge`` its first argument) and return it, so callers must always use the
 returned accumulator and must not use the arguments again. ``merge`` never changes its
 second argument.
+
+Retraction (updating streams): an unbounded ``GROUP BY`` over a changelog must take a row
+back out of its group when the row is deleted or updated. ``retract(value, acc)`` undoes
+one ``add(value, acc)``; functions that can do this set :attr:`AggregateFunction.supports_retract`.
+The default ``retract`` raises ``NotImplementedError`` naming the function. Count, Sum and
+Avg retract; Min, Max and DistinctCount retract when built with ``retractable=True``
+(their accumulator is then a value -> count multiset); ``combine(...)`` retracts when
+every member does. The caller never retracts a value that was not added.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ class AggregateFunction(ABC, Generic[IN, ACC, OUT]):
     #: slices of time and merge them when it fires
     #: (:mod:`streamcore.operators.window_sliced`). False unless a function says so.
     order_insensitive: bool = False
+    #: whether :meth:`retract` works (an unbounded group aggregate over an updating stream needs it).
+    supports_retract: bool = False
 
     @abstractmethod
     def create_accumulator(self) -> ACC:
@@ -88,6 +98,18 @@ class AggregateFunction(ABC, Generic[IN, ACC, OUT]):
         for value in values:
             accumulator = add(value, accumulator)
         return accumulator
+
+    def retract(self, value: IN, accumulator: ACC) -> ACC:
+        """Take one earlier added ``value`` back out of the accumulator; returns the accumulator.
+
+        Raises:
+            NotImplementedError: the function cannot retract (:attr:`supports_retract` is False).
+        """
+        msg = (
+            f"aggregate {self!r} cannot retract values, so it cannot aggregate an updating stream; "
+            "use one that can (Count, Sum, Avg, Min/Max/DistinctCount(..., retractable=True))"
+        )
+        raise NotImplementedError(msg)
 
     def serialize_accumulator(self, accumulator: ACC) -> Any:
         """A form of the accumulator that :func:`streamcore.serde.msgpack_dumps` encodes (default: itself)."""

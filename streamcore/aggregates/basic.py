@@ -4,6 +4,11 @@ Each takes a ``field`` saying where the number lives in a value: a dict key or a
 name (str), a callable, or None for the value itself. Batches are folded with the C-level
 builtins (``sum``, ``min``, ``max`` over ``map``), so a batch costs one extraction per
 value and no Python-level loop.
+
+Count, Sum and Avg can retract (take a value back out), which an unbounded group
+aggregate over an updating stream needs. Min and Max can only when built with
+``retractable=True``: they then keep a multiset (``{value: count}``) of the values instead
+of the one extreme, because retracting the minimum must reveal the next smallest.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, Field, field_getter
+from streamcore.errors import ChangelogError
 
 __all__ = ["Avg", "Count", "Max", "Min", "Sum"]
 
@@ -32,12 +38,16 @@ class Count(AggregateFunction[Any, int, int]):
 
     __slots__ = ()
     order_insensitive = True
+    supports_retract = True
 
     def create_accumulator(self) -> int:
         return 0
 
     def add(self, value: Any, accumulator: int) -> int:
         return accumulator + 1
+
+    def retract(self, value: Any, accumulator: int) -> int:
+        return accumulator - 1
 
     def add_batch(self, values: Sequence[Any], accumulator: int) -> int:
         return accumulator + len(values)
@@ -81,12 +91,16 @@ class Sum(_FieldAggregate):
     """
 
     __slots__ = ()
+    supports_retract = True
 
     def create_accumulator(self) -> Any:
         return 0
 
     def add(self, value: Any, accumulator: Any) -> Any:
         return accumulator + self._one(value)
+
+    def retract(self, value: Any, accumulator: Any) -> Any:
+        return accumulator - self._one(value)
 
     def add_batch(self, values: Sequence[Any], accumulator: Any) -> Any:
         return sum(self._extract(values), accumulator)
@@ -99,37 +113,95 @@ class Sum(_FieldAggregate):
 
 
 class _Extreme(_FieldAggregate):
-    """Min and Max: the accumulator is None (nothing seen) or a 1-tuple holding the extreme."""
+    """Min and Max: the accumulator is None (nothing seen) or a 1-tuple holding the extreme.
 
-    __slots__ = ()
+    With ``retractable=True`` the accumulator is a dict ``{value: count}`` of every value
+    seen and not retracted (stored as a list of ``[value, count]`` pairs): the result is
+    its smallest (largest) key, None when empty.
+    """
+
+    __slots__ = ("retractable",)
     _pick = staticmethod(min)
 
-    def create_accumulator(self) -> tuple[Any] | None:
-        return None
+    def __init__(self, field: Field = None, *, retractable: bool = False) -> None:
+        super().__init__(field)
+        self.retractable = bool(retractable)
+
+    @property
+    def supports_retract(self) -> bool:  # type: ignore[override]
+        """True when built with ``retractable=True``."""
+        return self.retractable
+
+    def create_accumulator(self) -> Any:
+        return {} if self.retractable else None
 
     def _better(self, candidate: Any, current: Any) -> bool:
         raise NotImplementedError
 
-    def add(self, value: Any, accumulator: tuple[Any] | None) -> tuple[Any]:
+    def add(self, value: Any, accumulator: Any) -> Any:
         v = self._one(value)
+        if self.retractable:
+            accumulator[v] = accumulator.get(v, 0) + 1
+            return accumulator
         if accumulator is None or self._better(v, accumulator[0]):
             return (v,)
         return accumulator
 
-    def add_batch(self, values: Sequence[Any], accumulator: tuple[Any] | None) -> tuple[Any] | None:
+    def add_batch(self, values: Sequence[Any], accumulator: Any) -> Any:
+        if self.retractable:
+            for v in self._extract(values):
+                accumulator[v] = accumulator.get(v, 0) + 1
+            return accumulator
         if not values:
             return accumulator
         return self.merge(accumulator, (self._pick(self._extract(values)),))
 
-    def merge(self, a: tuple[Any] | None, b: tuple[Any] | None) -> tuple[Any] | None:
+    def retract(self, value: Any, accumulator: Any) -> Any:
+        if not self.retractable:
+            return super().retract(value, accumulator)
+        v = self._one(value)
+        n = accumulator.get(v, 0)
+        if n <= 0:
+            msg = f"{self!r} retracts {v!r}, which it never added (or retracted already)"
+            raise ChangelogError(msg)
+        if n == 1:
+            del accumulator[v]
+        else:
+            accumulator[v] = n - 1
+        return accumulator
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if self.retractable:
+            for v, n in b.items():
+                a[v] = a.get(v, 0) + n
+            return a
         if a is None:
             return b
         if b is None or not self._better(b[0], a[0]):
             return a
         return b
 
-    def get_result(self, accumulator: tuple[Any] | None) -> Any:
+    def get_result(self, accumulator: Any) -> Any:
+        if self.retractable:
+            return self._pick(accumulator) if accumulator else None
         return None if accumulator is None else accumulator[0]
+
+    def serialize_accumulator(self, accumulator: Any) -> Any:
+        if self.retractable:
+            return [[v, n] for v, n in accumulator.items()]
+        return accumulator
+
+    def deserialize_accumulator(self, obj: Any) -> Any:
+        if self.retractable:
+            return {v: n for v, n in obj}
+        return obj
+
+    def __repr__(self) -> str:
+        text = super().__repr__()
+        if not self.retractable:
+            return text
+        sep = "" if self.field is None else ", "
+        return f"{text[:-1]}{sep}retractable=True)"
 
 
 class Min(_Extreme):
@@ -138,6 +210,9 @@ class Min(_Extreme):
     >>> m = Min()
     >>> m.get_result(m.add_batch([3, 1, 2], m.create_accumulator()))
     1
+    >>> r = Min(retractable=True)
+    >>> r.get_result(r.retract(1, r.add_batch([3, 1, 2], r.create_accumulator())))
+    2
     """
 
     __slots__ = ()
@@ -171,12 +246,16 @@ class Avg(_FieldAggregate):
     """
 
     __slots__ = ()
+    supports_retract = True
 
     def create_accumulator(self) -> tuple[Any, int]:
         return (0, 0)
 
     def add(self, value: Any, accumulator: tuple[Any, int]) -> tuple[Any, int]:
         return (accumulator[0] + self._one(value), accumulator[1] + 1)
+
+    def retract(self, value: Any, accumulator: tuple[Any, int]) -> tuple[Any, int]:
+        return (accumulator[0] - self._one(value), accumulator[1] - 1)
 
     def add_batch(self, values: Sequence[Any], accumulator: tuple[Any, int]) -> tuple[Any, int]:
         return (sum(self._extract(values), accumulator[0]), accumulator[1] + len(values))

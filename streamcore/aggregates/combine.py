@@ -60,6 +60,14 @@ class CombinedAggregate(AggregateFunction[Any, list[Any], dict[str, Any]]):
     def add_batch(self, values: Sequence[Any], accumulator: list[Any]) -> list[Any]:
         return [f.add_batch(values, acc) for f, acc in zip(self._functions, accumulator, strict=True)]
 
+    @property
+    def supports_retract(self) -> bool:  # type: ignore[override]
+        """True when every member can retract."""
+        return all(f.supports_retract for f in self._functions)
+
+    def retract(self, value: Any, accumulator: list[Any]) -> list[Any]:
+        return [f.retract(value, acc) for f, acc in zip(self._functions, accumulator, strict=True)]
+
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [f.merge(x, y) for f, x, y in zip(self._functions, a, b, strict=True)]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction, Field, field_getter
 from streamcore.aggregates.sketches import BloomFilter, HyperLogLogSketch
-from streamcore.errors import ConfigurationError
+from streamcore.errors import ChangelogError, ConfigurationError
 
 __all__ = ["BloomDistinct", "DistinctCount", "HyperLogLog"]
 
@@ -37,37 +37,89 @@ class DistinctCount(_DistinctBase):
     the window operator may keep them in MapState instead of one accumulator, or use
     :class:`HyperLogLog`. The accumulator is stored as a list in unspecified order.
 
+    With ``retractable=True`` (an unbounded group aggregate over an updating stream) the
+    accumulator is a dict ``{value: count}`` instead, so that retracting one of two equal
+    values keeps the value counted; it is stored as a list of ``[value, count]`` pairs.
+
     >>> d = DistinctCount("user")
     >>> d.get_result(d.add_batch([{"user": "a"}, {"user": "b"}, {"user": "a"}], d.create_accumulator()))
+    2
+    >>> r = DistinctCount(retractable=True)
+    >>> r.get_result(r.retract("a", r.add_batch(["a", "b", "a"], r.create_accumulator())))
     2
     """
 
     __slots__ = ()
     order_insensitive = True
+    __slots__ = ("retractable",)
 
-    def create_accumulator(self) -> set[Any]:
-        return set()
+    def __init__(self, field: Field = None, *, retractable: bool = False) -> None:
+        super().__init__(field)
+        self.retractable = bool(retractable)
 
-    def add(self, value: Any, accumulator: set[Any]) -> set[Any]:
-        accumulator.add(value if self._get is None else self._get(value))
+    @property
+    def supports_retract(self) -> bool:  # type: ignore[override]
+        """True when built with ``retractable=True``."""
+        return self.retractable
+
+    def create_accumulator(self) -> Any:
+        return {} if self.retractable else set()
+
+    def add(self, value: Any, accumulator: Any) -> Any:
+        v = value if self._get is None else self._get(value)
+        if self.retractable:
+            accumulator[v] = accumulator.get(v, 0) + 1
+        else:
+            accumulator.add(v)
         return accumulator
 
-    def add_batch(self, values: Sequence[Any], accumulator: set[Any]) -> set[Any]:
-        accumulator.update(values if self._get is None else map(self._get, values))
+    def add_batch(self, values: Sequence[Any], accumulator: Any) -> Any:
+        if self.retractable:
+            for v in self._values(values):
+                accumulator[v] = accumulator.get(v, 0) + 1
+        else:
+            accumulator.update(values if self._get is None else map(self._get, values))
         return accumulator
 
-    def merge(self, a: set[Any], b: set[Any]) -> set[Any]:
-        a |= b
+    def retract(self, value: Any, accumulator: Any) -> Any:
+        if not self.retractable:
+            return super().retract(value, accumulator)
+        v = value if self._get is None else self._get(value)
+        n = accumulator.get(v, 0)
+        if n <= 0:
+            msg = f"{self!r} retracts {v!r}, which it never added (or retracted already)"
+            raise ChangelogError(msg)
+        if n == 1:
+            del accumulator[v]
+        else:
+            accumulator[v] = n - 1
+        return accumulator
+
+    def merge(self, a: Any, b: Any) -> Any:
+        if self.retractable:
+            for v, n in b.items():
+                a[v] = a.get(v, 0) + n
+        else:
+            a |= b
         return a
 
-    def get_result(self, accumulator: set[Any]) -> int:
+    def get_result(self, accumulator: Any) -> int:
         return len(accumulator)
 
-    def serialize_accumulator(self, accumulator: set[Any]) -> list[Any]:
+    def serialize_accumulator(self, accumulator: Any) -> list[Any]:
+        if self.retractable:
+            return [[v, n] for v, n in accumulator.items()]
         return list(accumulator)
 
-    def deserialize_accumulator(self, obj: Any) -> set[Any]:
+    def deserialize_accumulator(self, obj: Any) -> Any:
+        if self.retractable:
+            return {v: n for v, n in obj}
         return set(obj)
+
+    def __repr__(self) -> str:
+        field = "" if self.field is None else repr(self.field)
+        extra = ("retractable=True" if not field else ", retractable=True") if self.retractable else ""
+        return f"DistinctCount({field}{extra})"
 
 
 class HyperLogLog(_DistinctBase):

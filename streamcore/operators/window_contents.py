@@ -114,7 +114,7 @@ class _ColumnFolder:
         self.simple: list[tuple[int, str, Any, Any]] = []
         self.complex: list[tuple[int, AggregateFunction[Any, Any, Any]]] = []
         for j, f in enumerate(agg.functions.values()):
-            kind = _SIMPLE_KINDS.get(type(f))
+            kind = _simple_kind(f)
             if kind is None:
                 self.complex.append((j, f))
             else:
@@ -221,9 +221,17 @@ def _dict_builder(names: Sequence[str]) -> Callable[[Sequence[Any]], dict[str, A
 _SIMPLE_KINDS: dict[type, str] = {Count: "count", Sum: "sum", Min: "min", Max: "max", Avg: "avg"}
 
 
+def _simple_kind(f: AggregateFunction[Any, Any, Any]) -> str | None:
+    """The fused-kernel kind of a member, None for members folded by their own ``add``
+    (a retractable Min/Max keeps a multiset, not the 1-tuple the kernel updates)."""
+    if getattr(f, "retractable", False):
+        return None
+    return _SIMPLE_KINDS.get(type(f))
+
+
 def make_folder(agg: AggregateFunction[Any, Any, Any]) -> _GenericFolder | _ColumnFolder:
     """The fastest exact way to fold batches into ``agg``'s accumulators."""
-    if type(agg) is CombinedAggregate and any(type(f) in _SIMPLE_KINDS for f in agg.functions.values()):
+    if type(agg) is CombinedAggregate and any(_simple_kind(f) for f in agg.functions.values()):
         return _ColumnFolder(agg)
     return _GenericFolder(agg)
 

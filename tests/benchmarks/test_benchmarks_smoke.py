@@ -68,6 +68,7 @@ REQUIRED = {
         "p99_latency_ms",
         "peak_rss_mb",
     },
+    "sql_vs_datastream.py": {"window_sql_ratio", "join_sql_ratio", "results_match", "peak_rss_mb"},
 }
 
 PRESENT = sorted(name for name in REQUIRED if (BENCH / name).exists())
@@ -92,6 +93,8 @@ def test_benchmark_quick_mode(script, tmp_path):
     for key in ("lost", "duplicated"):
         if key in figures:
             assert figures[key] == 0, f"{script}: {key} = {figures[key]}"
+    if "results_match" in figures:
+        assert figures["results_match"] is True, f"{script}: results differ"
 
 
 def test_the_core_benchmarks_exist():
