@@ -14,16 +14,7 @@ joins against PostgreSQL, Redis or SQLite.
 from streamcore import aggregates, errors, serde, time, windowing
 from streamcore.changelog import Change, RowKind, apply_changelog
 from streamcore.checkpoint.restore import RestoreFrom
-from streamcore.datastream import (
-    AllWindowedStream,
-    AsyncDataStream,
-    ConnectedStreams,
-    DataStream,
-    DataStreamSink,
-    IntervalJoinBuilder,
-    KeyedStream,
-    WindowedStream,
-)
+from streamcore.datastream import AsyncDataStream, ConnectedStreams, DataStream, DataStreamSink, KeyedStream
 from streamcore.environment import StreamEnvironment, StreamExecutionEnvironment
 from streamcore.errors import StreamcoreError
 from streamcore.functions import (
@@ -36,6 +27,7 @@ from streamcore.functions import (
     ProcessFunction,
     ProcessJoinFunction,
 )
+from streamcore.interval_join_builder import IntervalJoinBuilder
 from streamcore.lookup import Lookup, LookupCache, PostgresLookup, RedisLookup, SQLiteLookup
 from streamcore.operators.window_functions import (
     AllWindowFunction,
@@ -70,6 +62,7 @@ from streamcore.time import (
     WatermarkStrategy,
 )
 from streamcore.typeinfo import TypeInformation, Types
+from streamcore.windowed_stream import AllWindowedStream, WindowedStream
 from streamcore.windowing import (
     ContinuousEventTimeTrigger,
     CountEvictor,

@@ -1,4 +1,7 @@
-"""The fluent API: DataStream, KeyedStream, ConnectedStreams, and the builders of windows and joins.
+"""The fluent API: DataStream, KeyedStream, ConnectedStreams, AsyncDataStream.
+
+The window and interval-join builders they return live in :mod:`streamcore.windowed_stream`
+and :mod:`streamcore.interval_join_builder`.
 
 It only builds a logical graph (:mod:`streamcore.graph`); nothing runs until ``execute``.
 Every operator is added through :meth:`DataStream.transform` (or
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, ReduceAggregate
+from streamcore.aggregates.base import AggregateFunction
 from streamcore.aggregates.rolling import field_reducer
 from streamcore.changelog import row_key_selector
 from streamcore.errors import ConfigurationError, GraphError
@@ -28,13 +31,12 @@ from streamcore.functions import (
     KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
-    ProcessJoinFunction,
 )
 from streamcore.graph import GraphOwner, Transformation, validate_uid
+from streamcore.interval_join_builder import IntervalJoinBuilder
 from streamcore.operators.async_wait import async_wait_factory
 from streamcore.operators.basic import FilterOperator, FlatMapOperator, MapOperator, ProcessOperator
 from streamcore.operators.group_aggregate import group_aggregate_factory
-from streamcore.operators.interval_join import SCAN_MODES, IntervalJoinOperator, check_bound
 from streamcore.operators.lookup_join import lookup_join_factory
 from streamcore.operators.process import (
     CoProcessOperator,
@@ -45,33 +47,20 @@ from streamcore.operators.process import (
 from streamcore.operators.rank import top_n_factory, window_top_n_factory
 from streamcore.operators.regular_join import regular_join_factory
 from streamcore.operators.watermarks import TimestampsAndWatermarksOperator
-from streamcore.operators.window_functions import (
-    ProcessAllWindowFunction,
-    ProcessWindowFunction,
-    WindowFunction,
-    plain,
-    to_keyed,
-)
-from streamcore.operators.window_operator import WindowOperator
 from streamcore.sinks.base import CallableSink, CollectSink, PrintSink, Sink, SinkOperator
 from streamcore.time import WatermarkStrategy
+from streamcore.windowed_stream import AllWindowedStream, WindowedStream, all_key
 from streamcore.windowing import (
-    Evictor,
-    MergingWindowAssigner,
-    Trigger,
     WindowAssigner,
     count_window_assigner,
 )
 
 __all__ = [
-    "AllWindowedStream",
     "AsyncDataStream",
     "ConnectedStreams",
     "DataStream",
     "DataStreamSink",
-    "IntervalJoinBuilder",
     "KeyedStream",
-    "WindowedStream",
 ]
 
 Producer = tuple[Transformation, str | None]
@@ -233,13 +222,13 @@ class DataStream:
 
         return DataStream(self._env, [(self._add("timestamps", factory), None)])
 
-    def window_all(self, assigner: WindowAssigner) -> AllWindowedStream:
+    def window_all(self, assigner: WindowAssigner) -> AllWindowedStream[DataStream]:
         """Windows over the whole stream (one operator, one logical key)."""
-        return AllWindowedStream(self.key_by(_all_key), assigner)
+        return AllWindowedStream(self.key_by(all_key), assigner)
 
-    def count_window_all(self, size: int, slide: int | None = None) -> AllWindowedStream:
+    def count_window_all(self, size: int, slide: int | None = None) -> AllWindowedStream[DataStream]:
         """Windows of ``size`` elements over the whole stream (see :func:`count_window_assigner`)."""
-        return AllWindowedStream(self.key_by(_all_key), count_window_assigner(size, slide))
+        return AllWindowedStream(self.key_by(all_key), count_window_assigner(size, slide))
 
     def lookup_join(
         self,
@@ -635,7 +624,7 @@ class KeyedStream(DataStream):
         )
         return self._changelog_transform("window_top_n", factory, uid, name)
 
-    def interval_join(self, other: KeyedStream) -> IntervalJoinBuilder:
+    def interval_join(self, other: KeyedStream) -> IntervalJoinBuilder[DataStream]:
         """Join with ``other`` on equal keys within a time interval; see ``.between(lower, upper)``."""
         if not isinstance(other, KeyedStream):
             msg = "interval_join() takes a KeyedStream (call key_by on the other stream with the same key)"
@@ -643,11 +632,11 @@ class KeyedStream(DataStream):
         self._check_env(other)
         return IntervalJoinBuilder(self, other)
 
-    def window(self, assigner: WindowAssigner) -> WindowedStream:
+    def window(self, assigner: WindowAssigner) -> WindowedStream[DataStream]:
         """Group elements of each key into windows (tumbling, sliding, session)."""
         return WindowedStream(self, assigner)
 
-    def count_window(self, size: int, slide: int | None = None) -> WindowedStream:
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream[DataStream]:
         """Windows of ``size`` elements per key (see :func:`~streamcore.windowing.count_window_assigner`)."""
         return WindowedStream(self, count_window_assigner(size, slide))
 
@@ -724,337 +713,3 @@ def _check_stream(stream: Any, what: str) -> DataStream:
         msg = f"AsyncDataStream.{what}() takes a DataStream first, got {type(stream).__name__}"
         raise ConfigurationError(msg)
     return stream
-
-
-# -- windows ------------------------------------------------------------------------------
-class WindowedStream:
-    """A keyed stream cut into windows; finish it with ``aggregate``, ``reduce``, ``process`` or ``apply``.
-
-    Built by ``KeyedStream.window(assigner)`` or ``KeyedStream.count_window(n)``.
-    """
-
-    def __init__(self, keyed_stream: KeyedStream, assigner: WindowAssigner) -> None:
-        if not isinstance(assigner, WindowAssigner):
-            msg = (
-                f"window() takes a window assigner such as TumblingEventTimeWindows.of(size), "
-                f"got {type(assigner).__name__}"
-            )
-            raise ConfigurationError(msg)
-        self._stream = keyed_stream
-        self._assigner = assigner
-        self._trigger: Trigger | None = None
-        self._evictor: Evictor | None = None
-        self._lateness = 0
-        self._late_tag: OutputTag | None = None
-        self._state_layout = {"slicing": True, "session_slots": True}
-
-    def slicing(self, enabled: bool) -> WindowedStream:
-        """Keep sliding windows of an order-insensitive aggregate as slices (default) or per window.
-
-        Slices (``gcd(size, slide)`` of time, merged when a window fires) update one
-        accumulator per element instead of ``size/slide``; ``slicing(False)`` keeps one
-        accumulator per window, the layout of checkpoints taken before slicing existed.
-        """
-        self._state_layout["slicing"] = bool(enabled)
-        return self
-
-    def session_slots(self, enabled: bool) -> WindowedStream:
-        """Keep event-time sessions of an aggregate as one list per key (default) or per window.
-
-        ``session_slots(False)`` keeps the general merging path (a state window, an
-        accumulator and timers per session), the layout of checkpoints taken before.
-        """
-        self._state_layout["session_slots"] = bool(enabled)
-        return self
-
-    def trigger(self, trigger: Trigger) -> WindowedStream:
-        """Replace the assigner's default trigger (e.g. ``CountTrigger.of(n)``)."""
-        if not isinstance(trigger, Trigger):
-            msg = f"trigger() takes a Trigger, got {type(trigger).__name__}"
-            raise ConfigurationError(msg)
-        if isinstance(self._assigner, MergingWindowAssigner) and not trigger.can_merge():
-            msg = f"{trigger!r} cannot merge windows, so it cannot be used with {self._assigner!r}"
-            raise ConfigurationError(msg)
-        self._trigger = trigger
-        return self
-
-    def evictor(self, evictor: Evictor) -> WindowedStream:
-        """Drop elements before evaluation (``CountEvictor.of(n)``); the window keeps elements."""
-        if not isinstance(evictor, Evictor):
-            msg = f"evictor() takes an Evictor, got {type(evictor).__name__}"
-            raise ConfigurationError(msg)
-        self._evictor = evictor
-        return self
-
-    def allowed_lateness(self, lateness_ms: int) -> WindowedStream:
-        """Keep window state ``lateness_ms`` past the window's end; late elements re-fire it."""
-        if type(lateness_ms) is not int or lateness_ms < 0:
-            msg = f"allowed_lateness() takes an int of milliseconds >= 0, got {lateness_ms!r}"
-            raise ConfigurationError(msg)
-        if lateness_ms and not self._assigner.is_event_time():
-            msg = f"allowed lateness applies to event-time windows only, not {self._assigner!r}"
-            raise ConfigurationError(msg)
-        self._lateness = lateness_ms
-        return self
-
-    def side_output_late_data(self, tag: OutputTag) -> WindowedStream:
-        """Send elements too late for all their windows to side output ``tag`` instead of dropping them."""
-        if not isinstance(tag, OutputTag):
-            msg = f"side_output_late_data() takes an OutputTag, got {type(tag).__name__}"
-            raise ConfigurationError(msg)
-        self._late_tag = tag
-        return self
-
-    def _build(self, aggregate: Any, window_fn: Any) -> DataStream:
-        stream = self._stream
-        kf = stream.key_selector
-        assigner, trigger, evictor = self._assigner, self._trigger, self._evictor
-        lateness = self._lateness
-        late = self._late_tag.name if self._late_tag is not None else None
-        layout = dict(self._state_layout)
-
-        def factory(name: str, uid: str) -> WindowOperator:
-            return WindowOperator(
-                name,
-                uid,
-                kf,
-                assigner,
-                trigger=trigger,
-                evictor=evictor,
-                allowed_lateness=lateness,
-                late_tag=late,
-                aggregate=aggregate,
-                window_fn=window_fn,
-                **layout,
-            )
-
-        return stream.transform("window", factory)
-
-    @staticmethod
-    def _check_window_fn(fn: Any, what: str) -> None:
-        if fn is not None and not (isinstance(fn, (ProcessWindowFunction, WindowFunction)) or callable(fn)):
-            msg = (
-                f"{what} takes a ProcessWindowFunction, a WindowFunction or a callable "
-                f"(key, window, value) -> output, got {type(fn).__name__}"
-            )
-            raise ConfigurationError(msg)
-
-    def aggregate(
-        self, aggregate_function: AggregateFunction[Any, Any, Any], window_function: Any = None
-    ) -> DataStream:
-        """Fold each window incrementally with an :class:`AggregateFunction`; emit ``get_result``.
-
-        With ``window_function`` (a :class:`ProcessWindowFunction`, :class:`WindowFunction`
-        or ``fn(key, window, result) -> output``) the result is handed to it instead,
-        e.g. to attach the key and the window.
-        """
-        if not isinstance(aggregate_function, AggregateFunction):
-            msg = (
-                f"aggregate() takes an AggregateFunction (e.g. streamcore.aggregates.Count()), "
-                f"got {type(aggregate_function).__name__}"
-            )
-            raise ConfigurationError(msg)
-        self._check_window_fn(window_function, "aggregate(..., window_function)")
-        return self._build(aggregate_function, plain(window_function))
-
-    def reduce(self, reduce_function: Callable[[Any, Any], Any], window_function: Any = None) -> DataStream:
-        """Fold each window with ``reduce_function(a, b)`` (associative: session windows merge results)."""
-        if not callable(reduce_function):
-            msg = f"reduce() takes a callable (a, b) -> c, got {type(reduce_function).__name__}"
-            raise ConfigurationError(msg)
-        self._check_window_fn(window_function, "reduce(..., window_function)")
-        return self._build(ReduceAggregate(reduce_function), plain(window_function))
-
-    def sum(self, position: int | str = 0) -> DataStream:
-        """Sum of field ``position`` per window (Flink's ``window(...).sum``), other fields as the first.
-
-        >>> import streamcore as sc
-        >>> env = sc.StreamEnvironment()
-        >>> rows = [("to", 1, 0), ("be", 1, 10), ("to", 1, 20)]
-        >>> words = env.from_collection(rows, timestamp=lambda w: w[2])
-        >>> keyed = words.key_by(lambda w: w[0])
-        >>> sorted(keyed.window(sc.TumblingEventTimeWindows.of(1_000)).sum(1).execute_and_collect())
-        [('be', 1, 10), ('to', 2, 0)]
-        """
-        return self.reduce(field_reducer(position, "sum"))
-
-    def min(self, position: int | str = 0) -> DataStream:
-        """Minimum of field ``position`` per window (other fields from the first element)."""
-        return self.reduce(field_reducer(position, "min"))
-
-    def max(self, position: int | str = 0) -> DataStream:
-        """Maximum of field ``position`` per window (other fields from the first element)."""
-        return self.reduce(field_reducer(position, "max"))
-
-    def process(self, function: ProcessWindowFunction) -> DataStream:
-        """Evaluate each fired window with all its elements."""
-        if not isinstance(function, ProcessWindowFunction):
-            msg = f"WindowedStream.process() takes a ProcessWindowFunction, got {type(function).__name__}"
-            raise ConfigurationError(msg)
-        return self._build(None, function)
-
-    def apply(self, function: Any) -> DataStream:
-        """Evaluate each fired window with a :class:`WindowFunction` or ``fn(key, window, elements)``."""
-        self._check_window_fn(function, "apply()")
-        if function is None:
-            msg = "apply() takes a window function"
-            raise ConfigurationError(msg)
-        return self._build(None, plain(function))
-
-
-def _all_key(value: Any) -> int:
-    return 0
-
-
-class AllWindowedStream(WindowedStream):
-    """Windows over a whole stream (one logical key): the result of ``window_all``."""
-
-    def aggregate(
-        self, aggregate_function: AggregateFunction[Any, Any, Any], window_function: Any = None
-    ) -> DataStream:
-        """As :meth:`WindowedStream.aggregate`; ``window_function(window, result)``."""
-        return super().aggregate(aggregate_function, to_keyed(window_function))
-
-    def reduce(self, reduce_function: Callable[[Any, Any], Any], window_function: Any = None) -> DataStream:
-        """As :meth:`WindowedStream.reduce`; ``window_function(window, result)``."""
-        return super().reduce(reduce_function, to_keyed(window_function))
-
-    def process(self, function: Any) -> DataStream:  # type: ignore[override]
-        """Evaluate each window with a :class:`ProcessAllWindowFunction`."""
-        if not isinstance(function, ProcessAllWindowFunction):
-            msg = (
-                f"AllWindowedStream.process() takes a ProcessAllWindowFunction, got {type(function).__name__}"
-            )
-            raise ConfigurationError(msg)
-        return self._build(None, to_keyed(function))
-
-    def apply(self, function: Any) -> DataStream:
-        """Evaluate each window with an :class:`AllWindowFunction` or ``fn(window, elements)``."""
-        return super().apply(to_keyed(function))
-
-
-# -- interval join --------------------------------------------------------------------------
-class IntervalJoinBuilder:
-    """Configures ``left.interval_join(right)``; :meth:`process` adds the join to the graph.
-
-    ``between(lower, upper)`` is required. Bounds are int milliseconds relative to the left
-    element: a right element joins when ``left.ts + lower <= right.ts <= left.ts + upper``.
-    """
-
-    def __init__(self, left: KeyedStream, right: KeyedStream) -> None:
-        self._left = left
-        self._right = right
-        self._bounds: tuple[int, int] | None = None
-        self._lower_inclusive = True
-        self._upper_inclusive = True
-        self._late: list[str | None] = [None, None]
-        self._scan = "range"
-        self._cache_entries: int | None = None
-
-    def between(self, lower: int, upper: int) -> IntervalJoinBuilder:
-        """Join right elements with ``left.ts + lower <= right.ts <= left.ts + upper``.
-
-        Raises:
-            ConfigurationError: a bound is not an int, or ``lower > upper``.
-        """
-        lower = check_bound(lower, "lower bound")
-        upper = check_bound(upper, "upper bound")
-        if lower > upper:
-            msg = f"between({lower}, {upper}): the lower bound must not exceed the upper bound"
-            raise ConfigurationError(msg)
-        self._bounds = (lower, upper)
-        return self
-
-    def lower_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
-        """Exclude ``right.ts == left.ts + lower``."""
-        self._lower_inclusive = not exclusive
-        return self
-
-    def upper_bound_exclusive(self, exclusive: bool = True) -> IntervalJoinBuilder:
-        """Exclude ``right.ts == left.ts + upper``."""
-        self._upper_inclusive = not exclusive
-        return self
-
-    def _tag(self, tag: OutputTag, what: str) -> str:
-        if not isinstance(tag, OutputTag):
-            msg = f"{what}() takes an OutputTag, got {type(tag).__name__}"
-            raise ConfigurationError(msg)
-        return tag.name
-
-    def side_output_left_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
-        """Send late left elements to side output ``tag`` instead of dropping them."""
-        self._late[0] = self._tag(tag, "side_output_left_late_data")
-        return self
-
-    def side_output_right_late_data(self, tag: OutputTag) -> IntervalJoinBuilder:
-        """Send late right elements to side output ``tag`` instead of dropping them."""
-        self._late[1] = self._tag(tag, "side_output_right_late_data")
-        return self
-
-    def scan(self, mode: str) -> IntervalJoinBuilder:
-        """``"range"`` (default): probes seek the exact time range; ``"prefix"``: read the whole key."""
-        if mode not in SCAN_MODES:
-            msg = f"scan() takes one of {SCAN_MODES}, got {mode!r}"
-            raise ConfigurationError(msg)
-        self._scan = mode
-        return self
-
-    def buffer_cache_entries(self, entries: int) -> IntervalJoinBuilder:
-        """How many of the newest elements each side's buffer keeps in memory on RocksDB.
-
-        An element that expires while among them never reaches RocksDB; more of them are
-        written in one sorted batch. Default ``DEFAULT_BUFFER_CACHE_ENTRIES`` (65,536 a
-        side, a few MiB); ``0`` writes every element through. The heap backend holds all.
-        """
-        if type(entries) is not int or entries < 0:
-            msg = f"buffer_cache_entries() takes an int >= 0, got {entries!r}"
-            raise ConfigurationError(msg)
-        self._cache_entries = entries
-        return self
-
-    def process(self, fn: ProcessJoinFunction | Callable[[Any, Any, Any], Any]) -> DataStream:
-        """Add the join with function ``fn`` and return the stream of its outputs.
-
-        ``fn`` is a :class:`ProcessJoinFunction` or a callable ``fn(left, right, ctx)``;
-        either returns or yields the outputs of a pair (or calls ``ctx.emit``).
-
-        Raises:
-            ConfigurationError: no ``between``, bounds empty after exclusivity, or a bad ``fn``.
-        """
-        if self._bounds is None:
-            msg = "interval join: call between(lower, upper) before process()"
-            raise ConfigurationError(msg)
-        if not isinstance(fn, ProcessJoinFunction) and not callable(fn):
-            msg = f"interval join process() takes a ProcessJoinFunction or callable, got {type(fn).__name__}"
-            raise ConfigurationError(msg)
-        lower, upper = self._bounds
-        eff_lower = lower if self._lower_inclusive else lower + 1
-        eff_upper = upper if self._upper_inclusive else upper - 1
-        if eff_lower > eff_upper:
-            msg = (
-                f"interval join between({lower}, {upper}) with exclusive bounds is empty "
-                f"({eff_lower} > {eff_upper} once inclusive); widen the interval or make a bound inclusive"
-            )
-            raise ConfigurationError(msg)
-        left, right = self._left, self._right
-        key_selectors = [left.key_selector, right.key_selector]
-        late = (self._late[0], self._late[1])
-        lower_inclusive, upper_inclusive, scan = self._lower_inclusive, self._upper_inclusive, self._scan
-        cache_entries = self._cache_entries
-
-        def factory(name: str, uid: str) -> IntervalJoinOperator:
-            return IntervalJoinOperator(
-                name,
-                uid,
-                fn,
-                key_selectors,
-                lower,
-                upper,
-                lower_inclusive=lower_inclusive,
-                upper_inclusive=upper_inclusive,
-                late_tags=late,
-                scan=scan,
-                buffer_cache_entries=cache_entries,
-            )
-
-        return left.connect(right).transform("interval_join", factory)

@@ -14,7 +14,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from streamcore.errors import GraphError
 from streamcore.operators.base import StreamOperator
@@ -155,3 +155,33 @@ class PhysicalPlan:
     sources: list[Any]
     operators: list[StreamOperator]
     by_uid: dict[str, Any]
+
+
+#: the stream type a builder's result has (:class:`streamcore.datastream.DataStream`).
+S_co = TypeVar("S_co", covariant=True)
+
+
+class TwoInputs(Protocol, Generic[S_co]):
+    """Two connected streams, as the interval join builder sees them."""
+
+    def transform(self, kind: str, factory: Callable[[str, str], Any]) -> S_co:
+        """Add a two-input operator made by ``factory``; the stream of its outputs."""
+        ...
+
+
+class KeyedInput(Protocol, Generic[S_co]):
+    """A keyed stream, as the window and interval join builders see it.
+
+    :class:`streamcore.datastream.KeyedStream` is the one implementation; the builders
+    depend on this protocol so that the stream module can import them, not the reverse.
+    """
+
+    key_selector: Callable[[Any], Any]
+
+    def transform(self, kind: str, factory: Callable[[str, str], Any]) -> S_co:
+        """Add a one-input operator made by ``factory``; the stream of its outputs."""
+        ...
+
+    def connect(self, other: Any) -> TwoInputs[S_co]:
+        """Connect with ``other`` for a two-input operator."""
+        ...

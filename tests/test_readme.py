@@ -20,6 +20,7 @@ def test_the_readme_has_runnable_snippets_for_each_operating_section():
         "Savepoints and stop",
         "Exactly-once sinks",
         "Metrics and the dashboard",
+        "Streaming SQL",
     ):
         section = README.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
         assert "<!-- test: run -->" in section, heading

@@ -31,10 +31,10 @@ from typing import Any
 
 from streamcore.aggregates.base import AggregateFunction
 from streamcore.changelog import Change, RowKind
-from streamcore.errors import ChangelogError, ConfigurationError, KeyEncodingError, StreamcoreError
+from streamcore.errors import ChangelogError, ConfigurationError, StreamcoreError
 from streamcore.functions import function_name
 from streamcore.operators.base import user_error
-from streamcore.operators.keyed import KeyedOperator
+from streamcore.operators.changelog_base import ChangelogOperator
 from streamcore.state.descriptors import StateTtlConfig, ValueStateDescriptor
 
 __all__ = ["GroupAggregateOperator", "default_result", "group_aggregate_factory"]
@@ -96,7 +96,7 @@ def check_ttl(state_ttl_ms: int | None, what: str) -> StateTtlConfig | None:
     return StateTtlConfig(state_ttl_ms, "processing")
 
 
-class GroupAggregateOperator(KeyedOperator):
+class GroupAggregateOperator(ChangelogOperator):
     """Aggregates the rows of each key's group and emits the changelog of the result rows.
 
     State per key: one value ``[row_count, accumulator, last_row]`` (the heap backend holds
@@ -141,7 +141,6 @@ class GroupAggregateOperator(KeyedOperator):
         self.agg = agg
         self.result_fn = result or default_result
         self.ttl = check_ttl(state_ttl_ms, "group_aggregate()")
-        self.retractions_ignored = 0
 
     def open(self) -> None:
         """Fetch the group state: live values (the heap holds accumulators as objects) unless TTL'd."""
@@ -154,34 +153,8 @@ class GroupAggregateOperator(KeyedOperator):
         else:  # TTL'd state stores [expires_at, value]: encode and decode here
             self._decode, self._encode = codec.decode, codec.encode
 
-    def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
-        """Fold each record into its group and emit the group's change, in input order."""
-        keys = self.extract_keys(values, 0)
-        self.records_in += len(values)
-        kc = self.key_context
-        assert kc is not None
-        out: list[Change] = []
-        out_ts: list[int] | None = None if timestamps is None else []
-        tss = timestamps if timestamps is not None else [None] * len(values)
-        self.backend.begin_batch()
-        try:
-            key_bytes = kc.key_bytes_batch(keys)
-            for v, k, kb, ts in zip(values, keys, key_bytes, tss, strict=True):
-                kc.key = k
-                kc.key_bytes = kb
-                n = len(out)
-                self._process(v, k, out)
-                if out_ts is not None:
-                    out_ts.extend([ts] * (len(out) - n))  # type: ignore[list-item]
-        except KeyEncodingError as exc:
-            raise self.key_error(exc) from exc
-        finally:
-            self.backend.end_batch()
-        self.records_out += len(out)
-        self.output.emit(out, out_ts)  # type: ignore[arg-type]
-        self.cleanup_state_incrementally()
-
-    def _process(self, value: Any, key: Any, out: list[Change]) -> None:
+    def process_element(self, value: Any, key: Any, side: int, out: list[Change]) -> None:
+        """Fold ``value`` into its group; append the group's change."""
         if isinstance(value, Change):
             kind, row = value
         else:
@@ -236,12 +209,6 @@ class GroupAggregateOperator(KeyedOperator):
         elif new != last:
             out.append(Change(_UPDATE_BEFORE, last))
             out.append(Change(_UPDATE_AFTER, new))
-
-    def metrics(self) -> dict[str, Any]:
-        """Counters, plus ``retractions_ignored`` (retractions of expired groups)."""
-        m = super().metrics()
-        m["retractions_ignored"] = self.retractions_ignored
-        return m
 
 
 def group_aggregate_factory(

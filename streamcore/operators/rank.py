@@ -40,6 +40,7 @@ from typing import Any
 from streamcore.changelog import Change, RowKind
 from streamcore.errors import ChangelogError, ConfigurationError, KeyEncodingError, StreamcoreError
 from streamcore.operators.base import user_error
+from streamcore.operators.changelog_base import ChangelogOperator
 from streamcore.operators.keyed import KeyedOperator
 from streamcore.state.descriptors import ValueStateDescriptor
 
@@ -131,7 +132,7 @@ class _Ranked(KeyedOperator):
         return -1
 
 
-class TopNOperator(_Ranked):
+class TopNOperator(_Ranked, ChangelogOperator):
     """Keeps the rows of each partition key in rank order and emits the changelog of its top n.
 
     State per partition key: one value ``[next_seq, entries]`` with the entries ``[seq, row]``
@@ -165,38 +166,12 @@ class TopNOperator(_Ranked):
         """Fetch the partition state."""
         self.state = self.backend.get_state(ValueStateDescriptor(RANK_STATE))
 
-    def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
-        """Rank each element into its partition and emit the changes of the top n, in input order."""
-        keys = self.extract_keys(values, 0)
-        self.records_in += len(values)
-        kc = self.key_context
-        assert kc is not None
-        out: list[Change] = []
-        out_ts: list[int] | None = None if timestamps is None else []
-        tss = timestamps if timestamps is not None else [None] * len(values)
-        self.backend.begin_batch()
-        try:
-            key_bytes = kc.key_bytes_batch(keys)
-            for v, k, kb, ts in zip(values, keys, key_bytes, tss, strict=True):
-                kc.key = k
-                kc.key_bytes = kb
-                n = len(out)
-                self._process(v, k, out)
-                if out_ts is not None:
-                    out_ts.extend([ts] * (len(out) - n))  # type: ignore[list-item]
-        except KeyEncodingError as exc:
-            raise self.key_error(exc) from exc
-        except StreamcoreError:
-            raise
-        except Exception as exc:
-            raise user_error(self, self.sort_key, "sort_key", exc) from exc
-        finally:
-            self.backend.end_batch()
-        self.records_out += len(out)
-        self.output.emit(out, out_ts)  # type: ignore[arg-type]
-        self.cleanup_state_incrementally()
+    def blamed(self) -> tuple[Callable[..., Any], str]:
+        """Failures while ranking are the ``sort_key`` function's."""
+        return self.sort_key, "sort_key"
 
-    def _process(self, value: Any, key: Any, out: list[Change]) -> None:
+    def process_element(self, value: Any, key: Any, side: int, out: list[Change]) -> None:
+        """Rank ``value`` into its partition; append the changes of the top n."""
         if isinstance(value, Change):
             kind, row = value
         else:

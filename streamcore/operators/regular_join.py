@@ -29,8 +29,8 @@ from typing import Any
 from streamcore.changelog import Change, RowKind
 from streamcore.errors import ChangelogError, ConfigurationError, KeyEncodingError, StreamcoreError
 from streamcore.operators.base import user_error
+from streamcore.operators.changelog_base import ChangelogOperator
 from streamcore.operators.group_aggregate import check_ttl
-from streamcore.operators.keyed import KeyedOperator
 from streamcore.serde import encode_key
 from streamcore.state.descriptors import MapStateDescriptor
 
@@ -50,7 +50,7 @@ def concat_rows(left_row: tuple[Any, ...], right_row: tuple[Any, ...]) -> tuple[
     return left_row + right_row
 
 
-class RegularJoinOperator(KeyedOperator):
+class RegularJoinOperator(ChangelogOperator):
     """Joins two keyed inputs on equal keys without a time bound, with retraction and outer joins.
 
     State per side and key: a map state ``row -> [row, count, matches]``. ``count`` is how
@@ -128,47 +128,23 @@ class RegularJoinOperator(KeyedOperator):
         self.nulls = tuple(None if w is None else (None,) * w for w in widths)
         self.combine = combine or concat_rows
         self.ttl = check_ttl(state_ttl_ms, "regular_join()")
-        self.retractions_ignored = 0
 
     def open(self) -> None:
         """Fetch the two map states."""
         get = self.backend.get_state
         self.states = [get(MapStateDescriptor(name, ttl=self.ttl)) for name in SIDE_STATES]
 
-    def process_batch(self, values: list[Any], timestamps: list[int] | None, side: int) -> None:
-        """Join each element of input ``side`` with the other side's rows of its key, in input order."""
-        keys = self.extract_keys(values, side)
-        self.records_in += len(values)
-        kc = self.key_context
-        assert kc is not None
-        out: list[Change] = []
-        out_ts: list[int] | None = None if timestamps is None else []
-        tss = timestamps if timestamps is not None else [None] * len(values)
-        self.backend.begin_batch()
-        try:
-            key_bytes = kc.key_bytes_batch(keys)
-            for v, k, kb, ts in zip(values, keys, key_bytes, tss, strict=True):
-                kc.key = k
-                kc.key_bytes = kb
-                n = len(out)
-                self._process(v, k, side, out)
-                if out_ts is not None:
-                    out_ts.extend([ts] * (len(out) - n))  # type: ignore[list-item]
-        except KeyEncodingError as exc:
-            msg = (
-                f"operator {self.uid!r} (regular_join, {_SIDE_NAMES[side]} input): {exc}; the join key and "
-                "every field of a row must be int, str, bytes, float, bool, None or a tuple of these"
-            )
-            raise KeyEncodingError(msg) from exc
-        except StreamcoreError:
-            raise
-        except Exception as exc:
-            raise user_error(self, self.combine, "combine", exc) from exc
-        finally:
-            self.backend.end_batch()
-        self.records_out += len(out)
-        self.output.emit(out, out_ts)  # type: ignore[arg-type]
-        self.cleanup_state_incrementally()
+    def wrap_key_error(self, exc: KeyEncodingError, side: int) -> KeyEncodingError:
+        """Name the operator, the input and what a join key and a row may hold."""
+        msg = (
+            f"operator {self.uid!r} (regular_join, {_SIDE_NAMES[side]} input): {exc}; the join key and "
+            "every field of a row must be int, str, bytes, float, bool, None or a tuple of these"
+        )
+        return KeyEncodingError(msg)
+
+    def blamed(self) -> tuple[Callable[..., Any], str]:
+        """Failures inside the join are the ``combine`` function's."""
+        return self.combine, "combine"
 
     def _joined(self, side: int, row: tuple[Any, ...], other_row: tuple[Any, ...]) -> tuple[Any, ...]:
         return self.combine(row, other_row) if side == 0 else self.combine(other_row, row)
@@ -177,7 +153,7 @@ class RegularJoinOperator(KeyedOperator):
         nulls = self.nulls[1 - side]
         return self.combine(row, nulls) if side == 0 else self.combine(nulls, row)  # type: ignore[arg-type]
 
-    def _process(self, value: Any, key: Any, side: int, out: list[Change]) -> None:
+    def process_element(self, value: Any, key: Any, side: int, out: list[Change]) -> None:
         if isinstance(value, Change):
             kind, row = value
         else:
@@ -249,12 +225,6 @@ class RegularJoinOperator(KeyedOperator):
                 if matches == 1:
                     padded = Change(_INSERT, self._padded(1 - side, other_row))
                     out.extend([padded] * copies)
-
-    def metrics(self) -> dict[str, Any]:
-        """Counters, plus ``retractions_ignored`` (retractions of expired rows)."""
-        m = super().metrics()
-        m["retractions_ignored"] = self.retractions_ignored
-        return m
 
 
 def regular_join_factory(

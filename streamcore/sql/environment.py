@@ -30,7 +30,8 @@ from streamcore.sql.catalog import Catalog, ColumnDef, TableDef
 from streamcore.sql.connectors import build_sink, check_options, parse_duration_ms
 from streamcore.sql.expressions import datatype, interval_ms
 from streamcore.sql.parser import Parsed, SqlText, Watermark, parse_expression, parse_script
-from streamcore.sql.planner import Planner, Rel
+from streamcore.sql.planner import Planner
+from streamcore.sql.relations import Rel
 from streamcore.sql.types import STRING, Schema, SqlType, assignable
 
 __all__ = ["StreamTableEnvironment", "Table", "TableResult"]

@@ -17,17 +17,16 @@ join keys or time bounds filter the joined rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
 from streamcore.errors import SqlValidationError
 from streamcore.sql.connectors import build_lookup
 from streamcore.sql.expressions import Field, Scope, interval_ms
+from streamcore.sql.relations import PlannerLike, Rel, conjuncts
 from streamcore.sql.types import SqlType
-
-if TYPE_CHECKING:
-    from streamcore.sql.planner import Planner, Rel
+from streamcore.sql.updating import plan_regular_join
 
 __all__ = ["plan_joins"]
 
@@ -48,11 +47,9 @@ def _sides(node: exp.Expression, left: Scope, right: Scope) -> set[str]:
 
 
 def plan_joins(
-    planner: Planner, rel: Rel, joins: list[exp.Join], preds: list[exp.Expression]
+    planner: PlannerLike, rel: Rel, joins: list[exp.Join], preds: list[exp.Expression]
 ) -> tuple[Rel, list[Any]]:
     """Join ``rel`` with each of ``joins`` in order; returns the result and the predicates left over."""
-    from streamcore.sql.planner import conjuncts
-
     for join in joins:
         if rel.window is not None:
             planner.unsupported("joining a window TVF before its aggregation is not supported", join)
@@ -83,7 +80,7 @@ def plan_joins(
     return rel, preds
 
 
-def _time_term(node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: Planner) -> tuple[str, int] | None:
+def _time_term(node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: PlannerLike) -> tuple[str, int] | None:
     """``(side, offset_ms)`` when ``node`` is a time attribute plus or minus an interval constant."""
     offset = 0
     while isinstance(node, (exp.Add, exp.Sub)) and isinstance(node.expression, exp.Interval):
@@ -105,7 +102,9 @@ def _time_term(node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: Planner) -
     return None
 
 
-def _bound(node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: Planner) -> list[tuple[str, int]] | None:
+def _bound(
+    node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: PlannerLike
+) -> list[tuple[str, int]] | None:
     """Bounds on ``right.ts - left.ts`` stated by ``node``: ``[("lo"|"hi", ms), ...]``, or None."""
     if isinstance(node, exp.Between):
         lo = exp.GTE(this=node.this, expression=node.args["low"])
@@ -130,10 +129,8 @@ def _bound(node: exp.Expression, rel_l: Rel, rel_r: Rel, planner: Planner) -> li
 
 
 def _two_streams(
-    planner: Planner, left: Rel, right: Rel, side: str, conds: list[exp.Expression], node: exp.Expression
+    planner: PlannerLike, left: Rel, right: Rel, side: str, conds: list[exp.Expression], node: exp.Expression
 ) -> tuple[Rel, list[exp.Expression]]:
-    from streamcore.sql.planner import Rel
-
     ls, rs = left.scope(), right.scope()
     lkeys, rkeys, bounds, rest, bound_conds = [], [], [], [], []
     for c in conds:
@@ -157,8 +154,6 @@ def _two_streams(
     los = [v for k, v in bounds if k == "lo"]
     his = [v for k, v in bounds if k == "hi"]
     if not los or not his or left.updating or right.updating:
-        from streamcore.sql.updating import plan_regular_join
-
         # Not an interval join: time comparisons are ordinary conditions of a regular join.
         return plan_regular_join(planner, left, right, side, lkeys, rkeys, [*rest, *bound_conds], node)
     if side:
@@ -202,10 +197,13 @@ def _concat(left: tuple[Any, ...], right: tuple[Any, ...], ctx: Any) -> tuple[An
 
 
 def _lookup(
-    planner: Planner, rel: Rel, target: exp.Table, side: str, on: list[exp.Expression], node: exp.Expression
+    planner: PlannerLike,
+    rel: Rel,
+    target: exp.Table,
+    side: str,
+    on: list[exp.Expression],
+    node: exp.Expression,
 ) -> tuple[Rel, list[exp.Expression]]:
-    from streamcore.sql.planner import Rel
-
     version = target.args["version"]
     if side not in ("", "LEFT"):
         planner.unsupported(f"{side} lookup joins are not supported; inner and LEFT are", node)
@@ -268,9 +266,7 @@ def _alias_name(node: exp.Expression) -> str:
     return a.name if a is not None else node.name
 
 
-def _lateral(planner: Planner, rel: Rel, lateral: exp.Lateral, side: str, node: exp.Expression) -> Rel:
-    from streamcore.sql.planner import Rel
-
+def _lateral(planner: PlannerLike, rel: Rel, lateral: exp.Lateral, side: str, node: exp.Expression) -> Rel:
     call = lateral.this
     if isinstance(call, exp.Anonymous) and call.name.upper() == "TABLE" and call.expressions:
         call = call.expressions[0]

@@ -15,7 +15,6 @@ row), then ``UNION ALL``. Joins are in :mod:`streamcore.sql.joins`, window TVFs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
@@ -26,47 +25,21 @@ from streamcore.sql.aggregates import is_aggregate
 from streamcore.sql.catalog import Catalog, TableDef
 from streamcore.sql.connectors import build_source
 from streamcore.sql.expressions import ExprCompiler, Field, Scope
+from streamcore.sql.joins import plan_joins
 from streamcore.sql.parser import SqlText
+from streamcore.sql.relations import Rel, conjuncts
 from streamcore.sql.types import SqlType, common_type
-from streamcore.sql.windows import TVFS, WindowSpec, materialize_windows, plan_window_aggregate, window_tvf
+from streamcore.sql.updating import (
+    filter_changes,
+    plan_group_aggregate,
+    plan_over,
+    project_changes,
+    topn_limit,
+)
+from streamcore.sql.windows import TVFS, materialize_windows, plan_window_aggregate, window_tvf
 from streamcore.time import WatermarkStrategy
 
-__all__ = ["Planner", "Rel"]
-
-
-@dataclass
-class Rel:
-    """A planned relation: a stream of row tuples and what each position holds."""
-
-    stream: Any
-    fields: list[Field]
-    time_col: int | None = None
-    updating: bool = False
-    window: WindowSpec | None = None
-    #: with a pending window: how many leading fields the stream's tuples hold.
-    width: int = 0
-    #: the columns that identify a row of an updating result (its upsert key).
-    key: list[int] = field(default_factory=list)
-    #: a window aggregation's generated function that a select list can be folded into.
-    fuse: Any = None
-
-    def scope(self) -> Scope:
-        """The columns expressions over this relation can name."""
-        return Scope(self.fields)
-
-    def with_alias(self, alias: str | None) -> Rel:
-        """The relation with its columns qualified by ``alias``."""
-        if not alias:
-            return self
-        return Rel(
-            self.stream,
-            [Field(f.name, f.type, alias) for f in self.fields],
-            self.time_col,
-            self.updating,
-            self.window,
-            self.width,
-            self.key,
-        )
+__all__ = ["Planner"]
 
 
 def _alias(node: exp.Expression) -> str | None:
@@ -74,17 +47,6 @@ def _alias(node: exp.Expression) -> str | None:
     if a is None:
         return None
     return a.name if isinstance(a, exp.TableAlias) else str(a.name if hasattr(a, "name") else a)
-
-
-def conjuncts(node: exp.Expression | None) -> list[exp.Expression]:
-    """The ``AND``-ed parts of a condition."""
-    if node is None:
-        return []
-    if isinstance(node, exp.Paren):
-        return conjuncts(node.this)
-    if isinstance(node, exp.And):
-        return conjuncts(node.this) + conjuncts(node.expression)
-    return [node]
 
 
 class Planner:
@@ -278,8 +240,6 @@ class Planner:
         frm = node.args.get("from_") or node.args.get("from")
         if frm is None:
             self.unsupported("SELECT without FROM is not supported; use t_env.from_elements", node)
-        from streamcore.sql.joins import plan_joins
-        from streamcore.sql.updating import topn_limit
 
         where = node.args.get("where")
         preds = conjuncts(where.this) if where else []
@@ -340,8 +300,6 @@ class Planner:
             if rel.window is not None:
                 rel, slots = plan_window_aggregate(self, rel, group, aggs, node)
             else:
-                from streamcore.sql.updating import plan_group_aggregate
-
                 rel, slots = plan_group_aggregate(self, rel, group, aggs, node)
             if having is not None:
                 c = self.compiler(rel.scope(), slots)
@@ -351,15 +309,11 @@ class Planner:
         if having is not None and slots is None:
             self.unsupported("HAVING without GROUP BY or aggregates is not supported", having)
         if windows:
-            from streamcore.sql.updating import plan_over
-
             return plan_over(self, rel, items, windows)
         return self.project(rel, items, slots)
 
     def _filter_slots(self, rel: Rel, c: ExprCompiler, cond: exp.Expression) -> Rel:
         if rel.updating:
-            from streamcore.sql.updating import filter_changes
-
             return filter_changes(rel, c.predicate(cond))
         return Rel(rel.stream.filter(c.predicate(cond)).name("having"), rel.fields, rel.time_col)
 
@@ -397,8 +351,6 @@ class Planner:
             fields.append(Field(name, t))
         srcs = [code.src for code in codes]
         if rel.updating:
-            from streamcore.sql.updating import project_changes
-
             return project_changes(rel, c.build(srcs, name="sql_select"), fields, srcs)
         if srcs == [f"r[{i}]" for i in range(len(rel.fields))]:
             return Rel(rel.stream, fields, time_col)

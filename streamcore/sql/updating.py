@@ -13,7 +13,7 @@ are refused by name.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
@@ -22,15 +22,13 @@ from streamcore.changelog import Change
 from streamcore.errors import SqlValidationError
 from streamcore.sql.aggregates import plan_aggregate
 from streamcore.sql.expressions import Field, Scope
+from streamcore.sql.relations import PlannerLike, Rel, conjuncts
 from streamcore.sql.types import SqlType
-
-if TYPE_CHECKING:
-    from streamcore.sql.planner import Planner, Rel
 
 __all__ = ["filter_changes", "plan_group_aggregate", "plan_over", "plan_regular_join", "project_changes"]
 
 
-def _state_ttl(planner: Planner) -> int | None:
+def _state_ttl(planner: PlannerLike) -> int | None:
     from streamcore.sql.connectors import parse_duration_ms
 
     ttl = planner.catalog.config.get("table.exec.state.ttl")
@@ -41,11 +39,13 @@ def _state_ttl(planner: Planner) -> int | None:
 
 
 def plan_group_aggregate(
-    planner: Planner, rel: Rel, group: list[exp.Expression], aggs: list[exp.Expression], node: exp.Expression
+    planner: PlannerLike,
+    rel: Rel,
+    group: list[exp.Expression],
+    aggs: list[exp.Expression],
+    node: exp.Expression,
 ) -> tuple[Rel, dict[str, tuple[int, SqlType]]]:
     """``GROUP BY keys`` without a window: ``key_by(keys).group_aggregate(combine(...))``."""
-    from streamcore.sql.planner import Rel
-
     compiler = planner.compiler(rel.scope())
     codes = [compiler.compile(g) for g in group]
     nk = len(group)
@@ -92,16 +92,12 @@ def _constant_key(row: Any) -> int:
 
 def filter_changes(rel: Rel, pred: Callable[[Any], bool]) -> Rel:
     """A filter over the rows of a changelog."""
-    from streamcore.sql.planner import Rel
-
     stream = rel.stream.filter(lambda c: pred(c.row)).name("having")
     return Rel(stream, rel.fields, None, True, key=rel.key)
 
 
 def project_changes(rel: Rel, proj: Callable[[Any], Any], fields: list[Field], srcs: list[str]) -> Rel:
     """A projection of the rows of a changelog (the kinds unchanged)."""
-    from streamcore.sql.planner import Rel
-
     key = [srcs.index(f"r[{k}]") for k in rel.key if f"r[{k}]" in srcs]
     if srcs == [f"r[{i}]" for i in range(len(rel.fields))]:
         return Rel(rel.stream, fields, None, True, key=rel.key)
@@ -110,7 +106,7 @@ def project_changes(rel: Rel, proj: Callable[[Any], Any], fields: list[Field], s
 
 
 def plan_regular_join(
-    planner: Planner,
+    planner: PlannerLike,
     left: Rel,
     right: Rel,
     side: str,
@@ -120,8 +116,6 @@ def plan_regular_join(
     node: exp.Expression,
 ) -> tuple[Rel, list]:
     """A join without time bounds: ``regular_join`` (an updating result), when available."""
-    from streamcore.sql.planner import Rel
-
     if not hasattr(left.stream, "regular_join"):
         planner.unsupported(
             "regular joins (without time bounds between two event-time attributes) are not supported by this "
@@ -185,7 +179,7 @@ def null_safe_key(compiler: Any, srcs: list[str], side: str) -> Callable[[Any], 
     return compiler.build([src], as_tuple=False, name="join_key")
 
 
-def topn_limit(planner: Planner, node: exp.Select) -> tuple[str, int, list[exp.Expression]] | None:
+def topn_limit(planner: PlannerLike, node: exp.Select) -> tuple[str, int, list[exp.Expression]] | None:
     """``(rn alias, N, other conditions)`` when ``node`` reads a ROW_NUMBER subquery ``WHERE rn <= N``."""
     frm = node.args.get("from_") or node.args.get("from")
     inner = frm.this if frm is not None else None
@@ -201,8 +195,6 @@ def topn_limit(planner: Planner, node: exp.Select) -> tuple[str, int, list[exp.E
     where = node.args.get("where")
     if len(aliases) != 1 or where is None:
         return None
-    from streamcore.sql.planner import conjuncts
-
     alias, limit, rest = aliases[0], None, []
     for c in conjuncts(where.this):
         col, lit = c.this, c.expression
@@ -227,15 +219,13 @@ def topn_limit(planner: Planner, node: exp.Select) -> tuple[str, int, list[exp.E
     return alias, limit, rest
 
 
-def plan_over(planner: Planner, rel: Rel, items: list[exp.Expression], windows: list[exp.Window]) -> Rel:
+def plan_over(planner: PlannerLike, rel: Rel, items: list[exp.Expression], windows: list[exp.Window]) -> Rel:
     """``ROW_NUMBER() OVER (PARTITION BY p ORDER BY o) AS rn`` under ``WHERE rn <= N``: TopN.
 
     Over a window aggregation partitioned by ``window_start, window_end`` it is window TopN
     (``window_top_n``: final, append-only rows when the window closes); otherwise ``top_n``,
     an updating result whose ranks change as rows arrive (``-U/+U``).
     """
-    from streamcore.sql.planner import Rel
-
     w = windows[0]
     if not isinstance(w.this, exp.RowNumber):
         planner.unsupported(

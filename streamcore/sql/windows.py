@@ -21,8 +21,7 @@ row per window the row falls in); a session TVF needs its grouping.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlglot import exp
 
@@ -31,6 +30,7 @@ from streamcore.errors import SqlUnsupportedError, SqlValidationError
 from streamcore.sql.aggregates import plan_aggregate
 from streamcore.sql.expressions import Field, Scope, interval_ms
 from streamcore.sql.parser import SESSION_TVF
+from streamcore.sql.relations import PlannerLike, Rel, WindowSpec
 from streamcore.sql.types import TIMESTAMP, SqlType
 from streamcore.windowing import (
     CumulativeEventTimeWindows,
@@ -40,27 +40,14 @@ from streamcore.windowing import (
     WindowAssigner,
 )
 
-if TYPE_CHECKING:
-    from streamcore.sql.planner import Planner, Rel
-
 __all__ = ["WINDOW_COLUMNS", "WindowSpec", "materialize_windows", "plan_window_aggregate", "window_tvf"]
 
 WINDOW_COLUMNS = ("window_start", "window_end", "window_time")
 TVFS = ("TUMBLE", "HOP", "CUMULATE", "SESSION", SESSION_TVF)
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    """A window TVF waiting for its aggregation: the assigner and the TVF's name."""
-
-    kind: str
-    assigner: WindowAssigner
-
-
-def window_tvf(planner: Planner, call: exp.Anonymous, alias: str | None) -> Rel:
+def window_tvf(planner: PlannerLike, call: exp.Anonymous, alias: str | None) -> Rel:
     """The relation of ``TUMBLE/HOP/CUMULATE/SESSION(...)``: its input with a pending window."""
-    from streamcore.sql.planner import Rel
-
     kind = call.name.upper()
     kind = "SESSION" if kind == SESSION_TVF else kind
     args = list(call.expressions)
@@ -127,10 +114,8 @@ def window_tvf(planner: Planner, call: exp.Anonymous, alias: str | None) -> Rel:
     return Rel(rel.stream, fields, rel.time_col, window=WindowSpec(kind, assigner), width=len(rel.fields))
 
 
-def materialize_windows(planner: Planner, rel: Rel, node: exp.Expression) -> Rel:
+def materialize_windows(planner: PlannerLike, rel: Rel, node: exp.Expression) -> Rel:
     """A TVF without aggregation: each row once per window, with window_start/end/time appended."""
-    from streamcore.sql.planner import Rel
-
     assert rel.window is not None
     if rel.window.kind == "SESSION":
         planner.source.error(
@@ -149,15 +134,17 @@ def materialize_windows(planner: Planner, rel: Rel, node: exp.Expression) -> Rel
 
 
 def plan_window_aggregate(
-    planner: Planner, rel: Rel, group: list[exp.Expression], aggs: list[exp.Expression], node: exp.Expression
+    planner: PlannerLike,
+    rel: Rel,
+    group: list[exp.Expression],
+    aggs: list[exp.Expression],
+    node: exp.Expression,
 ) -> tuple[Rel, dict[str, tuple[int, SqlType]]]:
     """``GROUP BY window_start, window_end, keys`` over a TVF: the window operator.
 
     Returns the aggregated relation (keys, window_start, window_end, window_time,
     aggregates) and the slots mapping each key and aggregate's SQL text to its column.
     """
-    from streamcore.sql.planner import Rel
-
     assert rel.window is not None
     src = planner.source
     base = Scope(rel.fields[: rel.width])

@@ -15,7 +15,6 @@ from streamcore import serde
 from streamcore.aggregates import BloomDistinct, Count, DistinctCount, HyperLogLog, Sum, TopN, combine
 from streamcore.operators.window_functions import plain
 from streamcore.operators.window_operator import WindowOperator
-from streamcore.time import MIN_TIMESTAMP
 from streamcore.windowing import (
     ContinuousEventTimeTrigger,
     EventTimeSessionWindows,
@@ -25,7 +24,14 @@ from streamcore.windowing import (
     count_window_assigner,
 )
 from tests.operators.test_windows import event_streams
-from tests.operators.window_support import LATE, ROCKSDB_SETTINGS, Harness, run_ops, source_ops
+from tests.operators.window_support import (
+    LATE,
+    ROCKSDB_SETTINGS,
+    Harness,
+    run_ops,
+    run_with_restore,
+    source_ops,
+)
 
 AGG = combine(
     n=Count(),
@@ -118,22 +124,8 @@ def check_restore(mode: str, before: str, after: str, stream: Any, cut_at: float
         expected_late = full.late.values
         full.close()
 
-        first = Harness(make, before, Path(d) / "first").open()
-        run_ops(first, ops[:cut])
-        # What a checkpoint stores goes through msgpack.
-        image = serde.msgpack_loads(serde.msgpack_dumps(first.snapshot()))
-        got = Counter(first.outputs())
-        late = list(first.late.values)
-        watermark = first.watermark
-        first.close()
-
-        second = Harness(make, after, Path(d) / "second").open(image)
-        if watermark > MIN_TIMESTAMP:
-            second.advance(watermark)  # sources re-emit it; windows that fired before must not fire again
-        run_ops(second, ops[cut:])
-        got.update(second.outputs())
-        late.extend(second.late.values)
-        second.close()
+        outputs, late = run_with_restore(make, before, after, ops, cut, Path(d))
+    got = Counter(outputs)
     assert got == expected
     assert late == expected_late
 

@@ -24,14 +24,16 @@ from streamcore.operators.window_functions import ProcessWindowFunction, plain
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.operators.window_sessions import SLOTS_STATE, SessionSlots
 from streamcore.state.descriptors import ValueStateDescriptor
-from streamcore.time import MAX_TIMESTAMP, MIN_TIMESTAMP
+from streamcore.time import MAX_TIMESTAMP
 from streamcore.windowing import CountTrigger, EventTimeSessionWindows
 from tests.operators.test_windows import event_streams
 from tests.operators.window_support import (
     LATE,
     ROCKSDB_SETTINGS,
     Harness,
+    check_against_oracle,
     run_ops,
+    run_with_restore,
     session_oracle,
     source_ops,
 )
@@ -95,14 +97,8 @@ def check_oracle(backend: str, stream: Any, gap: int, lateness: int, cache: int 
     ops = source_ops(records, batch_size, bound)
     expected, expected_late = _expected(ops, gap, lateness)
     with tempfile.TemporaryDirectory() as d:
-        h = Harness(_make(gap, lateness, cache=cache), backend, Path(d)).open()
-        assert isinstance(h.op._aligned_windows, SessionSlots)
-        run_ops(h, ops)
-        assert Counter((*v, ts) for v, ts in h.outputs()) == expected
-        assert h.late.values == expected_late  # arrival order
-        assert h.op.late_records == len(expected_late)
-        h.assert_empty()
-        h.close()
+        make = _make(gap, lateness, cache=cache)
+        check_against_oracle(make, backend, ops, expected, expected_late, SessionSlots, Path(d))
 
 
 GAPS = st.integers(1, 12)
@@ -144,25 +140,11 @@ def check_restore(before: str, after: str, stream: Any, gap: int, lateness: int,
     records, bound, batch_size = stream
     ops = source_ops(records, batch_size, bound)
     expected, expected_late = _expected(ops, gap, lateness)
-    cut = int(len(ops) * cut_at)
-    make = _make(gap, lateness)
     with tempfile.TemporaryDirectory() as d:
-        first = Harness(make, before, Path(d) / "first").open()
-        run_ops(first, ops[:cut])
-        image = serde.msgpack_loads(serde.msgpack_dumps(first.snapshot()))
-        got = Counter((*v, ts) for v, ts in first.outputs())
-        late = list(first.late.values)
-        watermark = first.watermark
-        first.close()
-        second = Harness(make, after, Path(d) / "second").open(image)
-        if watermark > MIN_TIMESTAMP:
-            second.advance(watermark)  # sources re-emit it
-        run_ops(second, ops[cut:])
-        got.update((*v, ts) for v, ts in second.outputs())
-        late.extend(second.late.values)
-        second.assert_empty()
-        second.close()
-    assert got == expected
+        outputs, late = run_with_restore(
+            _make(gap, lateness), before, after, ops, int(len(ops) * cut_at), Path(d), assert_empty=True
+        )
+    assert Counter((*v, ts) for v, ts in outputs) == expected
     assert late == expected_late
 
 

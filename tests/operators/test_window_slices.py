@@ -36,7 +36,6 @@ from streamcore.errors import StateError
 from streamcore.operators.window_functions import ProcessWindowFunction, plain
 from streamcore.operators.window_operator import WindowOperator
 from streamcore.operators.window_sliced import SLICES_STATE, SlicedWindows
-from streamcore.time import MIN_TIMESTAMP
 from streamcore.windowing import CountEvictor, SlidingEventTimeWindows, TumblingEventTimeWindows
 from tests.operators.test_windows import event_streams
 from tests.operators.window_support import (
@@ -44,7 +43,9 @@ from tests.operators.window_support import (
     ROCKSDB_SETTINGS,
     Harness,
     aligned_oracle,
+    check_against_oracle,
     run_ops,
+    run_with_restore,
     source_ops,
 )
 
@@ -150,14 +151,8 @@ def check_oracle(backend: str, kind: str, stream: Any, spec: Any, cache: int | N
     ops = source_ops(records, batch_size, bound)
     expected, expected_late = _expected(kind, ops, spec)
     with tempfile.TemporaryDirectory() as d:
-        h = Harness(_make(kind, spec, cache=cache), backend, Path(d)).open()
-        assert isinstance(h.op._aligned_windows, SlicedWindows)
-        run_ops(h, ops)
-        assert Counter((*v, ts) for v, ts in h.outputs()) == expected
-        assert h.late.values == expected_late  # arrival order
-        assert h.op.late_records == len(expected_late)
-        h.assert_empty()
-        h.close()
+        make = _make(kind, spec, cache=cache)
+        check_against_oracle(make, backend, ops, expected, expected_late, SlicedWindows, Path(d))
 
 
 @pytest.mark.parametrize("kind", sorted(AGGS))
@@ -196,25 +191,11 @@ def check_restore(before: str, after: str, kind: str, stream: Any, spec: Any, cu
     records, bound, batch_size = stream
     ops = source_ops(records, batch_size, bound)
     expected, expected_late = _expected(kind, ops, spec)
-    cut = int(len(ops) * cut_at)
-    make = _make(kind, spec)
     with tempfile.TemporaryDirectory() as d:
-        first = Harness(make, before, Path(d) / "first").open()
-        run_ops(first, ops[:cut])
-        image = serde.msgpack_loads(serde.msgpack_dumps(first.snapshot()))
-        got = Counter((*v, ts) for v, ts in first.outputs())
-        late = list(first.late.values)
-        watermark = first.watermark
-        first.close()
-        second = Harness(make, after, Path(d) / "second").open(image)
-        if watermark > MIN_TIMESTAMP:
-            second.advance(watermark)  # sources re-emit it
-        run_ops(second, ops[cut:])
-        got.update((*v, ts) for v, ts in second.outputs())
-        late.extend(second.late.values)
-        second.assert_empty()
-        second.close()
-    assert got == expected
+        outputs, late = run_with_restore(
+            _make(kind, spec), before, after, ops, int(len(ops) * cut_at), Path(d), assert_empty=True
+        )
+    assert Counter((*v, ts) for v, ts in outputs) == expected
     assert late == expected_late
 
 
