@@ -12,7 +12,9 @@ Figures:
 * ``rps_1`` / ``rps_2``: records per second of the whole job with 1 and with 2 workers:
   records / wall time from the first worker's job start (its process started and the job
   built) to the last worker's end, so rebalances count but Python's start-up does not;
-* ``speedup_2_workers``: ``rps_2 / rps_1`` (target >= 1.6 on 2 cores). The default input is
+  the median of ``--rounds`` runs each (default 3), 1-worker and 2-worker runs alternating;
+* ``speedup_2_workers``: ``rps_2 / rps_1`` (target >= 1.6 on 2 cores; ``speedup_rounds``
+  gives each round's, which vary by +-10 % on this machine). The default input is
   2M events, about 6 s for one worker: the mock keeps a partition's newest message sets only
   (about 2.4M of these events, lz4-compressed), and the driver checks that it still holds all of
   them. What a second worker costs once, the rebalance it causes (it idles while the first
@@ -34,6 +36,7 @@ import collections
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,10 +71,11 @@ def worker(bootstrap: str, work: str, records: int) -> None:
     env = sc.StreamEnvironment(state_backend="rocksdb", state_dir=tempfile.mkdtemp(prefix="sc-bench-"))
     env.enable_checkpointing(Path(work) / "chk", every_records=max(5_000, records // 40))
     env.takeover_s = 5.0
+    env.initial_assignment_delay_s = float(os.environ.get("SC_BENCH_INITIAL_DELAY_S", "0"))
     src = sc.KafkaSource(
         bootstrap,
         "events",
-        "scale-out-bench",
+        f"scale-out-{Path(work).name}",  # a fresh group per run
         value_deserializer=msgpack_loads,
         stopping_offsets="latest",
         timestamp=lambda r: r[2],
@@ -223,7 +227,14 @@ def main() -> dict[str, Any]:
     p.add_argument(
         "--records", type=int, default=None, help="events (default 2,000,000; 30,000 with --quick)"
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="1-worker and 2-worker runs, alternately (default 3; 1 with --quick)",
+    )
     args = p.parse_args()
+    args.rounds = args.rounds or (1 if args.quick else 3)
     from streamcore.testing.kafka_mock import MockKafkaCluster
 
     records = args.records or (30_000 if args.quick else 2_000_000)
@@ -232,18 +243,27 @@ def main() -> dict[str, Any]:
         cluster.create_topic("events", PARTITIONS)
         expected = produce(cluster.bootstrap_servers, records)
         check_retained(cluster.bootstrap_servers, records)
-        runs = {}
+        elapsed: dict[int, list[float]] = {1: [], 2: []}
+        pauses_2: list[float] = []
+        restores_2: list[float] = []
         lost = duplicated = 0
-        for workers in (1, 2):
-            with tempfile.TemporaryDirectory(prefix=f"sc-scale-{workers}-") as tmp:
-                # A fresh consumer group per run: the same group would resume nothing (offsets are
-                # in checkpoints), but a leaving member of the first run could slow the second.
-                work = Path(tmp)
-                runs[workers] = run_workers(cluster.bootstrap_servers, work, records, workers, 0.0)
-                lo, du = check_output(work / "out", expected)
-                print(f"  {workers} worker(s): lost {lo:,}, duplicated {du:,}", file=sys.stderr)
-                lost += lo
-                duplicated += du
+        for rnd in range(args.rounds):
+            for workers in (1, 2):  # alternately, so that drifts of the machine hit both alike
+                with tempfile.TemporaryDirectory(prefix=f"sc-scale-{workers}-") as tmp:
+                    work = Path(tmp)
+                    run = run_workers(cluster.bootstrap_servers, work, records, workers, 0.0)
+                    elapsed[workers].append(run["elapsed"])
+                    if workers == 2:
+                        pauses_2 += run["pauses_ms"]
+                        restores_2 += run["restores_s"]
+                    lo, du = check_output(work / "out", expected)
+                    print(
+                        f"  round {rnd}, {workers} worker(s): {records / run['elapsed']:,.0f} rec/s, "
+                        f"lost {lo:,}, duplicated {du:,}",
+                        file=sys.stderr,
+                    )
+                    lost += lo
+                    duplicated += du
         # The rebalance a second worker causes: it joins while the first runs every task.
         with tempfile.TemporaryDirectory(prefix="sc-scale-join-") as tmp:
             moved = run_workers(cluster.bootstrap_servers, Path(tmp), records, 2, 1.0 if args.quick else 3.0)
@@ -251,16 +271,19 @@ def main() -> dict[str, Any]:
             print(f"  2 workers, the second joining late: lost {lo:,}, duplicated {du:,}", file=sys.stderr)
             lost += lo
             duplicated += du
-    rps_1 = records / runs[1]["elapsed"]
-    rps_2 = records / runs[2]["elapsed"]
-    pauses = moved["pauses_ms"] or runs[2]["pauses_ms"]
-    restores = moved["restores_s"] or runs[2]["restores_s"]
+    rps_1 = records / statistics.median(elapsed[1])
+    rps_2 = records / statistics.median(elapsed[2])
+    speedups = [e1 / e2 for e1, e2 in zip(elapsed[1], elapsed[2], strict=True)]
+    pauses = moved["pauses_ms"] or pauses_2
+    restores = moved["restores_s"] or restores_2
     figures = {
         "records": records,
         "partitions": PARTITIONS,
         "rps_1": round(rps_1),
         "rps_2": round(rps_2),
         "speedup_2_workers": round(rps_2 / rps_1, 3),
+        "speedup_rounds": [round(x, 3) for x in speedups],
+        "rounds": args.rounds,
         "rebalance_pause_ms_p50": round(percentile(pauses, 50), 1),
         "rebalance_pause_ms_max": round(max(pauses, default=0.0), 1),
         "tasks_moved": len(pauses),

@@ -81,6 +81,11 @@ class StreamEnvironment:
         self._run_listeners: list[Callable[[], RunListener]] = []
         #: how long a consumer-group task waits for its previous owner to release it.
         self.takeover_s = 10.0
+        #: how long a process that just joined a consumer-group job waits before it starts the
+        #: tasks of its first assignment (Kafka's ``group.initial.rebalance.delay.ms``): when
+        #: several processes start together, each then opens and restores only its own share,
+        #: instead of the first one opening every task and handing most of them over again.
+        self.initial_assignment_delay_s = 0.0
         #: how repartition topics are written: "exactly_once" (transactions committed with the
         #: task's checkpoints) or "at_least_once" (readers still drop replays by number).
         self.repartition_delivery = "exactly_once"
@@ -507,7 +512,12 @@ class StreamEnvironment:
             return all(task_finished(records_of(task_config(config, str(p)))) for p in range(partitions))
 
         membership = KafkaGroupMembership(
-            spec.bootstrap_servers, spec.group_id, spec.topics, spec.config, job_finished=job_finished
+            spec.bootstrap_servers,
+            spec.group_id,
+            spec.topics,
+            spec.config,
+            job_finished=job_finished,
+            initial_delay_s=self.initial_assignment_delay_s,
         )
         return membership, graph
 

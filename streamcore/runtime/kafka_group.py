@@ -24,6 +24,7 @@ are closed without a checkpoint, because this process may be a zombie.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,9 @@ class KafkaGroupMembership(Membership):
         timeout_s: time limit of the metadata look-up at start.
         job_finished: whether every task of the job read all its input (a bounded job's
             processes end then, and only then: a task can move to a process until it is done).
+        initial_delay_s: how long after joining the tasks assigned stay pending (not opened,
+            not restored): a rebalance that moves them to a process joining meanwhile costs
+            nothing then. Later assignments start at once.
     """
 
     dynamic = True
@@ -79,7 +83,17 @@ class KafkaGroupMembership(Membership):
         config: Mapping[str, Any] | None = None,
         timeout_s: float = 10.0,
         job_finished: Callable[[], bool] | None = None,
+        initial_delay_s: float = 0.0,
     ) -> None:
+        if (
+            not isinstance(initial_delay_s, (int, float))
+            or isinstance(initial_delay_s, bool)
+            or initial_delay_s < 0
+        ):
+            msg = f"initial_assignment_delay_s must be a number of seconds >= 0, got {initial_delay_s!r}"
+            raise ConfigurationError(msg)
+        self.initial_delay_s = float(initial_delay_s)
+        self._start_after = 0.0
         self.job_finished = job_finished
         self.bootstrap_servers = bootstrap_servers
         self.group_id = group_id
@@ -122,6 +136,7 @@ class KafkaGroupMembership(Membership):
                 raise ConnectorError(msg)
             counts[topic] = len(info.partitions)
         self.partitions = check_co_partitioned(counts)
+        self._start_after = time.monotonic() + self.initial_delay_s
         with kafka_errors(f"subscribing to {self.driver_topic!r}"):
             self._consumer.subscribe(
                 [self.driver_topic],
@@ -198,7 +213,8 @@ class KafkaGroupMembership(Membership):
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        if self.pending:
+        if self.pending and (not self._start_after or time.monotonic() >= self._start_after):
+            self._start_after = 0.0
             started = assign([str(p) for p in sorted(self.pending)])
             self.pending.difference_update(int(t) for t in started)
 
