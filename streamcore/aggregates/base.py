@@ -34,9 +34,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from streamcore.errors import ConfigurationError
+from streamcore.errors import ChangelogError, ConfigurationError
 
-__all__ = ["AggregateFunction", "Field", "ReduceAggregate", "field_getter"]
+__all__ = [
+    "AggregateFunction",
+    "Field",
+    "ReduceAggregate",
+    "field_getter",
+    "multiset_merge",
+    "multiset_retract",
+]
 
 IN = TypeVar("IN")
 ACC = TypeVar("ACC")
@@ -202,3 +209,30 @@ class ReduceAggregate(AggregateFunction[Any, "tuple[Any] | None", Any]):
 
     def __repr__(self) -> str:
         return f"ReduceAggregate({getattr(self.reduce_fn, '__name__', self.reduce_fn)!r})"
+
+
+# -- value -> count multisets: the accumulators of retractable Min/Max/DistinctCount --------
+def multiset_retract(
+    owner: AggregateFunction[Any, Any, Any], counts: dict[Any, int], value: Any
+) -> dict[Any, int]:
+    """Take one ``value`` out of ``counts`` (in place); a value it does not hold is a changelog error.
+
+    Raises:
+        ChangelogError: ``value`` was never added to ``owner``'s accumulator, or retracted already.
+    """
+    n = counts.get(value, 0)
+    if n <= 0:
+        msg = f"{owner!r} retracts {value!r}, which it never added (or retracted already)"
+        raise ChangelogError(msg)
+    if n == 1:
+        del counts[value]
+    else:
+        counts[value] = n - 1
+    return counts
+
+
+def multiset_merge(a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
+    """Add the counts of ``b`` into ``a`` (in place)."""
+    for v, n in b.items():
+        a[v] = a.get(v, 0) + n
+    return a

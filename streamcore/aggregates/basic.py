@@ -16,8 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, Field, field_getter
-from streamcore.errors import ChangelogError
+from streamcore.aggregates.base import (
+    AggregateFunction,
+    Field,
+    field_getter,
+    multiset_merge,
+    multiset_retract,
+)
 
 __all__ = ["Avg", "Count", "Max", "Min", "Sum"]
 
@@ -159,22 +164,11 @@ class _Extreme(_FieldAggregate):
     def retract(self, value: Any, accumulator: Any) -> Any:
         if not self.retractable:
             return super().retract(value, accumulator)
-        v = self._one(value)
-        n = accumulator.get(v, 0)
-        if n <= 0:
-            msg = f"{self!r} retracts {v!r}, which it never added (or retracted already)"
-            raise ChangelogError(msg)
-        if n == 1:
-            del accumulator[v]
-        else:
-            accumulator[v] = n - 1
-        return accumulator
+        return multiset_retract(self, accumulator, self._one(value))
 
     def merge(self, a: Any, b: Any) -> Any:
         if self.retractable:
-            for v, n in b.items():
-                a[v] = a.get(v, 0) + n
-            return a
+            return multiset_merge(a, b)
         if a is None:
             return b
         if b is None or not self._better(b[0], a[0]):

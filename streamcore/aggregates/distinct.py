@@ -11,9 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from streamcore.aggregates.base import AggregateFunction, Field, field_getter
+from streamcore.aggregates.base import (
+    AggregateFunction,
+    Field,
+    field_getter,
+    multiset_merge,
+    multiset_retract,
+)
 from streamcore.aggregates.sketches import BloomFilter, HyperLogLogSketch
-from streamcore.errors import ChangelogError, ConfigurationError
+from streamcore.errors import ConfigurationError
 
 __all__ = ["BloomDistinct", "DistinctCount", "HyperLogLog"]
 
@@ -84,23 +90,12 @@ class DistinctCount(_DistinctBase):
     def retract(self, value: Any, accumulator: Any) -> Any:
         if not self.retractable:
             return super().retract(value, accumulator)
-        v = value if self._get is None else self._get(value)
-        n = accumulator.get(v, 0)
-        if n <= 0:
-            msg = f"{self!r} retracts {v!r}, which it never added (or retracted already)"
-            raise ChangelogError(msg)
-        if n == 1:
-            del accumulator[v]
-        else:
-            accumulator[v] = n - 1
-        return accumulator
+        return multiset_retract(self, accumulator, value if self._get is None else self._get(value))
 
     def merge(self, a: Any, b: Any) -> Any:
         if self.retractable:
-            for v, n in b.items():
-                a[v] = a.get(v, 0) + n
-        else:
-            a |= b
+            return multiset_merge(a, b)
+        a |= b
         return a
 
     def get_result(self, accumulator: Any) -> int:
