@@ -1,8 +1,8 @@
 """Scale-out: one keyed window job as 1 worker process, then as 2, on a topic of 8 partitions.
 
-The job reads ``events`` (8 partitions, keyed by page, produced before timing) with
-``KafkaSource(assignment="group")``; a consumer group gives each worker process its
-tasks (task p = partition p). It counts and sums per page in tumbling 1-second
+The job reads ``events`` (8 partitions by page, event time in the Kafka timestamp, produced
+before timing) with ``KafkaSource(assignment="group")``; a consumer group gives each worker
+process its tasks (task p = partition p). It counts and sums per page in tumbling 1-second
 event-time windows (``key_by(partitioned=True)``: no repartition topic) and writes the
 window results exactly once through a ``FileSink``. The librdkafka mock cluster runs in
 this driver process.
@@ -14,12 +14,13 @@ Figures:
   built) to the last worker's end, so rebalances count but Python's start-up does not;
   the median of ``--rounds`` runs each (default 3), 1-worker and 2-worker runs alternating;
 * ``speedup_2_workers``: ``rps_2 / rps_1`` (target >= 1.6 on 2 cores; ``speedup_rounds``
-  gives each round's, which vary by +-10 % on this machine). The default input is
-  2M events, about 6 s for one worker: the mock keeps a partition's newest message sets only
-  (about 2.4M of these events, lz4-compressed), and the driver checks that it still holds all of
-  them. What a second worker costs once, the rebalance it causes (it idles while the first
-  worker hands over half the tasks), is a small part of that; at 600k events it was a quarter
-  of the run and the speedup 1.2-1.4;
+  gives each round's, which vary by +-10 % on this machine). The default input is 3.2M
+  events, about 14 s for one worker: the mock keeps a partition's newest bytes only (about
+  3.8M of these small records: value ``[page, amount]``, event time in the Kafka timestamp,
+  lz4), and the driver checks that it still holds every event. What a second worker costs
+  once, the rebalance it causes (it idles about 0.7 s while the first worker hands over half
+  the tasks), is a small part of that; at 600k events it was a quarter of the run and the
+  speedup 1.2-1.4;
 * ``rebalance_pause_ms_p50``: how long a moved task is unavailable: from the moment its
   old owner starts its hand-over (final checkpoint) to the moment the new owner has
   restored it (median over the tasks moved when the second worker joins);
@@ -78,7 +79,6 @@ def worker(bootstrap: str, work: str, records: int) -> None:
         f"scale-out-{Path(work).name}",  # a fresh group per run
         value_deserializer=msgpack_loads,
         stopping_offsets="latest",
-        timestamp=lambda r: r[2],
         assignment="group",
         config={"fetch.wait.max.ms": 10},
     )
@@ -102,7 +102,7 @@ def worker(bootstrap: str, work: str, records: int) -> None:
 
 # -- the driver -----------------------------------------------------------------------------------------
 def produce(bootstrap: str, n: int) -> dict[tuple[int, int], tuple[int, int]]:
-    """Produce ``n`` events keyed by page; returns the expected (page, window start) -> (count, sum)."""
+    """Produce ``n`` events partitioned by page; returns the expected (page, window start) -> (count, sum)."""
     from confluent_kafka import Producer
 
     from streamcore.serde import msgpack_dumps
@@ -111,7 +111,8 @@ def produce(bootstrap: str, n: int) -> dict[tuple[int, int], tuple[int, int]]:
     p = Producer(
         {
             "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
+            "linger.ms": 50,
+            "batch.num.messages": 100_000,
             "queue.buffering.max.messages": 1_000_000,
             "compression.type": "lz4",
         }
@@ -127,8 +128,14 @@ def produce(bootstrap: str, n: int) -> dict[tuple[int, int], tuple[int, int]]:
         page = rng.randrange(PAGES)
         ts = i * 2 + rng.randint(0, 150)
         v = rng.randint(1, 9)
+        # Partitioned by page, the event time in the record's Kafka timestamp: small records, so
+        # that the mock, which keeps a partition's newest bytes only, holds the whole input.
         p.produce(
-            "events", msgpack_dumps([page, v, ts]), str(page).encode(), timestamp=ts, on_delivery=delivered
+            "events",
+            msgpack_dumps([page, v]),
+            partition=page % PARTITIONS,
+            timestamp=ts,
+            on_delivery=delivered,
         )
         e = expected[(page, ts - ts % WINDOW_MS)]
         e[0] += 1
@@ -225,7 +232,7 @@ def check_output(out: Path, expected: dict[tuple[int, int], tuple[int, int]]) ->
 def main() -> dict[str, Any]:
     p = parser(__doc__.splitlines()[0])
     p.add_argument(
-        "--records", type=int, default=None, help="events (default 2,000,000; 30,000 with --quick)"
+        "--records", type=int, default=None, help="events (default 3,200,000; 30,000 with --quick)"
     )
     p.add_argument(
         "--rounds",
@@ -237,7 +244,7 @@ def main() -> dict[str, Any]:
     args.rounds = args.rounds or (1 if args.quick else 3)
     from streamcore.testing.kafka_mock import MockKafkaCluster
 
-    records = args.records or (30_000 if args.quick else 2_000_000)
+    records = args.records or (30_000 if args.quick else 3_200_000)
     with MockKafkaCluster(num_brokers=3) as cluster:
         cluster.set_group_timing(session_timeout_ms=3_000, heartbeat_interval_ms=300)
         cluster.create_topic("events", PARTITIONS)
